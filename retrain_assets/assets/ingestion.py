@@ -1,0 +1,124 @@
+"""raw_data: each landed batch file stored as it arrived in DuckDB, with where it came from."""
+
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+
+from retrain_assets.constants import DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
+from retrain_assets.core import landing, storage
+from retrain_assets.metadata import markdown_table
+from retrain_assets.partitions import batch_partitions
+from retrain_assets.resources import RetrainSettings, Warehouse
+from retrain_assets.settings import Settings
+
+
+def locate_batch_file(settings: Settings, batch_id: str, tagged_path: str | None) -> Path:
+    """The landed file of a batch: the one the sensor saw, else ``<batch_id>.csv|.parquet`` in landing_dir."""
+    if tagged_path and Path(tagged_path).is_file():
+        return Path(tagged_path)
+    found = landing.find_batch_file(settings.dataset.landing_dir, batch_id)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise dg.Failure(
+            description=(
+                f"batch {batch_id!r}: no file {batch_id}.csv or {batch_id}.parquet in "
+                f"{settings.dataset.landing_dir}" + (f" (the sensor saw {tagged_path}, now gone)" if tagged_path else "")
+            ),
+            allow_retries=False,
+        )
+    raise dg.Failure(
+        description=f"batch {batch_id!r} exists as several files {[p.name for p in found]}; keep exactly one",
+        allow_retries=False,
+    )
+
+
+@dg.asset(
+    key=RAW_DATA,
+    partitions_def=batch_partitions,
+    group_name=INGESTION,
+    kinds={"duckdb", "pandas"},
+    pool=DUCKDB_POOL,
+    code_version="1",
+)
+def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse) -> dg.MaterializeResult:
+    """A landed batch file, stored as it arrived (CSV values as text) in DuckDB, with file, hash and arrival time."""
+    cfg = settings.load()
+    batch_id = context.partition_key
+    path = locate_batch_file(cfg, batch_id, context.run.tags.get(TAG_FILE))
+    fp = landing.fingerprint(path)
+    seen = context.run.tags.get(TAG_FINGERPRINT)
+    if seen and seen != fp:
+        raise dg.Failure(
+            description=(
+                f"file {path.name!r} changed after the landing sensor saw it (sha256 {seen[:12]}… then, "
+                f"{fp[:12]}… now); it was not ingested. Land new data under a new batch id."
+            ),
+            allow_retries=False,
+        )
+
+    with warehouse.get_connection() as conn:
+        prior = storage.ingested_record(conn, batch_id)
+    if prior is not None and prior.fingerprint != fp and prior.fingerprint not in landing.rejected_fingerprints(
+        cfg.rejected_dir, batch_id
+    ):
+        reason = (
+            f"batch {batch_id!r} was already ingested from {prior.file_name!r} (sha256 {prior.fingerprint[:12]}…) "
+            f"on {prior.ingested_at:%Y-%m-%d %H:%M} UTC; {path.name!r} has different contents "
+            f"(sha256 {fp[:12]}…). Ingested batches are never overwritten: land the data under a new batch id."
+        )
+        rejection = landing.reject_file(path, cfg.rejected_dir, reason=reason, stage=RAW_DATA, fingerprint_hex=fp)
+        raise dg.Failure(description=f"{reason} The file was moved to {rejection.moved_to}.",
+                         metadata={"moved_to": dg.MetadataValue.path(str(rejection.moved_to))}, allow_retries=False)
+
+    arrived_at = landing.file_arrival_time(path)
+    size = path.stat().st_size
+    try:
+        frame = landing.read_batch(path, encoding=cfg.dataset.encoding, delimiter=cfg.dataset.csv_delimiter)
+    except landing.BatchReadError as error:
+        rejection = landing.reject_file(path, cfg.rejected_dir, reason=str(error), stage=RAW_DATA, fingerprint_hex=fp)
+        context.log.error(f"{error}; moved to {rejection.moved_to}")
+        raise dg.Failure(
+            description=f"{error}. Nothing was ingested; the file was moved to {rejection.moved_to}.",
+            metadata={"file": path.name, "moved_to": dg.MetadataValue.path(str(rejection.moved_to))},
+            allow_retries=False,
+        ) from None
+
+    columns = [c for c in frame.columns if c != landing.ROW_COLUMN]
+    record = storage.IngestionRecord(
+        batch_id=batch_id,
+        file_name=path.name,
+        file_path=str(path),
+        file_format=path.suffix.lstrip("."),
+        fingerprint=fp,
+        size_bytes=size,
+        rows=len(frame),
+        columns=columns,
+        arrived_at=arrived_at,
+        ingested_at=datetime.now(timezone.utc),
+        dagster_run_id=context.run_id,
+    )
+    with warehouse.get_connection() as conn:
+        storage.write_raw_batch(conn, record, frame)
+    labelled = cfg.dataset.target in columns
+    context.log.info(f"ingested {path.name}: {len(frame)} rows, {len(columns)} columns, labelled={labelled}")
+    return dg.MaterializeResult(
+        metadata={
+            "file": dg.MetadataValue.path(str(path)),
+            "format": record.file_format,
+            "dagster/row_count": len(frame),
+            "columns": dg.MetadataValue.json(columns),
+            "sha256": fp,
+            "size_bytes": size,
+            "arrived_at": dg.MetadataValue.timestamp(arrived_at),
+            "labelled": labelled,
+            "duckdb_table": storage.raw_table(batch_id),
+            "preview": dg.MetadataValue.md(markdown_table(frame.head(5))),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name=c, type=str(frame[c].dtype)) for c in columns]
+            ),
+        },
+        data_version=dg.DataVersion(fp[:16]),
+    )

@@ -1,0 +1,122 @@
+"""validated_data: the rows of a batch that pass the Great Expectations suite; the rest quarantined."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from retrain_assets.assets.ingestion import raw_data
+from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
+from retrain_assets.constants import DUCKDB_POOL, RAW_DATA, VALIDATED_DATA, VALIDATION
+from retrain_assets.core import landing, storage
+from retrain_assets.core.schema import SchemaStore, with_classes
+from retrain_assets.core.validation import validate_batch
+from retrain_assets.metadata import markdown_table
+from retrain_assets.partitions import batch_partitions
+from retrain_assets.resources import RetrainSettings, Warehouse
+
+
+def _move_rejected_file(record: storage.IngestionRecord, rejected_dir: Path, reason: str) -> Path | None:
+    """Move the landed file of a held-back batch to the rejected area (if it is still there, unchanged)."""
+    path = Path(record.file_path)
+    if not path.is_file() or landing.fingerprint(path) != record.fingerprint:
+        return None
+    return landing.reject_file(
+        path, rejected_dir, reason=reason, stage=VALIDATED_DATA, fingerprint_hex=record.fingerprint
+    ).moved_to
+
+
+@dg.asset(
+    key=VALIDATED_DATA,
+    partitions_def=batch_partitions,
+    deps=[raw_data],
+    check_specs=[validation_gate],
+    group_name=VALIDATION,
+    kinds={"great_expectations", "duckdb"},
+    pool=DUCKDB_POOL,
+    code_version="1",
+)
+def validated_data(
+    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Rows of a batch that pass the Great Expectations suite; bad rows quarantined with the rules they broke."""
+    cfg = settings.load()
+    batch_id = context.partition_key
+    with warehouse.get_connection() as conn:
+        raw = storage.read_raw_batch(conn, batch_id)
+        record = storage.ingested_record(conn, batch_id)
+    if record is None:  # raw table without a log row cannot happen through the assets
+        raise dg.Failure(f"batch {batch_id!r} has no ingestion record; materialize {RAW_DATA} first")
+
+    store = SchemaStore(cfg.schema_path)
+    stored = store.load()
+    schema = cfg.schema_for(stored, raw, batch_id)
+    learns_classes = (
+        schema.task == "classification" and schema.classes is None and schema.target in raw.columns
+    )
+    if learns_classes:
+        schema = with_classes(schema, raw[schema.target].tolist())
+
+    report = validate_batch(
+        raw,
+        schema,
+        batch_id=batch_id,
+        max_invalid_fraction=cfg.validation.max_invalid_fraction,
+        examples=cfg.validation.examples_per_expectation,
+    )
+    if report.passed and (stored is None or learns_classes):
+        store.save(schema, overwrite=stored is not None)
+        context.log.info(f"schema stored at {cfg.schema_path} ({schema.source})")
+
+    with warehouse.get_connection() as conn:
+        published = storage.write_validation(conn, report, fingerprint=record.fingerprint, run_id=context.run_id)
+
+    moved_to = None
+    if not report.passed:
+        moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary)
+        context.log.error(report.summary)
+    elif report.quarantined_rows:
+        context.log.warning(report.summary)
+    else:
+        context.log.info(report.summary)
+
+    quarantine_preview = report.quarantine.head(10)[[landing.ROW_COLUMN, "reasons"]]
+    return dg.MaterializeResult(
+        metadata={
+            "passed": report.passed,
+            "summary": report.summary,
+            "labelled": report.labelled,
+            "rows_in": report.rows,
+            "dagster/row_count": published,
+            "valid_rows": len(report.valid),
+            "quarantined_rows": report.quarantined_rows,
+            "invalid_fraction": float(round(report.invalid_fraction, 6)),
+            "schema_source": schema.source,
+            "explanation": dg.MetadataValue.md(explain(report, moved_to)),
+            "expectations": dg.MetadataValue.md(rules_table(report)),
+            "quarantine_preview": dg.MetadataValue.md(markdown_table(quarantine_preview)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(
+                        name=spec.name,
+                        type=spec.kind,
+                        description=_describe(spec),
+                    )
+                    for spec in schema.columns
+                ]
+                + ([dg.TableColumn(name=schema.target, type=f"target ({schema.task})")] if report.labelled else [])
+            ),
+        },
+        check_results=[validation_gate_result(report, moved_to)],
+    )
+
+
+def _describe(spec) -> str:
+    parts = []
+    if spec.required:
+        parts.append("required")
+    if spec.min is not None or spec.max is not None:
+        parts.append(f"range [{spec.min}, {spec.max}]")
+    if spec.categories is not None:
+        parts.append(f"{len(spec.categories)} allowed categories")
+    return ", ".join(parts)

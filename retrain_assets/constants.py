@@ -1,0 +1,39 @@
+"""Names shared across the package: asset keys, groups, tags, defaults. No Dagster import."""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG_PATH = REPO_ROOT / "data" / "demo_config.yaml"
+CONFIG_ENV_VAR = "RETRAIN_CONFIG"
+
+# Asset keys (exact names are part of the product's contract).
+RAW_DATA = "raw_data"
+VALIDATED_DATA = "validated_data"
+
+# Asset groups, one per stage.
+INGESTION = "ingestion"
+VALIDATION = "validation"
+MONITORING = "monitoring"
+TRAINING = "training"
+SERVING = "serving"
+
+# Dynamic partitions: one per landed batch.
+BATCH_PARTITIONS = "batches"
+
+# Checks.
+VALIDATION_GATE = "batch_passes_validation"
+
+# Jobs and sensors.
+INGEST_JOB = "ingest_batch"
+LANDING_SENSOR = "landing_sensor"
+
+# Concurrency pool for steps that write the DuckDB file (DuckDB allows one writer per file).
+DUCKDB_POOL = "duckdb_writer"
+
+# Run tags.
+TAG_FILE = "retrain/file"
+TAG_FINGERPRINT = "retrain/fingerprint"
+TAG_TRIGGER = "retrain/trigger"
+TAG_REASON = "retrain/reason"
+
+BATCH_EXTENSIONS = (".csv", ".parquet")

@@ -1,0 +1,437 @@
+"""Landed batch files: naming, fingerprints, reading, refusing, and deciding what is new.
+
+A batch lands as ``<batch_id>.csv`` or ``<batch_id>.parquet`` in the landing folder. Batch ids sort
+in arrival order. A file is read once it has settled; a file that cannot be taken is *moved* to the
+rejected area with a reason file beside it, never deleted. Pure Python (no Dagster).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from retrain_assets.constants import BATCH_EXTENSIONS
+
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ROW_COLUMN = "_row"  # 1-based data row number within the landed file (CSV: line number minus one)
+_IGNORED_PREFIXES = (".", "~", "_")
+_IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".swp", ".partial", ".filepart")
+
+
+class BatchReadError(ValueError):
+    """A landed file cannot be read as a batch; the message names the file and what is wrong."""
+
+
+def is_ignored_name(name: str) -> bool:
+    """True for hidden, temporary and in-progress files, which the platform leaves alone."""
+    return name.startswith(_IGNORED_PREFIXES) or name.lower().endswith(_IGNORED_SUFFIXES)
+
+
+def batch_id_of(path: Path) -> str:
+    """The batch id a file stands for: its name without the extension."""
+    return path.stem if path.suffix else path.name
+
+
+def name_problem(path: Path) -> str | None:
+    """Why a file's name cannot be a batch, or None if it can.
+
+    Args:
+        path: The landed file.
+
+    Returns:
+        A sentence naming the file and the fix, or None.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in BATCH_EXTENSIONS:
+        shown = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        return (
+            f"file {path.name!r} has {shown}; batches must land as <batch_id>.csv or <batch_id>.parquet"
+        )
+    if path.suffix != suffix:
+        return f"file {path.name!r}: write the extension in lower case ({suffix})"
+    batch_id = batch_id_of(path)
+    if not BATCH_ID_PATTERN.fullmatch(batch_id):
+        return (
+            f"file {path.name!r}: batch id {batch_id!r} must start with a letter or digit and use only "
+            "letters, digits, '.', '_' and '-' (at most 128 characters), e.g. 2024-05-01 or batch_0007"
+        )
+    return None
+
+
+def fingerprint(path: Path, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes, streamed (constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _line_of_offset(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
+    """Read a landed batch exactly as it arrived.
+
+    CSV values are kept as text (``None`` for empty cells and the usual missing markers) so that
+    nothing is lost or silently coerced before validation; Parquet keeps its own types. A column
+    ``_row`` holds the 1-based data row number used in every message about a row.
+
+    Args:
+        path: A ``.csv`` or ``.parquet`` file.
+        encoding: Text encoding of CSV files.
+        delimiter: CSV field separator.
+
+    Returns:
+        The batch with a leading ``_row`` column.
+
+    Raises:
+        BatchReadError: the file is empty, has no data rows, is not valid text in ``encoding``,
+            is not a parseable CSV/Parquet file, or has blank/duplicated column names.
+    """
+    name = path.name
+    problem = name_problem(path)
+    if problem:
+        raise BatchReadError(problem)
+    size = path.stat().st_size
+    if size == 0:
+        raise BatchReadError(f"file {name!r} is empty (0 bytes)")
+    if path.suffix == ".csv":
+        frame = _read_csv(path, encoding=encoding, delimiter=delimiter)
+    else:
+        frame = _read_parquet(path)
+    columns = [str(c) for c in frame.columns]
+    blank = [i + 1 for i, c in enumerate(columns) if not c.strip() or c.startswith("Unnamed: ")]
+    if blank:
+        raise BatchReadError(f"file {name!r}: column(s) at position {blank} have no name in the header")
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise BatchReadError(f"file {name!r}: the header repeats column name(s) {duplicated}")
+    if ROW_COLUMN in columns:
+        raise BatchReadError(f"file {name!r}: column name {ROW_COLUMN!r} is reserved by the platform; rename it")
+    if len(frame) == 0:
+        raise BatchReadError(f"file {name!r} has a header ({len(columns)} columns) but no data rows")
+    frame.columns = columns
+    frame.insert(0, ROW_COLUMN, range(1, len(frame) + 1))
+    return frame
+
+
+def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
+    name = path.name
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = _line_of_offset(data, error.start)
+        snippet = data[max(0, error.start - 10) : error.start + 10]
+        raise BatchReadError(
+            f"file {name!r} is not valid {encoding} text: byte 0x{data[error.start]:02x} at offset "
+            f"{error.start} (line {line}, near {snippet!r}); save it as {encoding} or set dataset.encoding"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise BatchReadError(f"file {name!r} holds only whitespace, no header and no rows")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise BatchReadError(f"file {name!r} contains NUL bytes (line {line}); it is binary, not CSV text")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=True,
+            skipinitialspace=False,
+            on_bad_lines="error",
+            engine="c",
+        )
+    except pd.errors.ParserError as error:
+        raise BatchReadError(f"file {name!r} is not a well-formed CSV: {error}") from None
+    except pd.errors.EmptyDataError:
+        raise BatchReadError(f"file {name!r} has no header and no rows") from None
+    except csv.Error as error:  # pragma: no cover - the C engine raises ParserError instead
+        raise BatchReadError(f"file {name!r} is not a well-formed CSV: {error}") from None
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as error:
+        raise BatchReadError(f"file {path.name!r} is not a readable Parquet file: {error}") from None
+    return table.to_pandas()
+
+
+# --- Refusing files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refused landing file and where it now lies."""
+
+    batch_id: str
+    original: Path
+    moved_to: Path
+    reason: str
+    stage: str
+    fingerprint: str | None
+
+
+def reject_file(
+    path: Path,
+    rejected_dir: Path,
+    *,
+    reason: str,
+    stage: str,
+    fingerprint_hex: str | None = None,
+    now: datetime | None = None,
+) -> Rejection:
+    """Move a refused file out of the landing folder, keeping it with a reason file beside it.
+
+    The file goes to ``<rejected_dir>/<batch_id>/<UTC time>__<file name>`` and a JSON file with
+    the same name plus ``.reason.json`` records the reason, the stage that refused it and its
+    fingerprint. Nothing is deleted.
+
+    Args:
+        path: The landed file.
+        rejected_dir: The rejected area (``storage.root/rejected``).
+        reason: Why it was refused, in words a person reads.
+        stage: Which part refused it (``landing_sensor``, ``raw_data``, ``validated_data``).
+        fingerprint_hex: The file's SHA-256, if known (computed otherwise).
+        now: Time of the refusal (UTC); default: now.
+
+    Returns:
+        Where it went and why.
+    """
+    now = now or datetime.now(timezone.utc)
+    batch_id = batch_id_of(path)
+    safe_folder = batch_id if BATCH_ID_PATTERN.fullmatch(batch_id) else "_unnamed"
+    target_dir = rejected_dir / safe_folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if fingerprint_hex is None and path.exists():
+        fingerprint_hex = fingerprint(path)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    target = target_dir / f"{stamp}__{path.name}"
+    shutil.move(str(path), str(target))
+    record = {
+        "batch_id": batch_id,
+        "file": path.name,
+        "original_path": str(path),
+        "moved_to": str(target),
+        "reason": reason,
+        "stage": stage,
+        "fingerprint": fingerprint_hex,
+        "rejected_at": now.isoformat(),
+    }
+    Path(f"{target}.reason.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return Rejection(batch_id, path, target, reason, stage, fingerprint_hex)
+
+
+def rejected_fingerprints(rejected_dir: Path, batch_id: str) -> set[str]:
+    """Fingerprints of every file refused so far for a batch id."""
+    folder = rejected_dir / batch_id
+    found: set[str] = set()
+    if not folder.is_dir():
+        return found
+    for reason_file in folder.glob("*.reason.json"):
+        try:
+            fp = json.loads(reason_file.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if fp:
+            found.add(fp)
+    return found
+
+
+def list_rejections(rejected_dir: Path) -> list[dict]:
+    """Every reason record in the rejected area, oldest first."""
+    if not rejected_dir.is_dir():
+        return []
+    records = []
+    for reason_file in rejected_dir.glob("*/*.reason.json"):
+        try:
+            records.append(json.loads(reason_file.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(records, key=lambda r: r.get("rejected_at", ""))
+
+
+# --- Deciding what is new --------------------------------------------------------------------
+
+
+@dataclass
+class LandingState:
+    """What the landing sensor remembers between ticks (kept in its cursor as JSON).
+
+    Attributes:
+        accepted: batch id -> fingerprint of the file a run was requested for.
+        stat_cache: file name -> [size, mtime_ns, fingerprint], so unchanged files are not re-hashed.
+    """
+
+    accepted: dict[str, str] = field(default_factory=dict)
+    stat_cache: dict[str, list] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise for the sensor cursor."""
+        return json.dumps({"accepted": self.accepted, "stat_cache": self.stat_cache}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> LandingState:
+        """Parse a sensor cursor (an empty or missing cursor is a fresh state)."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(accepted=dict(data.get("accepted", {})), stat_cache=dict(data.get("stat_cache", {})))
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A settled file to ingest."""
+
+    batch_id: str
+    path: Path
+    fingerprint: str
+
+    @property
+    def run_key(self) -> str:
+        """Batch id plus file fingerprint: an identical re-drop maps to the same run."""
+        return f"{self.batch_id}:{self.fingerprint[:16]}"
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    """A file the sensor will not ingest, and why."""
+
+    path: Path
+    reason: str
+    fingerprint: str | None = None
+
+
+@dataclass
+class LandingPlan:
+    """The outcome of one look at the landing folder."""
+
+    new: list[NewBatch] = field(default_factory=list)
+    refused: list[RefusedFile] = field(default_factory=list)
+    already_done: list[str] = field(default_factory=list)
+    settling: list[str] = field(default_factory=list)
+    state: LandingState = field(default_factory=LandingState)
+
+
+def scan_landing(
+    landing_dir: Path,
+    state: LandingState,
+    *,
+    now_ts: float,
+    settle_seconds: float,
+    was_rejected: Callable[[str, str], bool] = lambda batch_id, fp: False,
+) -> LandingPlan:
+    """Decide what to do with every file in the landing folder.
+
+    Rules, in order: hidden/temporary files are ignored; files changed within ``settle_seconds``
+    wait; wrong extensions and bad batch ids are refused; a batch id landing as two files at once
+    is refused (ambiguous); an accepted batch id whose file now has different bytes is refused
+    (history is immutable) unless that earlier version was itself rejected; an identical re-drop
+    is skipped; anything else is new.
+
+    Args:
+        landing_dir: The landing folder (it may not exist yet).
+        state: What earlier ticks accepted (not modified; the new state is in the plan).
+        now_ts: Current time as a POSIX timestamp.
+        settle_seconds: How long a file must be unchanged before it is read.
+        was_rejected: ``(batch_id, fingerprint) -> bool``: whether that version was refused later
+            (by ingestion or validation), which allows a corrected re-drop under the same id.
+
+    Returns:
+        The plan; ``plan.state`` is the state to store after acting on it.
+    """
+    new_state = LandingState(accepted=dict(state.accepted), stat_cache={})
+    plan = LandingPlan(state=new_state)
+    if not landing_dir.is_dir():
+        return plan
+
+    candidates: dict[str, list[tuple[Path, str]]] = {}
+    for path in sorted(p for p in landing_dir.iterdir() if p.is_file()):
+        if is_ignored_name(path.name):
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if now_ts - st.st_mtime < settle_seconds:
+            plan.settling.append(path.name)
+            continue
+        cached = state.stat_cache.get(path.name)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            fp = cached[2]
+        else:
+            fp = fingerprint(path)
+        new_state.stat_cache[path.name] = [st.st_size, st.st_mtime_ns, fp]
+        problem = name_problem(path)
+        if problem:
+            plan.refused.append(RefusedFile(path, problem, fp))
+            continue
+        candidates.setdefault(batch_id_of(path), []).append((path, fp))
+
+    for batch_id in sorted(candidates):
+        files = candidates[batch_id]
+        known = state.accepted.get(batch_id)
+        if len(files) > 1:
+            keep = [f for f in files if f[1] == known]
+            names = ", ".join(repr(p.name) for p, _ in files)
+            for path, fp in files:
+                if keep and (path, fp) == keep[0]:
+                    plan.already_done.append(batch_id)
+                    continue
+                plan.refused.append(
+                    RefusedFile(
+                        path,
+                        f"batch id {batch_id!r} landed as several files ({names}); one batch id must be one file",
+                        fp,
+                    )
+                )
+            continue
+        path, fp = files[0]
+        if known == fp:
+            plan.already_done.append(batch_id)
+        elif known is not None and not was_rejected(batch_id, known):
+            plan.refused.append(
+                RefusedFile(
+                    path,
+                    f"batch {batch_id!r} was already ingested from a file with sha256 {known[:12]}…; "
+                    f"{path.name!r} now has different contents (sha256 {fp[:12]}…). Ingested batches are "
+                    "never overwritten: land the corrected data under a new batch id",
+                    fp,
+                )
+            )
+        else:
+            plan.new.append(NewBatch(batch_id, path, fp))
+            new_state.accepted[batch_id] = fp
+    for refused in plan.refused:
+        new_state.stat_cache.pop(refused.path.name, None)
+    return plan
+
+
+def find_batch_file(landing_dir: Path, batch_id: str, extensions: Iterable[str] = BATCH_EXTENSIONS) -> list[Path]:
+    """The landed files that could hold ``batch_id`` (normally one)."""
+    return [landing_dir / f"{batch_id}{ext}" for ext in extensions if (landing_dir / f"{batch_id}{ext}").is_file()]
+
+
+def file_arrival_time(path: Path) -> datetime:
+    """When the file landed (its modification time, UTC)."""
+    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)

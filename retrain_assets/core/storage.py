@@ -1,0 +1,260 @@
+"""The DuckDB tables behind raw_data and validated_data. Pure Python (duckdb, no Dagster).
+
+Tables (all keyed by ``batch_id``; re-running a batch replaces its rows in one transaction):
+
+* ``raw.<batch_id>`` — the batch exactly as read (CSV values as text), plus ``_row``.
+* ``ingestion_log`` — one row per ingested batch: file, fingerprint, rows, columns, times.
+* ``validated`` — typed rows of batches that passed validation, plus ``_batch_id`` and ``_row``.
+* ``quarantine`` — every rejected row with the rules it broke, the reasons and the row as JSON.
+* ``batch_validation`` — one row per validated batch: status, counts, failed rules.
+
+Connections are opened by the caller and kept short (DuckDB allows one writer per file).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from retrain_assets.core.landing import ROW_COLUMN
+from retrain_assets.core.validation import ValidationReport
+
+BATCH_COLUMN = "_batch_id"
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS ingestion_log (
+    batch_id VARCHAR PRIMARY KEY,
+    file_name VARCHAR NOT NULL,
+    file_path VARCHAR NOT NULL,
+    file_format VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    columns VARCHAR[] NOT NULL,
+    arrived_at TIMESTAMPTZ NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id VARCHAR NOT NULL,
+    _row BIGINT NOT NULL,
+    failed_rules VARCHAR NOT NULL,
+    reasons VARCHAR NOT NULL,
+    row_json VARCHAR NOT NULL,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_validation (
+    batch_id VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR,
+    passed BOOLEAN NOT NULL,
+    labelled BOOLEAN NOT NULL,
+    rows BIGINT NOT NULL,
+    valid_rows BIGINT NOT NULL,
+    quarantined_rows BIGINT NOT NULL,
+    invalid_fraction DOUBLE NOT NULL,
+    max_invalid_fraction DOUBLE NOT NULL,
+    schema_problems VARCHAR[] NOT NULL,
+    failed_rules VARCHAR[] NOT NULL,
+    summary VARCHAR NOT NULL,
+    validated_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+"""
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def raw_table(batch_id: str) -> str:
+    """The qualified name of a batch's raw table."""
+    return f"raw.{_q(batch_id)}"
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the platform's tables if they do not exist."""
+    conn.execute(_DDL)
+
+
+@dataclass(frozen=True)
+class IngestionRecord:
+    """What is known about an ingested batch file."""
+
+    batch_id: str
+    file_name: str
+    file_path: str
+    file_format: str
+    fingerprint: str
+    size_bytes: int
+    rows: int
+    columns: list[str]
+    arrived_at: datetime
+    ingested_at: datetime
+    dagster_run_id: str | None = None
+
+
+def ingested_record(conn: duckdb.DuckDBPyConnection, batch_id: str) -> IngestionRecord | None:
+    """The ingestion record of a batch, or None if it was never ingested."""
+    ensure_tables(conn)
+    rows = conn.execute("SELECT * FROM ingestion_log WHERE batch_id = ?", [batch_id]).fetchall()
+    if not rows:
+        return None
+    row = rows[0]
+    names = [d[0] for d in conn.description]
+    values = dict(zip(names, row))
+    values["columns"] = list(values["columns"])
+    return IngestionRecord(**values)
+
+
+def write_raw_batch(conn: duckdb.DuckDBPyConnection, record: IngestionRecord, frame: pd.DataFrame) -> None:
+    """Store a batch as read and its ingestion record, replacing any earlier copy, atomically."""
+    ensure_tables(conn)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.register("_incoming_raw", frame)
+        conn.execute(f"CREATE OR REPLACE TABLE {raw_table(record.batch_id)} AS SELECT * FROM _incoming_raw")
+        conn.unregister("_incoming_raw")
+        conn.execute("DELETE FROM ingestion_log WHERE batch_id = ?", [record.batch_id])
+        conn.execute(
+            "INSERT INTO ingestion_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.batch_id, record.file_name, record.file_path, record.file_format, record.fingerprint,
+                record.size_bytes, record.rows, record.columns, record.arrived_at, record.ingested_at,
+                record.dagster_run_id,
+            ],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def read_raw_batch(conn: duckdb.DuckDBPyConnection, batch_id: str) -> pd.DataFrame:
+    """A batch exactly as it was stored by :func:`write_raw_batch`, in file order."""
+    try:
+        frame = conn.execute(f"SELECT * FROM {raw_table(batch_id)} ORDER BY {ROW_COLUMN}").df()
+    except duckdb.CatalogException:
+        raise LookupError(
+            f"batch {batch_id!r} has no raw data in DuckDB; materialize raw_data for this partition first"
+        ) from None
+    # DuckDB gives NaN for NULL text; keep None like the reader does.
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].where(frame[column].notna(), None)
+    return frame
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchall()[0][0])
+
+
+def _add_missing_columns(conn: duckdb.DuckDBPyConnection, table: str, frame_name: str) -> None:
+    existing = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+    described = conn.execute(f"DESCRIBE {frame_name}").fetchall()
+    for name, dtype, *_ in described:
+        if name not in existing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(name)} {dtype}")
+
+
+def write_validation(
+    conn: duckdb.DuckDBPyConnection,
+    report: ValidationReport,
+    *,
+    fingerprint: str | None,
+    run_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Store a batch's outcome atomically: valid rows (only if it passed), quarantine and status.
+
+    Returns:
+        How many rows were published to ``validated``.
+    """
+    ensure_tables(conn)
+    now = now or datetime.now(timezone.utc)
+    batch_id = report.batch_id
+    published = report.valid if report.passed else report.valid.iloc[0:0]
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if len(published) or _table_exists(conn, "validated"):
+            frame = published.assign(**{BATCH_COLUMN: batch_id})
+            frame = frame[[BATCH_COLUMN, *[c for c in frame.columns if c != BATCH_COLUMN]]]
+            conn.register("_incoming_valid", frame)
+            conn.execute("CREATE TABLE IF NOT EXISTS validated AS SELECT * FROM _incoming_valid LIMIT 0")
+            _add_missing_columns(conn, "validated", "_incoming_valid")
+            conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
+            conn.execute("INSERT INTO validated BY NAME SELECT * FROM _incoming_valid")
+            conn.unregister("_incoming_valid")
+        conn.execute("DELETE FROM quarantine WHERE batch_id = ?", [batch_id])
+        if len(report.quarantine):
+            q = report.quarantine.assign(batch_id=batch_id, quarantined_at=now)
+            q = q[["batch_id", ROW_COLUMN, "failed_rules", "reasons", "row_json", "quarantined_at"]]
+            conn.register("_incoming_quarantine", q)
+            conn.execute("INSERT INTO quarantine SELECT * FROM _incoming_quarantine")
+            conn.unregister("_incoming_quarantine")
+        conn.execute("DELETE FROM batch_validation WHERE batch_id = ?", [batch_id])
+        conn.execute(
+            "INSERT INTO batch_validation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                batch_id, fingerprint, report.passed, report.labelled, report.rows, len(published),
+                report.quarantined_rows, report.invalid_fraction, report.max_invalid_fraction,
+                report.schema_problems, [o.sentence() for o in report.failed_rules], report.summary, now, run_id,
+            ],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return len(published)
+
+
+def read_validated(conn: duckdb.DuckDBPyConnection, batch_ids: list[str] | None = None) -> pd.DataFrame:
+    """Valid rows of passed batches (all, or the given ones), in batch and row order."""
+    ensure_tables(conn)
+    if not _table_exists(conn, "validated"):
+        return pd.DataFrame()
+    if batch_ids is None:
+        return conn.execute(f"SELECT * FROM validated ORDER BY {BATCH_COLUMN}, {ROW_COLUMN}").df()
+    return conn.execute(
+        f"SELECT * FROM validated WHERE {BATCH_COLUMN} IN (SELECT unnest(?)) ORDER BY {BATCH_COLUMN}, {ROW_COLUMN}",
+        [batch_ids],
+    ).df()
+
+
+def read_quarantine(conn: duckdb.DuckDBPyConnection, batch_id: str | None = None) -> pd.DataFrame:
+    """Quarantined rows (all, or one batch's), with reasons."""
+    ensure_tables(conn)
+    if batch_id is None:
+        return conn.execute(f"SELECT * FROM quarantine ORDER BY batch_id, {ROW_COLUMN}").df()
+    return conn.execute(f"SELECT * FROM quarantine WHERE batch_id = ? ORDER BY {ROW_COLUMN}", [batch_id]).df()
+
+
+def batch_statuses(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every ingested batch with its validation outcome (null when not validated yet)."""
+    ensure_tables(conn)
+    return conn.execute(
+        """
+        SELECT i.batch_id, i.file_name, i.rows, v.passed, v.valid_rows, v.quarantined_rows,
+               v.invalid_fraction, v.labelled, v.summary
+        FROM ingestion_log i LEFT JOIN batch_validation v USING (batch_id)
+        ORDER BY i.batch_id
+        """
+    ).df()
+
+
+def passed_batches(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Ids of batches that passed validation, in arrival order."""
+    ensure_tables(conn)
+    return [r[0] for r in conn.execute("SELECT batch_id FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()]
+
+
+def jsonable(value: Any) -> Any:
+    """Make a value safe for JSON metadata."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,43 @@
+"""Resources: the user's settings and the DuckDB warehouse, configured when a run starts."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from retrain_assets.core import storage
+from retrain_assets.settings import Settings, load_settings
+
+
+class RetrainSettings(dg.ConfigurableResource):
+    """The retrain-assets YAML config (dataset, schema hints, storage, MLflow, automation)."""
+
+    config_path: str = Field(description="Path of the YAML config file ($RETRAIN_CONFIG or the demo config).")
+
+    def load(self) -> Settings:
+        """The validated settings (re-read only when the file changes)."""
+        return load_settings(self.config_path)
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB file under storage.root that holds raw batches, validated rows and quarantine."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.database != ":memory:":
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection with the platform's tables in place; always closed."""
+        with super().get_connection() as conn:
+            try:
+                storage.ensure_tables(conn)
+                yield conn
+            finally:
+                conn.close()

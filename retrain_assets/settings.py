@@ -1,0 +1,359 @@
+"""The user's YAML config: parsed, validated and resolved with clear errors.
+
+One YAML file describes a user's dataset and where the platform keeps its state. Its path comes
+from the environment variable ``RETRAIN_CONFIG``; without it, the demo config shipped in the
+repository (``data/demo_config.yaml``) is used. Relative paths in the file are resolved against
+the folder that holds the file, and ``~`` and ``$VARS`` are expanded.
+
+Every mistake is reported at load time as a :class:`SettingsError` whose message names the file,
+the key (``dataset.task``) and what is wrong, never as a stack trace from inside a run.
+This module imports no Dagster, so notebooks, benchmarks and the backtester can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
+from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
+
+
+class SettingsError(ValueError):
+    """The config file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSettings(_Section):
+    """What the user's data is and where it lands."""
+
+    name: str = Field(description="Dataset name; also the MLflow registered model name unless model.name is set.")
+    landing_dir: Path = Field(description="Folder where batches land as <batch_id>.csv or <batch_id>.parquet.")
+    target: str = Field(description="Label column; a batch without it is treated as unlabelled.")
+    task: Literal["classification", "regression"] = Field(description="Learning task.")
+    time_column: str | None = Field(default=None, description="Optional event-time column, parsed as a timestamp.")
+    encoding: str = Field(default="utf-8", description="Text encoding of CSV batches.")
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field separator.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier_like(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(
+                "must start with a letter or digit and contain only letters, digits, '_', '.', '-' "
+                f"(got {value!r})"
+            )
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. 'utf-8', 'latin-1')") from None
+        return value
+
+
+class Range(_Section):
+    """An inclusive expected range of a numeric column; either bound may be omitted."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class SchemaSettings(_Section):
+    """Optional schema hints; anything not given is inferred from the first accepted batch."""
+
+    categorical: list[str] = Field(default_factory=list, description="Columns to treat as categorical.")
+    numeric: list[str] = Field(default_factory=list, description="Columns to treat as numeric.")
+    id_columns: list[str] = Field(
+        default_factory=list,
+        description="Identifier columns: must be present, non-null and unique in a batch; never used as features.",
+    )
+    ignore_columns: list[str] = Field(
+        default_factory=list, description="Columns dropped on arrival (allowed to be present or absent)."
+    )
+    required: list[str] = Field(
+        default_factory=list, description="Feature columns that must not contain nulls (each null row is quarantined)."
+    )
+    ranges: dict[str, Range] = Field(default_factory=dict, description="Expected inclusive range per numeric column.")
+    categories: dict[str, list[str]] = Field(
+        default_factory=dict, description="Allowed values per categorical column; others are quarantined."
+    )
+    classes: list[int | str] | None = Field(
+        default=None, description="Allowed target classes (classification); inferred from the first labelled batch if omitted."
+    )
+    max_null_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of nulls a feature may have in one batch before the batch fails (a NaN flood).",
+    )
+    allow_extra_columns: bool = Field(
+        default=False, description="If true, unexpected columns are dropped with a warning instead of failing the batch."
+    )
+    max_classes: int = Field(
+        default=50, ge=2, description="A classification target with more distinct values than this is refused as the wrong kind."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SchemaSettings:
+        both = sorted(set(self.categorical) & set(self.numeric))
+        if both:
+            raise ValueError(f"columns listed as both categorical and numeric: {both}")
+        for column in self.ranges:
+            if column in self.categorical:
+                raise ValueError(f"ranges.{column}: a range is given for categorical column {column!r}")
+        for column in self.categories:
+            if column in self.numeric:
+                raise ValueError(f"categories.{column}: categories are given for numeric column {column!r}")
+        return self
+
+
+class ValidationSettings(_Section):
+    """When a batch is held back."""
+
+    max_invalid_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="A batch whose share of quarantined rows exceeds this fails the blocking check on validated_data.",
+    )
+    examples_per_expectation: int = Field(
+        default=5, ge=1, le=100, description="How many failing values to show per expectation."
+    )
+
+
+class StorageSettings(_Section):
+    """Where the platform keeps its state."""
+
+    root: Path = Field(description="Folder for the DuckDB file, quarantine, rejected files, reports and the default MLflow store.")
+    duckdb_file: str = Field(default="warehouse.duckdb", description="DuckDB file name under root.")
+
+
+class MlflowSettings(_Section):
+    """MLflow tracking and registry."""
+
+    tracking_uri: str | None = Field(
+        default=None, description="Default: a SQLite store under storage.root; http://host:port for a tracking server."
+    )
+    experiment: str | None = Field(default=None, description="Experiment name; default: the dataset name.")
+
+
+class ModelSettings(_Section):
+    """The model that is trained and promoted."""
+
+    name: str | None = Field(default=None, description="MLflow registered model name; default: dataset.name.")
+
+
+class AutomationSettings(_Section):
+    """How often sensors look and how they wait for files to settle."""
+
+    sensor_interval_seconds: int = Field(default=30, ge=1, description="Minimum seconds between sensor ticks.")
+    settle_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="A landed file is picked up only once it has not changed for this long (so half-copied files are not read).",
+    )
+
+
+class Settings(_Section):
+    """The whole config file."""
+
+    dataset: DatasetSettings
+    schema_hints: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    storage: StorageSettings
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _roles_do_not_collide(self) -> Settings:
+        hints, ds = self.schema_hints, self.dataset
+        special = {"target": ds.target, "time_column": ds.time_column}
+        for role, column in special.items():
+            if column is None:
+                continue
+            for key in ("categorical", "numeric", "id_columns", "ignore_columns", "required"):
+                if column in getattr(hints, key):
+                    raise ValueError(f"schema.{key} lists {column!r}, which is the dataset's {role}")
+        if ds.time_column is not None and ds.time_column == ds.target:
+            raise ValueError("dataset.time_column and dataset.target name the same column")
+        if hints.classes is not None and ds.task == "regression":
+            raise ValueError("schema.classes is given but dataset.task is regression")
+        return self
+
+    # Schema -----------------------------------------------------------------------------
+    def _hint_kwargs(self) -> dict[str, Any]:
+        hints = self.schema_hints
+        return dict(
+            categorical=hints.categorical,
+            numeric=hints.numeric,
+            id_columns=hints.id_columns,
+            ignore_columns=hints.ignore_columns,
+            required=hints.required,
+            ranges={name: (r.min, r.max) for name, r in hints.ranges.items()},
+            categories=hints.categories,
+            classes=hints.classes,
+            allow_extra_columns=hints.allow_extra_columns,
+            max_null_fraction=hints.max_null_fraction,
+            max_classes=hints.max_classes,
+        )
+
+    def schema_for(self, stored: DatasetSchema | None, batch: pd.DataFrame, batch_id: str) -> DatasetSchema:
+        """The schema to enforce: the stored one with the config's hints re-applied, or, before
+        any batch was accepted, one inferred from ``batch`` under the hints."""
+        if stored is not None:
+            return apply_hints(stored, **self._hint_kwargs())
+        return infer_schema(
+            batch,
+            target=self.dataset.target,
+            task=self.dataset.task,
+            time_column=self.dataset.time_column,
+            batch_id=batch_id,
+            **self._hint_kwargs(),
+        )
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def duckdb_path(self) -> Path:
+        """The DuckDB file."""
+        return self.storage.root / self.storage.duckdb_file
+
+    @property
+    def rejected_dir(self) -> Path:
+        """Where refused landing files are moved, one folder per batch id, with a reason file beside each."""
+        return self.storage.root / "rejected"
+
+    @property
+    def schema_path(self) -> Path:
+        """The dataset schema (given by hints or inferred from the first accepted batch)."""
+        return self.storage.root / "schema.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where human-readable reports (HTML, PNG) are written."""
+        return self.storage.root / "reports"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """The tracking URI in force: the configured one or a SQLite file under storage.root."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.storage.root / 'mlflow.db').as_posix()}"
+
+    @property
+    def registered_model_name(self) -> str:
+        """The MLflow registered model name."""
+        return self.model.name or self.dataset.name
+
+
+def config_path_from_env() -> Path:
+    """The config file in force: ``$RETRAIN_CONFIG`` if set and non-empty, else the demo config."""
+    value = os.environ.get(CONFIG_ENV_VAR, "").strip()
+    return Path(value).expanduser() if value else DEMO_CONFIG_PATH
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, str):
+        return os.path.expanduser(os.path.expandvars(value))
+    return value
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"invalid config {path}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and the README's list of settings)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        given = item.get("input")
+        suffix = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  {key}: {message}{suffix}")
+    return "\n".join(lines)
+
+
+def parse_settings(raw: Any, path: Path) -> Settings:
+    """Validate an already-parsed YAML document and resolve its paths.
+
+    Args:
+        raw: The YAML document (a mapping).
+        path: The file it came from; relative paths are resolved against its folder.
+
+    Returns:
+        The validated, frozen settings.
+
+    Raises:
+        SettingsError: naming the key and what is wrong.
+    """
+    if not isinstance(raw, dict):
+        raise SettingsError(f"invalid config {path}: the file must hold a YAML mapping with a 'dataset' and a 'storage' section")
+    base = path.parent.resolve()
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise SettingsError(_format_errors(path, error)) from None
+
+    def resolve(p: Path) -> Path:
+        p = Path(_expand(str(p)))
+        return p if p.is_absolute() else (base / p).resolve()
+
+    dataset = settings.dataset.model_copy(update={"landing_dir": resolve(settings.dataset.landing_dir)})
+    storage = settings.storage.model_copy(update={"root": resolve(settings.storage.root)})
+    return settings.model_copy(update={"dataset": dataset, "storage": storage})
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Load and validate the config file.
+
+    Args:
+        path: The YAML file; default: ``$RETRAIN_CONFIG`` or the demo config.
+
+    Returns:
+        The validated settings with absolute paths.
+
+    Raises:
+        SettingsError: if the file is missing, is not YAML, or a key is invalid.
+    """
+    resolved = Path(path).expanduser() if path is not None else config_path_from_env()
+    if not resolved.is_file():
+        hint = f" (from ${CONFIG_ENV_VAR})" if path is None and os.environ.get(CONFIG_ENV_VAR) else ""
+        raise SettingsError(f"config file {resolved}{hint} does not exist")
+    stat = resolved.stat()
+    return _load_cached(str(resolved.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, _mtime_ns: int, _size: int) -> Settings:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise SettingsError(f"config file {p} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"config file {p} is not UTF-8 text: {error}") from None
+    return parse_settings(raw, p)

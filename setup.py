@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+# The Dagster family is pinned together: dagster-mlflow 0.29.27 requires dagster==1.13.27 and
+# pandas<3; without these pins pip silently falls back to dagster-mlflow 0.19.
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="retrain_assets",
+    version="0.1.0",
+    description="Keeps machine-learning models accurate: validated data, drift, gated retraining on Dagster.",
+    packages=find_packages(exclude=["retrain_assets_tests*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-graphql=={DAGSTER}",
+        f"dagster-mlflow=={DAGSTER_LIBS}",
+        f"dagster-duckdb=={DAGSTER_LIBS}",
+        "mlflow>=3.17,<3.18",
+        "great-expectations==1.24.1",
+        "pandas>=2.3,<3",
+        "numpy>=2.0,<3",
+        "scikit-learn>=1.9,<1.10",
+        "scipy>=1.14,<2",
+        "duckdb>=2.0,<2.1",
+        "pyarrow>=17",
+        "pydantic>=2.7,<3",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+)
