@@ -1,0 +1,134 @@
+"""Shared fixtures: a temp workspace (config, landing folder, storage root) and Dagster helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import yaml
+
+from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR
+from retrain_assets.core import synthetic
+from retrain_assets.definitions import build_definitions
+from retrain_assets.settings import Settings, load_settings
+
+
+@dataclass
+class Workspace:
+    """A user's setup in a temp folder: config file, landing folder and storage root."""
+
+    root: Path
+    config_path: Path
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @property
+    def landing(self) -> Path:
+        return self.settings.dataset.landing_dir
+
+    @property
+    def rejected(self) -> Path:
+        return self.settings.rejected_dir
+
+    def land(self, batch_id: str, content: pd.DataFrame | bytes | str, ext: str = ".csv", age_seconds: float = 60) -> Path:
+        """Drop a batch file into the landing folder (aged so it counts as settled)."""
+        path = self.landing / f"{batch_id}{ext}"
+        self.landing.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, pd.DataFrame):
+            synthetic.write_batch(content, path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        past = time.time() - age_seconds
+        os.utime(path, (past, past))
+        return path
+
+    def rejected_files(self, batch_id: str) -> list[Path]:
+        folder = self.rejected / batch_id
+        return sorted(p for p in folder.glob("*") if not p.name.endswith(".reason.json")) if folder.exists() else []
+
+
+def write_config(root: Path, **overrides) -> Path:
+    """The demo config with this workspace's folders, settle time 0 and overrides (dotted keys)."""
+    config = yaml.safe_load(DEMO_CONFIG_PATH.read_text())
+    config["dataset"]["landing_dir"] = str(root / "landing")
+    config["storage"]["root"] = str(root / "state")
+    config["automation"]["settle_seconds"] = 0
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(root=tmp_path, config_path=write_config(tmp_path))
+
+
+@pytest.fixture
+def defs(workspace: Workspace) -> dg.Definitions:
+    return build_definitions(workspace.config_path)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def clean_batch(batch_index: int = 1, n_rows: int = 400, **kwargs) -> pd.DataFrame:
+    return synthetic.make_batch(n_rows, seed=100 + batch_index, batch_index=batch_index, **kwargs)
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    """Evaluate the landing sensor once; apply its partition requests as the daemon would."""
+    sensor = defs.resolve_sensor_def(LANDING_SENSOR)
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor)
+    result = sensor(context)
+    for add in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    return result
+
+
+def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, batch_id: str, tags: dict | None = None):
+    """Run the ingest job for one batch in-process (the partition is added if needed)."""
+    if not instance.has_dynamic_partition("batches", batch_id):
+        instance.add_dynamic_partitions("batches", [batch_id])
+    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        instance=instance, partition_key=batch_id, tags=tags or {}, raise_on_error=False
+    )
+
+
+def failure_text(result) -> str:
+    """Every step failure's message and user-facing description, joined."""
+    parts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        parts.append(data.error.message if data.error else "")
+        if data.user_failure_data is not None:
+            parts.append(data.user_failure_data.description or "")
+    return "\n".join(parts)
+
+
+def check_evaluation(result):
+    """The single validation gate evaluation of a run."""
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 1, evaluations
+    return evaluations[0]
+
+
+def materialized(result, key: str) -> bool:
+    return any(e.asset_key == dg.AssetKey(key) for e in result.get_asset_materialization_events())
