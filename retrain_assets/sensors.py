@@ -20,9 +20,13 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         job=ingest_job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Watches dataset.landing_dir: adds a partition and requests an ingest run for each new, settled batch "
+            "file (run key = batch id + sha256); refuses bad or changed files into the rejected area."
+        ),
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings) -> dg.SensorResult:
-        """Watches dataset.landing_dir: adds a partition and requests an ingest run per new batch file; refuses bad files."""
+        """Watches dataset.landing_dir and requests an ingest run per new batch file."""
         cfg = settings.load()
         state = landing.LandingState.from_json(context.cursor)
         plan = landing.scan_landing(
@@ -63,7 +67,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 parts.append(f"waiting for {len(plan.settling)} file(s) to settle: {plan.settling[:5]}")
             if plan.refused:
                 parts.append(f"refused {len(plan.refused)} file(s)")
-            parts.append(f"{len(plan.already_done)} batch file(s) already ingested")
+            parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
             skip_reason = f"no new batch in {cfg.dataset.landing_dir}: " + "; ".join(parts)
         return dg.SensorResult(
             run_requests=run_requests,
