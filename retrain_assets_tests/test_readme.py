@@ -1,0 +1,39 @@
+"""The README stays true: the two commands come first and every setting is documented."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from retrain_assets.constants import REPO_ROOT
+from retrain_assets.settings import Settings
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _keys(annotation, key + ".")
+        else:
+            keys.append(key)
+    return keys
+
+
+def test_every_setting_is_in_the_readme_table():
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", README, flags=re.MULTILINE))
+    assert set(_keys(Settings)) == documented
+
+
+def test_readme_shows_make_demo_and_make_test_first_then_make_ui():
+    first_block = README.split("```bash", 1)[1].split("```", 1)[0]
+    assert "make demo" in first_block and "make test" in first_block
+    assert README.index("make ui") > README.index("make test")
+
+
+def test_ci_calls_make_test():
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
