@@ -163,6 +163,14 @@ def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
         raise BatchReadError(f"file {name!r} has no header and no rows") from None
     except csv.Error as error:  # pragma: no cover - the C engine raises ParserError instead
         raise BatchReadError(f"file {name!r} is not a well-formed CSV: {error}") from None
+    # pandas renames a repeated header name ("a", "a" -> "a", "a.1"), so look at the header as written.
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    except csv.Error as error:
+        raise BatchReadError(f"file {name!r} has an unreadable header: {error}") from None
+    repeated = sorted({c for c in header if c.strip() and header.count(c) > 1})
+    if repeated:
+        raise BatchReadError(f"file {name!r}: the header repeats column name(s) {repeated}")
     return frame.astype(object).where(frame.notna(), None)
 
 

@@ -137,7 +137,9 @@ def numeric_parse(series: pd.Series) -> pd.Series:
 
 def normalise_label(value: Any) -> Any:
     """A class label in one canonical form: integral numbers as int, everything else as text."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
         return None
     if isinstance(value, (bool, np.bool_)):
         return int(value)
@@ -305,7 +307,7 @@ class SchemaStore:
             return None
         try:
             return DatasetSchema.from_json(self.path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, TypeError, KeyError) as error:
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
             raise ValueError(
                 f"schema file {self.path} is not a valid schema ({error}); fix it or delete it to infer it again"
             ) from None

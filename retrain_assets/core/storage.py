@@ -183,13 +183,16 @@ def write_validation(
     published = report.valid if report.passed else report.valid.iloc[0:0]
     conn.execute("BEGIN TRANSACTION")
     try:
-        if len(published) or _table_exists(conn, "validated"):
+        if _table_exists(conn, "validated"):
+            conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
+        # Only rows shape the table: an empty frame's text columns have no type (DuckDB "NULL"), and a
+        # column added with that type would refuse every later value.
+        if len(published):
             frame = published.assign(**{BATCH_COLUMN: batch_id})
             frame = frame[[BATCH_COLUMN, *[c for c in frame.columns if c != BATCH_COLUMN]]]
             conn.register("_incoming_valid", frame)
             conn.execute("CREATE TABLE IF NOT EXISTS validated AS SELECT * FROM _incoming_valid LIMIT 0")
             _add_missing_columns(conn, "validated", "_incoming_valid")
-            conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
             conn.execute("INSERT INTO validated BY NAME SELECT * FROM _incoming_valid")
             conn.unregister("_incoming_valid")
         conn.execute("DELETE FROM quarantine WHERE batch_id = ?", [batch_id])

@@ -158,7 +158,7 @@ def _examples(rows: np.ndarray, values: pd.Series, limit: int) -> list[tuple[int
 
 
 def _plain(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NA:
         return None
     if isinstance(value, (np.integer,)):
         return int(value)
@@ -174,7 +174,7 @@ def _plain(value: Any) -> Any:
 
 def _categorical_text(series: pd.Series) -> pd.Series:
     def one(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v)):
             return None
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
             return str(int(v))
@@ -262,7 +262,8 @@ def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: i
             )
             frame[schema.target] = parsed
         else:
-            labels = original.map(normalise_label).astype(object)
+            # element-wise, not Series.map: map() turns ints mixed with None (or an Int64 column) into floats
+            labels = pd.Series([normalise_label(v) for v in original], index=original.index, dtype=object)
             distinct = labels.dropna().nunique()
             if distinct > schema.max_classes:
                 problems.append(
