@@ -286,13 +286,14 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     lines = [f"invalid config {path}:"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and the README's list of settings)"
         elif item["type"] == "missing":
             message = "required key is missing"
         given = item.get("input")
-        suffix = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(given, dict) else f" (got {given!r})"
+        quiet = item["type"] in ("missing", "extra_forbidden", "value_error") or isinstance(given, dict)
+        suffix = "" if quiet else f" (got {given!r})"  # our own validators name the value themselves
         lines.append(f"  {key}: {message}{suffix}")
     return "\n".join(lines)
 

@@ -131,8 +131,35 @@ def numeric_parse(series: pd.Series) -> pd.Series:
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return series.astype(float)
-    as_text = series.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return pd.to_numeric(as_text, errors="coerce").astype(float)
+    return pd.to_numeric(strip_text(series), errors="coerce").astype(float)
+
+
+def strip_text(series: pd.Series) -> pd.Series:
+    """Strip surrounding white space from text values (vectorised when the column is all text)."""
+    if pd.api.types.infer_dtype(series, skipna=True) == "string":
+        return series.str.strip()
+    return series.map(lambda v: v.strip() if isinstance(v, str) else v)
+
+
+def normalise_labels(series: pd.Series) -> pd.Series:
+    """:func:`normalise_label` over a column, vectorised for the common all-text and all-int cases.
+
+    Returns an object column holding ints, text and None.
+    """
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string":
+        text = series.str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        integral = (numbers.notna() & np.isfinite(numbers) & (numbers % 1 == 0)).to_numpy()
+        out = text.astype(object).where(text.notna(), None)
+        if integral.any():
+            values = out.to_numpy(dtype=object, copy=True)
+            values[integral] = numbers[integral].astype("int64").tolist()
+            out = pd.Series(values, index=series.index, dtype=object)
+        return out
+    if kind == "integer" and not series.hasnans and series.dtype != object:
+        return pd.Series(series.astype("int64").tolist(), index=series.index, dtype=object)
+    return pd.Series([normalise_label(v) for v in series], index=series.index, dtype=object)
 
 
 def normalise_label(value: Any) -> Any:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.core.landing import ROW_COLUMN
-from retrain_assets.core.schema import DatasetSchema, normalise_label, numeric_parse
+from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
 
 Level = Literal["row", "batch"]
 WRONG_KIND_SHARE = 0.5  # a column where more than half the values fail to parse is of the wrong kind
@@ -173,6 +173,13 @@ def _plain(value: Any) -> Any:
 
 
 def _categorical_text(series: pd.Series) -> pd.Series:
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string":
+        return series.astype(object).where(series.notna(), None)
+    if kind == "integer" and series.dtype != object:
+        text = series.astype("string")
+        return text.astype(object).where(text.notna(), None)
+
     def one(v: Any) -> Any:
         if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v)):
             return None
@@ -189,7 +196,7 @@ def _parse_timestamps(series: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = pd.to_datetime(series, utc=True)
     else:
-        text = series.map(lambda v: v.strip() if isinstance(v, str) else v)
+        text = strip_text(series)
         parsed = pd.to_datetime(text, errors="coerce", utc=True)
         retry = parsed.isna() & text.notna()
         if retry.any():
@@ -262,8 +269,8 @@ def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: i
             )
             frame[schema.target] = parsed
         else:
-            # element-wise, not Series.map: map() turns ints mixed with None (or an Int64 column) into floats
-            labels = pd.Series([normalise_label(v) for v in original], index=original.index, dtype=object)
+            # not Series.map: map() turns ints mixed with None (or an Int64 column) into floats
+            labels = normalise_labels(original)
             distinct = labels.dropna().nunique()
             if distinct > schema.max_classes:
                 problems.append(
@@ -476,7 +483,7 @@ def validate_batch(
     valid = frame.loc[~is_bad].reset_index(drop=True)
     if labelled and schema.task == "classification" and len(valid):
         labels = valid[schema.target]
-        if labels.map(lambda v: isinstance(v, int)).all():
+        if pd.api.types.infer_dtype(labels, skipna=False) == "integer":
             valid[schema.target] = labels.astype("int64")
     raw_bad = raw.loc[is_bad]
     quarantine = pd.DataFrame({
