@@ -323,3 +323,30 @@ def test_schema_from_first_batch_is_enforced_on_later_batches(tmp_path, instance
     ws.land("batch_0002", _text_in_numeric(clean_batch(2)))
     result = ingest(defs, instance, "batch_0002")
     assert not check_evaluation(result).passed
+
+
+def test_regression_dataset_validates_numeric_targets(tmp_path, instance):
+    """A regression config: numeric targets pass, text targets are quarantined by row."""
+    from retrain_assets.core.synthetic import REGRESSION_TARGET
+    from retrain_assets.definitions import build_definitions
+    from retrain_assets_tests.conftest import Workspace, write_config
+
+    ws = Workspace(
+        tmp_path,
+        write_config(tmp_path, **{"dataset.target": REGRESSION_TARGET, "dataset.task": "regression", "schema.classes": None}),
+    )
+    defs = build_definitions(ws.config_path)
+    ws.land("batch_0001", clean_batch(1, task="regression"))
+    first = ingest(defs, instance, "batch_0001")
+    assert first.success, failure_text(first)
+    bad = clean_batch(2, task="regression").astype({REGRESSION_TARGET: object})
+    bad.loc[bad.index[:4], REGRESSION_TARGET] = "unknown"
+    ws.land("batch_0002", bad)
+    second = ingest(defs, instance, "batch_0002")
+    assert second.success, failure_text(second)
+    with _db(ws) as conn:
+        quarantine = storage.read_quarantine(conn, "batch_0002")
+        valid = storage.read_validated(conn, ["batch_0002"])
+    assert quarantine["_row"].tolist() == [1, 2, 3, 4]
+    assert quarantine["reasons"].str.contains(REGRESSION_TARGET).all()
+    assert valid[REGRESSION_TARGET].dtype == float and len(valid) == 396
