@@ -27,8 +27,10 @@ setup(
         "pyarrow>=17",
         "pydantic>=2.7,<3",
         "pyyaml>=6",
+        "matplotlib>=3.8",  # drift plots saved under storage.root and linked from the UI
+        "river>=0.26,<0.27",  # ADWIN, DDM, Page-Hinkley: maintained streaming drift detectors
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
     },
 )
