@@ -9,6 +9,7 @@ CONFIG_ENV_VAR = "RETRAIN_CONFIG"
 # Asset keys (exact names are part of the product's contract).
 RAW_DATA = "raw_data"
 VALIDATED_DATA = "validated_data"
+DRIFT_REPORT = "drift_report"
 
 # Asset groups, one per stage.
 INGESTION = "ingestion"

@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retrain_assets.core import storage
+from retrain_assets.core.registry import Champion, load_champion
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -41,3 +42,14 @@ class Warehouse(DuckDBResource):
                 yield conn
             finally:
                 conn.close()
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """The MLflow model registry: which version is the champion and what it was trained on."""
+
+    tracking_uri: str = Field(description="MLflow tracking/registry URI (default: SQLite under storage.root).")
+    model_name: str = Field(description="Registered model name.")
+
+    def champion(self) -> Champion | None:
+        """The version holding alias `champion`, loaded; None before the first promotion."""
+        return load_champion(self.tracking_uri, self.model_name)

@@ -163,6 +163,37 @@ class ModelSettings(_Section):
     """The model that is trained and promoted."""
 
     name: str | None = Field(default=None, description="MLflow registered model name; default: dataset.name.")
+    metric: Literal["roc_auc", "accuracy", "f1", "rmse", "mae"] | None = Field(
+        default=None,
+        description="Metric models are judged and watched on; default roc_auc (classification) or rmse (regression).",
+    )
+
+
+class DriftSettingsModel(_Section):
+    """How drift_report compares a batch with its reference."""
+
+    reference_batches: int = Field(
+        default=3, ge=1, description="Before any champion exists, the reference is the first N validated batches."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Level for the multiplicity-corrected p-values.")
+    correction: Literal["bh", "bonferroni"] = Field(
+        default="bh", description="Multiple-testing correction: Benjamini-Hochberg (bh) or Bonferroni."
+    )
+    min_wasserstein: float | None = Field(
+        default=None, ge=0, description="Numeric effect threshold (Wasserstein / reference std, ≈ shift in σ); default: the library's."
+    )
+    min_psi: float | None = Field(default=None, ge=0, description="PSI threshold; default: the library's.")
+    min_js: float | None = Field(
+        default=None, ge=0, le=1, description="Categorical effect threshold (Jensen-Shannon distance); default: the library's."
+    )
+    domain_classifier: bool = Field(
+        default=True, description="Also test for joint shifts with a reference-vs-current classifier (cross-validated ROC AUC)."
+    )
+    performance_tolerance: float = Field(
+        default=0.02, ge=0, description="Smallest metric loss vs the champion's holdout that counts as concept drift."
+    )
+    bootstrap_resamples: int = Field(default=500, ge=50, le=10000, description="Bootstrap resamples for metric intervals.")
+    plot_features: int = Field(default=3, ge=1, le=12, description="How many features the drift plot shows.")
 
 
 class AutomationSettings(_Section):
@@ -185,6 +216,7 @@ class Settings(_Section):
     storage: StorageSettings
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    drift: DriftSettingsModel = Field(default_factory=DriftSettingsModel)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -203,6 +235,9 @@ class Settings(_Section):
             raise ValueError("dataset.time_column and dataset.target name the same column")
         if hints.classes is not None and ds.task == "regression":
             raise ValueError("schema.classes is given but dataset.task is regression")
+        allowed = {"classification": ("roc_auc", "accuracy", "f1"), "regression": ("rmse", "mae")}[ds.task]
+        if self.model.metric is not None and self.model.metric not in allowed:
+            raise ValueError(f"model.metric {self.model.metric!r} does not fit task {ds.task}; choose one of {allowed}")
         return self
 
     # Schema -----------------------------------------------------------------------------
@@ -263,6 +298,11 @@ class Settings(_Section):
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
         return f"sqlite:///{(self.storage.root / 'mlflow.db').as_posix()}"
+
+    @property
+    def metric(self) -> str:
+        """The metric in force for this task."""
+        return self.model.metric or ("roc_auc" if self.dataset.task == "classification" else "rmse")
 
     @property
     def registered_model_name(self) -> str:

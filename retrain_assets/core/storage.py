@@ -65,6 +65,27 @@ CREATE TABLE IF NOT EXISTS batch_validation (
     validated_at TIMESTAMPTZ NOT NULL,
     dagster_run_id VARCHAR
 );
+CREATE TABLE IF NOT EXISTS drift_reports (
+    batch_id VARCHAR PRIMARY KEY,
+    drift_detected BOOLEAN NOT NULL,
+    data_drift BOOLEAN NOT NULL,
+    prediction_drift BOOLEAN,
+    concept_drift BOOLEAN,
+    drift_score DOUBLE NOT NULL,
+    drifted_features VARCHAR[] NOT NULL,
+    domain_auc DOUBLE,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR,
+    batch_metric DOUBLE,
+    estimated_metric DOUBLE,
+    champion_version VARCHAR,
+    reference_batches VARCHAR[] NOT NULL,
+    summary VARCHAR NOT NULL,
+    features_json VARCHAR NOT NULL,
+    report_path VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
 """
 
 
@@ -256,6 +277,40 @@ def passed_batches(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Ids of batches that passed validation, in arrival order."""
     ensure_tables(conn)
     return [r[0] for r in conn.execute("SELECT batch_id FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()]
+
+
+DRIFT_REPORT_COLUMNS = (
+    "batch_id", "drift_detected", "data_drift", "prediction_drift", "concept_drift", "drift_score",
+    "drifted_features", "domain_auc", "labelled", "metric", "batch_metric", "estimated_metric",
+    "champion_version", "reference_batches", "summary", "features_json", "report_path", "created_at",
+    "dagster_run_id",
+)
+
+
+def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
+    """Store (or replace) one batch's drift report; ``record`` has every DRIFT_REPORT_COLUMNS key."""
+    ensure_tables(conn)
+    missing = [c for c in DRIFT_REPORT_COLUMNS if c not in record]
+    if missing:
+        raise ValueError(f"drift report record lacks {missing}")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM drift_reports WHERE batch_id = ?", [record["batch_id"]])
+        placeholders = ", ".join("?" for _ in DRIFT_REPORT_COLUMNS)
+        conn.execute(
+            f"INSERT INTO drift_reports ({', '.join(DRIFT_REPORT_COLUMNS)}) VALUES ({placeholders})",
+            [record[c] for c in DRIFT_REPORT_COLUMNS],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def read_drift_reports(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every stored drift report, in batch order."""
+    ensure_tables(conn)
+    return conn.execute("SELECT * FROM drift_reports ORDER BY batch_id").df()
 
 
 def jsonable(value: Any) -> Any:
