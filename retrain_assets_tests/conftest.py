@@ -132,3 +132,59 @@ def check_evaluation(result):
 
 def materialized(result, key: str) -> bool:
     return any(e.asset_key == dg.AssetKey(key) for e in result.get_asset_materialization_events())
+
+
+def churn_pipeline():
+    """A plain scikit-learn pipeline on the demo features (stands in for a promoted champion)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c, kind in synthetic.FEATURES.items() if kind == "numeric"]
+    categorical = [c for c, kind in synthetic.FEATURES.items() if kind == "categorical"]
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ]
+    )
+    return Pipeline([("prep", prep), ("model", LogisticRegression(max_iter=500))])
+
+
+def register_champion(settings: Settings, model, *, training_batches: list[str], holdout_batches: list[str],
+                      holdout_metric: float, metric: str = "roc_auc") -> str:
+    """Log, register and alias a model as `champion` in the workspace's MLflow store, with the
+    tags the platform reads. Returns the version."""
+    import json
+
+    import mlflow
+    import skops.io
+
+    from retrain_assets.core import registry
+
+    uri = settings.mlflow_tracking_uri
+    settings.storage.root.mkdir(parents=True, exist_ok=True)
+    client = mlflow.MlflowClient(uri, uri)
+    name = settings.registered_model_name
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        name, artifact_location=str(settings.storage.root / "mlartifacts"))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                        pip_requirements=["scikit-learn"], skops_trusted_types=trusted)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, registry.CHAMPION_ALIAS, version)
+    tags = {
+        registry.TAG_TRAINING_BATCHES: json.dumps(training_batches),
+        registry.TAG_HOLDOUT_BATCHES: json.dumps(holdout_batches),
+        registry.TAG_METRIC: metric,
+        registry.TAG_HOLDOUT_METRIC: str(holdout_metric),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version

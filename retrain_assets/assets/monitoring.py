@@ -1,0 +1,155 @@
+"""drift_report: each validated batch compared with the reference — data, prediction and concept drift."""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from retrain_assets.assets.validation import validated_data
+from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING
+from retrain_assets.core import storage
+from retrain_assets.core.monitoring import BatchMonitoring, monitor_batch, reference_batches_for
+from retrain_assets.core.report import plot_distributions, write_html_report
+from retrain_assets.core.schema import SchemaStore
+from retrain_assets.partitions import batch_partitions
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+
+FEATURE_TABLE_COLUMNS = (
+    "feature", "kind", "test", "statistic", "p_value", "p_adjusted", "effect_metric", "effect_size", "psi",
+    "missing_change", "drifted", "reason",
+)
+
+
+def _feature_table(features: pd.DataFrame) -> dg.TableMetadataValue:
+    columns = [c for c in FEATURE_TABLE_COLUMNS if c in features.columns]
+    types = {"drifted": "bool", "feature": "string", "kind": "string", "test": "string", "effect_metric": "string",
+             "reason": "string"}
+    records = []
+    for row in features[columns].itertuples(index=False):
+        values = {}
+        for name, value in zip(columns, row):
+            if types.get(name) == "bool":
+                values[name] = bool(value)
+            elif name in types:
+                values[name] = "" if value is None else str(value)
+            else:
+                values[name] = None if value is None or (isinstance(value, float) and np.isnan(value)) else float(round(value, 6))
+        records.append(dg.TableRecord(values))
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, types.get(c, "float")) for c in columns])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+@dg.asset(
+    key=DRIFT_REPORT,
+    partitions_def=batch_partitions,
+    deps=[validated_data],
+    group_name=MONITORING,
+    kinds={"scikit-learn", "duckdb", "mlflow"},
+    pool=DUCKDB_POOL,
+    code_version="1",
+)
+def drift_report(
+    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+) -> dg.MaterializeResult:
+    """How a validated batch differs from the reference: per-feature and joint data drift, prediction drift and concept drift."""
+    cfg = settings.load()
+    batch_id = context.partition_key
+    schema = SchemaStore(cfg.schema_path).load()
+    with warehouse.get_connection() as conn:
+        passed = storage.passed_batches(conn)
+        if batch_id not in passed:
+            raise dg.Failure(
+                description=(
+                    f"batch {batch_id!r} has not passed validation (see the batch_passes_validation check on "
+                    "validated_data); there is no validated data to compare"
+                ),
+                allow_retries=False,
+            )
+        champion = registry.champion()
+        reference_ids = reference_batches_for(batch_id, passed, champion, cfg.drift.reference_batches)
+        current = storage.read_validated(conn, [batch_id])
+        reference = storage.read_validated(conn, reference_ids) if reference_ids else current.iloc[0:0]
+        holdout = (
+            storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
+            if champion is not None else None
+        )
+    result: BatchMonitoring = monitor_batch(
+        cfg, schema, batch_id=batch_id, current=current, reference=reference, reference_ids=reference_ids,
+        champion=champion, holdout=holdout,
+    )
+    context.log.info(result.summary)
+
+    report_dir = cfg.reports_dir / "drift"
+    plot_path = report_path = None
+    if result.data is not None:
+        plot_path = plot_distributions(
+            reference, current, result.plot_features(cfg.drift.plot_features), report_dir / f"{batch_id}.png",
+            title=f"{batch_id} vs reference {', '.join(reference_ids[:4])}{' …' if len(reference_ids) > 4 else ''}",
+        )
+        report_path = write_html_report(
+            report_dir / f"{batch_id}.html", title=f"Drift report — batch {batch_id}", summary=result.summary,
+            table=result.data.features, image=plot_path, sections=result.sections(),
+        )
+
+    record = {
+        "batch_id": batch_id,
+        "drift_detected": result.drift_detected,
+        "data_drift": result.data_drift,
+        "prediction_drift": result.prediction_drift,
+        "concept_drift": result.concept_drift,
+        "drift_score": result.score,
+        "drifted_features": result.drifted_features,
+        "domain_auc": result.domain_auc,
+        "labelled": result.labelled,
+        "metric": result.metric,
+        "batch_metric": result.batch_metric,
+        "estimated_metric": result.estimated_metric,
+        "champion_version": champion.version if champion is not None else None,
+        "reference_batches": reference_ids,
+        "summary": result.summary,
+        "features_json": result.data.features.to_json(orient="records") if result.data is not None else "[]",
+        "report_path": str(report_path) if report_path else None,
+        "created_at": datetime.now(timezone.utc),
+        "dagster_run_id": context.run_id,
+    }
+    with warehouse.get_connection() as conn:
+        storage.write_drift_report(conn, record)
+
+    metadata = {
+        "drift_detected": result.drift_detected,
+        "reason": result.summary,
+        "drifted_features": dg.MetadataValue.json(result.drifted_features),
+        "drift_score": float(result.score),
+        "data_drift": result.data_drift,
+        "reference_batches": dg.MetadataValue.json(reference_ids),
+        "n_reference": len(reference),
+        "n_current": len(current),
+        "labelled": result.labelled,
+        "champion_version": champion.version if champion is not None else "none yet",
+    }
+    if result.domain_auc is not None:
+        metadata["domain_classifier_auc"] = float(result.domain_auc)
+    if result.data is not None:
+        metadata["features"] = _feature_table(result.data.features)
+    if plot_path is not None:
+        metadata["distribution_plot"] = dg.MetadataValue.path(str(plot_path))
+        metadata["html_report"] = dg.MetadataValue.path(str(report_path))
+    if result.prediction is not None:
+        metadata["prediction_drift"] = result.prediction_drift
+        metadata["prediction_drift_detail"] = dg.MetadataValue.json(_plain(result.prediction))
+    if result.estimated_metric is not None:
+        metadata[f"estimated_{result.metric}"] = float(result.estimated_metric)
+    if result.concept is not None:
+        metadata["concept_drift"] = result.concept_drift
+        metadata[f"batch_{result.metric}"] = float(result.concept.batch.value)
+        metadata["concept_drift_detail"] = dg.MetadataValue.md(result.concept_markdown())
+    if result.notes:
+        metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
