@@ -79,6 +79,7 @@ def report(settings_path: Path) -> str:
     lines = [f"{'batch':<12} {'outcome':<12} {'rows':>6} {'valid':>6} {'quar.':>6}  reason"]
     with duckdb.connect(str(settings.duckdb_path)) as conn:
         statuses = storage.batch_statuses(conn)
+        drift = storage.read_drift_reports(conn).set_index("batch_id")
     for row in statuses.itertuples(index=False):
         if row.passed is None or row.passed != row.passed:
             outcome, detail = "ingested", "not validated"
@@ -90,6 +91,8 @@ def report(settings_path: Path) -> str:
         valid = "" if row.valid_rows != row.valid_rows else int(row.valid_rows)
         quarantined = "" if row.quarantined_rows != row.quarantined_rows else int(row.quarantined_rows)
         lines.append(f"{row.batch_id:<12} {outcome:<12} {row.rows:>6} {valid:>6} {quarantined:>6}  {detail}")
+        if row.batch_id in drift.index:
+            lines.append(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  {drift.loc[row.batch_id, 'summary']}")
     for rejection in landing.list_rejections(settings.rejected_dir):
         if rejection["stage"] == "validated_data":
             continue  # already listed above as held back
@@ -100,7 +103,8 @@ def report(settings_path: Path) -> str:
     lines.append("")
     lines.append("validated* = passed with some rows quarantined; HELD BACK = the blocking check failed.")
     lines.append(f"Refused and held-back files are kept under {settings.rejected_dir}")
-    lines.append(f"DuckDB tables (raw.*, validated, quarantine, batch_validation) are in {settings.duckdb_path}")
+    lines.append(f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}")
+    lines.append(f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}")
     return "\n".join(lines)
 
 

@@ -137,7 +137,7 @@ class BatchMonitoring:
             tail.append(self.concept.summary)
         elif self.estimated_metric is not None:
             tail.append(f"estimated {self.metric} without labels {self.estimated_metric:.3f}")
-        return f"batch {self.batch_id}: no actionable drift — " + "; ".join(tail)
+        return f"batch {self.batch_id}: " + "; ".join(tail)
 
     def plot_features(self, limit: int) -> list[tuple[str, str]]:
         """The features worth plotting: drifted ones first, then the largest effects."""
