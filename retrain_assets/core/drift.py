@@ -331,24 +331,24 @@ def _ks_and_wasserstein(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple
     so the statistic is bit-for-bit the one it computes (before its exact mode rounds it).
     """
     n1, n2 = len(ref_sorted), len(cur_sorted)
+    # Three arrays of n1 + n2 values are allocated; each is reused once its content is spent
+    # (fewer fresh pages: at 1M rows per side the page faults alone cost ~10% of the time).
     both = np.concatenate([ref_sorted, cur_sorted])
     order = np.argsort(both, kind="stable")
     merged = both[order]
-    del both
     from_ref = order < n1
-    del order
-    diff = np.cumsum(from_ref, dtype=np.float64)
-    diff /= n1
-    cdf_cur = np.cumsum(~from_ref, dtype=np.float64)
-    del from_ref
+    cdf_cur = order.view(np.float64)  # order is spent: its memory holds F_cur, then the gaps
+    np.cumsum(~from_ref, dtype=np.float64, out=cdf_cur)
     cdf_cur /= n2
+    diff = np.cumsum(from_ref, dtype=np.float64, out=both)  # both is spent: it holds |F_ref − F_cur|
+    diff /= n1
     diff -= cdf_cur
-    del cdf_cur
     np.abs(diff, out=diff)
+    gaps = cdf_cur[:-1]
     with np.errstate(over="ignore", invalid="ignore"):
-        gaps = np.diff(merged)
-    del merged
-    np.copyto(diff[:-1], 0.0, where=gaps == 0)  # inside a run of ties: not a CDF value
+        np.subtract(merged[1:], merged[:-1], out=gaps)
+    ties = np.equal(gaps, 0.0, out=from_ref[:-1])
+    np.copyto(diff[:-1], 0.0, where=ties)  # inside a run of ties: not a CDF value
     statistic = float(diff.max())
     with np.errstate(over="ignore", invalid="ignore"):
         distance = float(np.dot(diff[:-1], gaps))
