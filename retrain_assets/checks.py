@@ -1,13 +1,18 @@
 """Asset checks. The validation gate is computed in the validated_data step (it is that step's
-verdict on the batch) and is blocking: a batch that fails it stops everything downstream in the run."""
+verdict on the batch) and is blocking: a batch that fails it stops everything downstream in the run.
+The six promotion gates are blocking checks on candidate_model, computed in its step, so a failing
+gate stops production_model in the same run and the champion stays where it is."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.constants import VALIDATED_DATA, VALIDATION_GATE
+from retrain_assets.constants import CANDIDATE_MODEL, VALIDATED_DATA, VALIDATION_GATE
+from retrain_assets.core.candidate import GATE_DESCRIPTIONS, GATE_NAMES
+from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
 from retrain_assets.metadata import markdown_table
 
@@ -77,4 +82,44 @@ def validation_gate_result(report: ValidationReport, moved_to: Path | None = Non
             "schema_problems": dg.MetadataValue.json(report.schema_problems),
             "failed_rules": dg.MetadataValue.json([o.rule + (f" ({o.column})" if o.column else "") for o in report.failed_rules]),
         },
+    )
+
+
+# --------------------------------------------------------------------------
+# Promotion gates: blocking checks on candidate_model, computed in its step (they judge the model
+# it just trained), upstream of production_model in the same run.
+# --------------------------------------------------------------------------
+
+gate_specs = [
+    dg.AssetCheckSpec(name=name, asset=CANDIDATE_MODEL, blocking=True, description=GATE_DESCRIPTIONS[name])
+    for name in GATE_NAMES
+]
+
+
+def gate_metadata(result: GateResult) -> dict[str, dg.MetadataValue | str | float | int | bool]:
+    """A gate's numbers as metadata: tables as Markdown, dicts as JSON, the sentence first."""
+    metadata: dict = {"summary": dg.MetadataValue.md(f"**{'PASS' if result.passed else 'FAIL'}** — {result.summary}")}
+    metadata["waived"] = bool(result.waived)
+    for key, value in result.metrics.items():
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+            metadata[key] = dg.MetadataValue.md(markdown_table(list(value)))
+        elif isinstance(value, dict):
+            metadata[key] = dg.MetadataValue.json({str(k): v for k, v in value.items()})
+        elif isinstance(value, (list, tuple)):
+            metadata[key] = dg.MetadataValue.json(list(value))
+        else:
+            plain = GateResult("", True, "", {key: value}).as_metadata()[key]
+            metadata[key] = plain if not (isinstance(plain, float) and math.isnan(plain)) else "undefined"
+    return metadata
+
+
+def gate_check_result(result: GateResult) -> dg.AssetCheckResult:
+    """One gate as the result of its blocking check."""
+    return dg.AssetCheckResult(
+        asset_key=CANDIDATE_MODEL,
+        check_name=result.name,
+        passed=bool(result.passed),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=result.summary,
+        metadata=gate_metadata(result),
     )

@@ -10,6 +10,8 @@ CONFIG_ENV_VAR = "RETRAIN_CONFIG"
 RAW_DATA = "raw_data"
 VALIDATED_DATA = "validated_data"
 DRIFT_REPORT = "drift_report"
+CANDIDATE_MODEL = "candidate_model"
+PRODUCTION_MODEL = "production_model"
 
 # Asset groups, one per stage.
 INGESTION = "ingestion"
@@ -26,6 +28,8 @@ VALIDATION_GATE = "batch_passes_validation"
 
 # Jobs and sensors.
 INGEST_JOB = "ingest_batch"
+RETRAIN_JOB = "retrain"
+ROLLBACK_JOB = "rollback"
 LANDING_SENSOR = "landing_sensor"
 
 # Concurrency pool for steps that write the DuckDB file (DuckDB allows one writer per file).
@@ -36,5 +40,8 @@ TAG_FILE = "retrain/file"
 TAG_FINGERPRINT = "retrain/fingerprint"
 TAG_TRIGGER = "retrain/trigger"
 TAG_REASON = "retrain/reason"
+
+# MLflow resource key (dagster-mlflow's end-of-run hook requires this name).
+MLFLOW_RESOURCE = "mlflow"
 
 BATCH_EXTENSIONS = (".csv", ".parquet")

@@ -14,9 +14,12 @@ import dagster as dg
 
 from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.assets.monitoring import drift_report
+from retrain_assets.assets.serving import production_model, rollback_job
+from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
-from retrain_assets.jobs import ingest_job
-from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.constants import MLFLOW_RESOURCE
+from retrain_assets.jobs import ingest_job, retrain_job
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.sensors import build_landing_sensor
 from retrain_assets.settings import config_path_from_env, load_settings
 
@@ -26,14 +29,17 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
     path = Path(config_path).resolve()
     settings = load_settings(path)
     return dg.Definitions(
-        assets=[raw_data, validated_data, drift_report],
-        jobs=[ingest_job],
+        assets=[raw_data, validated_data, drift_report, candidate_model, production_model],
+        jobs=[ingest_job, retrain_job, rollback_job],
         sensors=[build_landing_sensor(settings.automation.sensor_interval_seconds)],
         resources={
             "settings": RetrainSettings(config_path=str(path)),
             "warehouse": Warehouse(database=str(settings.duckdb_path)),
             "registry": ModelRegistry(
                 tracking_uri=settings.mlflow_tracking_uri, model_name=settings.registered_model_name
+            ),
+            MLFLOW_RESOURCE: mlflow_tracking_resource(
+                settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifacts_dir
             ),
         },
     )

@@ -1,8 +1,17 @@
 """Jobs."""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
-from retrain_assets.constants import DRIFT_REPORT, INGEST_JOB, RAW_DATA, VALIDATED_DATA
+from retrain_assets.constants import (
+    CANDIDATE_MODEL,
+    DRIFT_REPORT,
+    INGEST_JOB,
+    PRODUCTION_MODEL,
+    RAW_DATA,
+    RETRAIN_JOB,
+    VALIDATED_DATA,
+)
 from retrain_assets.partitions import batch_partitions
 
 ingest_job = dg.define_asset_job(
@@ -12,5 +21,15 @@ ingest_job = dg.define_asset_job(
     description=(
         "Ingest one landed batch (raw_data), validate it (validated_data, blocking gate) and compare it with "
         "the reference (drift_report)."
+    ),
+)
+
+retrain_job = dg.define_asset_job(
+    name=RETRAIN_JOB,
+    selection=dg.AssetSelection.assets(CANDIDATE_MODEL, PRODUCTION_MODEL),
+    hooks={end_mlflow_on_run_finished},
+    description=(
+        "Train a candidate on the training window, judge it with the six blocking gates and, only if all pass, "
+        "move the champion alias to it (one MLflow run per Dagster run)."
     ),
 )

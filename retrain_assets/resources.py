@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retrain_assets.core import storage
-from retrain_assets.core.registry import Champion, load_champion
+from retrain_assets.core.registry import Champion, ensure_experiment, load_champion
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -53,3 +53,25 @@ class ModelRegistry(dg.ConfigurableResource):
     def champion(self) -> Champion | None:
         """The version holding alias `champion`, loaded; None before the first promotion."""
         return load_champion(self.tracking_uri, self.model_name)
+
+
+def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_location: Path) -> dg.ResourceDefinition:
+    """dagster-mlflow's ``mlflow_tracking`` resource (one MLflow run per Dagster run, shared by its
+    steps), configured for this config, that first creates the experiment with its artifacts
+    under ``storage.root`` (MLflow would otherwise write ``./mlruns`` wherever the process runs).
+    The experiment is created when a run starts, not when the code loads."""
+    from dagster_mlflow import mlflow_tracking
+
+    def init(context: dg.InitResourceContext):
+        ensure_experiment(tracking_uri, experiment, artifact_location)
+        return mlflow_tracking.resource_fn(context)
+
+    resource = dg.ResourceDefinition(
+        resource_fn=init,
+        config_schema=mlflow_tracking.config_schema,
+        description=f"MLflow tracking (dagster-mlflow) at {tracking_uri}, experiment {experiment!r}.",
+    )
+    return resource.configured(
+        {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri,
+         "extra_tags": {"retrain.experiment_artifacts": str(artifact_location)}}
+    )

@@ -167,6 +167,66 @@ class ModelSettings(_Section):
         default=None,
         description="Metric models are judged and watched on; default roc_auc (classification) or rmse (regression).",
     )
+    estimator: str = Field(
+        default="hist_gradient_boosting",
+        description=(
+            "hist_gradient_boosting, random_forest, logistic_regression (classification), ridge or linear (regression)."
+        ),
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Estimator constructor parameters, e.g. {max_depth: 6}; checked at load."
+    )
+    seed: int = Field(default=0, description="Random seed of the estimator: the same data and seed give the same model.")
+
+
+class TrainingSettings(_Section):
+    """Which labelled batches a candidate learns from (the newest labelled batch is always the holdout)."""
+
+    window: Literal["all", "last_n_batches", "last_n_rows"] = Field(
+        default="all", description="all labelled batches before the holdout, or only the last N batches / rows of them."
+    )
+    last_n: int | None = Field(default=None, ge=1, description="N for window last_n_batches / last_n_rows.")
+    min_rows: int = Field(
+        default=200, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
+    )
+    min_rows_per_class: int = Field(
+        default=20, ge=1, description="Fewest training rows of each class (gate data_sufficiency; classification)."
+    )
+    min_holdout_rows: int = Field(
+        default=100, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
+    )
+
+    @model_validator(mode="after")
+    def _n_for_window(self) -> TrainingSettings:
+        if self.window != "all" and self.last_n is None:
+            raise ValueError(f"window {self.window!r} needs last_n")
+        return self
+
+
+class GateSettings(_Section):
+    """The promotion gates: blocking checks on candidate_model that production_model waits for."""
+
+    metric_floor: float | None = Field(
+        default=None,
+        description="Lowest acceptable holdout metric (highest for rmse/mae); default 0.6 for roc_auc/accuracy, 0.3 for f1, none for rmse/mae.",
+    )
+    comparison_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        description="How much worse than the champion the candidate may be (lower 95% bound of the paired difference); a fraction of the champion's value for rmse/mae.",
+    )
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=20000, description="Paired bootstrap resamples.")
+    slice_columns: list[str] | None = Field(
+        default=None, description="Columns whose slices must not regress; default: up to 2 categorical columns with the fewest levels."
+    )
+    slice_tolerance: float = Field(default=0.02, ge=0, description="How much worse the candidate may be on one slice.")
+    slice_min_rows: int = Field(default=50, ge=1, description="Slices with fewer holdout rows are listed, not judged.")
+    max_flip_rate: float = Field(
+        default=0.15, ge=0, le=1, description="Largest share of holdout predictions that may differ from the champion's (waived on confirmed concept drift)."
+    )
+    latency_budget_ms_per_1000: float = Field(
+        default=500.0, gt=0, description="Serving smoke test: milliseconds allowed to score 1,000 rows in a fresh process."
+    )
 
 
 class DriftSettingsModel(_Section):
@@ -216,6 +276,8 @@ class Settings(_Section):
     storage: StorageSettings
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gates: GateSettings = Field(default_factory=GateSettings)
     drift: DriftSettingsModel = Field(default_factory=DriftSettingsModel)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
 
@@ -238,6 +300,16 @@ class Settings(_Section):
         allowed = {"classification": ("roc_auc", "accuracy", "f1"), "regression": ("rmse", "mae")}[ds.task]
         if self.model.metric is not None and self.model.metric not in allowed:
             raise ValueError(f"model.metric {self.model.metric!r} does not fit task {ds.task}; choose one of {allowed}")
+        from retrain_assets.core.train import make_estimator
+
+        try:
+            make_estimator(ds.task, self.model.estimator, self.model.params, self.model.seed)
+        except ValueError as error:
+            raise ValueError(f"model: {error}") from None
+        if self.gates.slice_columns:
+            clash = [c for c in self.gates.slice_columns if c in (ds.target, ds.time_column)]
+            if clash:
+                raise ValueError(f"gates.slice_columns lists {clash}, the target or time column")
         return self
 
     # Schema -----------------------------------------------------------------------------
@@ -298,6 +370,16 @@ class Settings(_Section):
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
         return f"sqlite:///{(self.storage.root / 'mlflow.db').as_posix()}"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        """The MLflow experiment candidates are tracked in."""
+        return self.mlflow.experiment or self.dataset.name
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Where the experiment keeps its artifacts (models, input examples): under storage.root."""
+        return self.storage.root / "mlartifacts"
 
     @property
     def metric(self) -> str:

@@ -26,7 +26,7 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 def test_every_setting_is_in_the_readme_table():
     table = README.split("### Every setting", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", table, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", table, flags=re.MULTILINE))
     assert set(_keys(Settings)) == documented
 
 

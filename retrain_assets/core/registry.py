@@ -1,11 +1,17 @@
-"""The production model in the MLflow registry: which version holds alias ``champion`` and what it
-was trained and judged on. Pure Python (mlflow, no Dagster).
+"""The MLflow model registry: experiments, candidate versions, the ``champion``/``challenger``/
+``previous`` aliases and what each version was trained and judged on. Pure Python (mlflow, no
+Dagster). Aliases only: the deprecated registry stages are never used.
 
-A promoted version carries tags (written when the candidate is registered):
+Every registered version carries tags (written when the candidate is registered and judged):
 
 * ``retrain.training_batches`` — JSON list of the batch ids it was trained on (the drift reference),
 * ``retrain.holdout_batches`` — JSON list of the batch ids of its time-based holdout,
-* ``retrain.metric`` and ``retrain.holdout_metric`` — the metric it was promoted on and its value.
+* ``retrain.metric`` and ``retrain.holdout_metric`` — the metric it is judged on and its value,
+* ``retrain.gates_passed`` (``true``/``false``) and ``retrain.compared_to`` (the champion version
+  it was judged against, or ``none``): production_model promotes only a version that passed its
+  gates against the champion of the moment,
+* lineage: ``retrain.data_fingerprint``, ``retrain.code_version``, ``retrain.dagster_run_id``,
+  ``retrain.trigger``, ``retrain.reason``.
 """
 
 from __future__ import annotations
@@ -19,10 +25,21 @@ import numpy as np
 import pandas as pd
 
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+PREVIOUS_ALIAS = "previous"
 TAG_TRAINING_BATCHES = "retrain.training_batches"
 TAG_HOLDOUT_BATCHES = "retrain.holdout_batches"
 TAG_METRIC = "retrain.metric"
 TAG_HOLDOUT_METRIC = "retrain.holdout_metric"
+TAG_GATES_PASSED = "retrain.gates_passed"
+TAG_FAILED_GATES = "retrain.failed_gates"
+TAG_GATES = "retrain.gates"
+TAG_COMPARED_TO = "retrain.compared_to"
+TAG_DATA_FINGERPRINT = "retrain.data_fingerprint"
+TAG_CODE_VERSION = "retrain.code_version"
+TAG_DAGSTER_RUN = "retrain.dagster_run_id"
+TAG_TRIGGER = "retrain.trigger"
+TAG_REASON = "retrain.reason"
 
 
 @dataclass
@@ -117,3 +134,177 @@ def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION_ALIA
     uri = client.get_model_version_download_uri(model_name, version.version)
     model = mlflow.sklearn.load_model(uri)
     return Champion(model_name, str(version.version), model, version.run_id, dict(version.tags or {}))
+
+
+def client_for(tracking_uri: str):
+    """An MLflow client for the tracking store and the registry at ``tracking_uri``."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _missing(error) -> bool:
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    return error.error_code in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Path) -> str:
+    """The id of experiment ``name``, created with ``artifact_location`` if it does not exist.
+
+    MLflow's ``set_experiment`` would create it with artifacts under ``./mlruns`` of whatever
+    folder the process runs in; creating it first keeps every artifact under the storage root.
+    An existing experiment is used as it is (its artifact location cannot change).
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = client_for(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = str(artifact_location)
+    if "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        location = Path(location).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
+    """The version holding ``alias``, or None (no such model or alias)."""
+    if _sqlite_store_missing(tracking_uri):
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client_for(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as error:
+        if _missing(error):
+            return None
+        raise
+
+
+def version_tags(tracking_uri: str, model_name: str, version: str) -> dict[str, str]:
+    """Tags of one registered version."""
+    return dict(client_for(tracking_uri).get_model_version(model_name, str(version)).tags or {})
+
+
+def set_version_tags(tracking_uri: str, model_name: str, version: str, tags: dict[str, Any]) -> None:
+    """Set tags on a registered version (values as text; lists and dicts as JSON)."""
+    client = client_for(tracking_uri)
+    for key, value in tags.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        client.set_model_version_tag(model_name, str(version), key, text)
+
+
+def move_alias(tracking_uri: str, model_name: str, alias: str, version: str | None) -> None:
+    """Point ``alias`` at ``version`` (one atomic registry call), or delete it when None."""
+    client = client_for(tracking_uri)
+    if version is None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.delete_registered_model_alias(model_name, alias)
+        except MlflowException as error:
+            if not _missing(error):
+                raise
+        return
+    client.set_registered_model_alias(model_name, alias, str(version))
+
+
+def model_uri(model_name: str, version: str | None = None, alias: str | None = None) -> str:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+    if (version is None) == (alias is None):
+        raise ValueError("give exactly one of version and alias")
+    return f"models:/{model_name}/{version}" if version is not None else f"models:/{model_name}@{alias}"
+
+
+def serving_signature(schema, target: str, task: str):
+    """A model signature that accepts a batch exactly as it lands, minus the target.
+
+    MLflow refuses to convert int64 to double ("not safe"), yet a CSV column of whole numbers
+    reads as int64 in one batch and float64 in the next (one missing value). So numeric features
+    are declared ``Any`` (required); the pipeline imputes and scales them. Categorical features
+    are ``string`` (required). Id and time columns are optional: the pipeline ignores them, so a
+    caller may pass them (as landed: text or timestamps) or leave them out.
+
+    Args:
+        schema: The dataset schema (:class:`~retrain_assets.core.schema.DatasetSchema`).
+        target: The label column (left out).
+        task: classification (output: class labels) or regression (output: numbers).
+
+    Returns:
+        An ``mlflow.models.ModelSignature``.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    specs = []
+    for column in schema.columns:
+        if column.name == target or column.kind == "ignored":
+            continue
+        if column.kind == "numeric":
+            specs.append(ColSpec(AnyType(), column.name))
+        elif column.kind == "categorical":
+            specs.append(ColSpec("string", column.name))
+        else:  # id, datetime: ignored by the pipeline, accepted as they come
+            specs.append(ColSpec(AnyType(), column.name, required=False))
+    output = ColSpec("double") if task == "regression" else ColSpec(AnyType())
+    return ModelSignature(inputs=Schema(specs), outputs=Schema([output]))
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what loading the model needs (faster than MLflow's inference, and exact)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy", "pandas", "scipy")]
+
+
+def log_candidate(model, *, model_name: str, signature, input_example, tags: dict[str, Any]) -> tuple[str, str]:
+    """Log ``model`` in the active MLflow run with skops, register it as a new version of
+    ``model_name`` and tag the version.
+
+    skops (MLflow's default for scikit-learn) refuses to load types it does not trust; the types
+    this model needs are listed from its own serialisation and passed as ``skops_trusted_types``,
+    so it loads anywhere without pickle.
+
+    Returns:
+        (version, ``models:/<name>/<version>``).
+    """
+    import mlflow
+    import skops.io
+
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        registered_model_name=model_name,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+        skops_trusted_types=trusted,
+    )
+    version = str(info.registered_model_version)
+    tracking_uri = mlflow.get_tracking_uri()
+    set_version_tags(tracking_uri, model_name, version, tags)
+    return version, model_uri(model_name, version)
+
+
+def code_version(repo_root: Path) -> str:
+    """The git commit of the code (``+dirty`` with local changes), else the package version."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo_root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "retrain-assets " + version("retrain-assets")
+        except PackageNotFoundError:
+            return "unknown"

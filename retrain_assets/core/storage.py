@@ -7,6 +7,10 @@ Tables (all keyed by ``batch_id``; re-running a batch replaces its rows in one t
 * ``validated`` — typed rows of batches that passed validation, plus ``_batch_id`` and ``_row``.
 * ``quarantine`` — every rejected row with the rules it broke, the reasons and the row as JSON.
 * ``batch_validation`` — one row per validated batch: status, counts, failed rules.
+* ``drift_reports`` — one row per monitored batch: the drift verdict and its numbers.
+* ``promotion_ledger`` — every move of the ``champion`` alias (promotion or rollback), written as
+  ``pending`` before the alias moves and settled (``done``/``aborted``) after, so a killed run
+  leaves a trace that the next promotion reconciles with the registry.
 
 Connections are opened by the caller and kept short (DuckDB allows one writer per file).
 """
@@ -85,6 +89,24 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     report_path VARCHAR,
     created_at TIMESTAMPTZ NOT NULL,
     dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS promotion_ledger (
+    entry_id VARCHAR PRIMARY KEY,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    settled_at TIMESTAMPTZ,
+    model_name VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    from_version VARCHAR,
+    to_version VARCHAR NOT NULL,
+    trigger VARCHAR,
+    reason VARCHAR,
+    gates_passed BOOLEAN,
+    gates_json VARCHAR,
+    dagster_run_id VARCHAR,
+    mlflow_run_id VARCHAR,
+    launched_by VARCHAR,
+    note VARCHAR
 );
 """
 
@@ -316,3 +338,115 @@ def read_drift_reports(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def jsonable(value: Any) -> Any:
     """Make a value safe for JSON metadata."""
     return json.loads(json.dumps(value, default=str))
+
+
+def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
+    """Batches that passed validation (arrival order) → whether they carry labels."""
+    ensure_tables(conn)
+    rows = conn.execute("SELECT batch_id, labelled FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()
+    return {batch_id: bool(labelled) for batch_id, labelled in rows}
+
+
+LEDGER_COLUMNS = (
+    "entry_id", "recorded_at", "settled_at", "model_name", "action", "status", "from_version", "to_version",
+    "trigger", "reason", "gates_passed", "gates_json", "dagster_run_id", "mlflow_run_id", "launched_by", "note",
+)
+LEDGER_ACTIONS = ("promote", "rollback")
+LEDGER_STATUSES = ("pending", "done", "aborted")
+
+
+def open_ledger_entry(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) -> str:
+    """Record a champion move as ``pending`` before the alias is moved; returns its ``entry_id``.
+
+    Args:
+        conn: The warehouse.
+        entry: ``model_name``, ``action`` (promote/rollback), ``to_version`` and any other
+            :data:`LEDGER_COLUMNS` (``gates_json`` may be a list/dict: it is stored as JSON).
+    """
+    import uuid
+
+    ensure_tables(conn)
+    unknown = sorted(set(entry) - set(LEDGER_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown ledger column(s) {unknown}")
+    if entry.get("action") not in LEDGER_ACTIONS:
+        raise ValueError(f"ledger action must be one of {LEDGER_ACTIONS}, got {entry.get('action')!r}")
+    row = {c: None for c in LEDGER_COLUMNS}
+    row.update(entry)
+    row["entry_id"] = row["entry_id"] or uuid.uuid4().hex
+    row["recorded_at"] = row["recorded_at"] or datetime.now(timezone.utc)
+    row["status"] = "pending"
+    if row["gates_json"] is not None and not isinstance(row["gates_json"], str):
+        row["gates_json"] = json.dumps(jsonable(row["gates_json"]))
+    for key in ("from_version", "to_version"):
+        row[key] = None if row[key] is None else str(row[key])
+    conn.execute(
+        f"INSERT INTO promotion_ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
+        [row[c] for c in LEDGER_COLUMNS],
+    )
+    return row["entry_id"]
+
+
+def settle_ledger_entry(conn: duckdb.DuckDBPyConnection, entry_id: str, status: str, note: str | None = None) -> None:
+    """Mark a pending entry ``done`` (the alias moved) or ``aborted`` (it did not), with a note."""
+    if status not in ("done", "aborted"):
+        raise ValueError(f"a ledger entry settles as 'done' or 'aborted', not {status!r}")
+    ensure_tables(conn)
+    updated = conn.execute(
+        "UPDATE promotion_ledger SET status = ?, settled_at = ?, note = coalesce(?, note) "
+        "WHERE entry_id = ? AND status = 'pending' RETURNING entry_id",
+        [status, datetime.now(timezone.utc), note, entry_id],
+    ).fetchall()
+    if not updated:
+        raise ValueError(f"no pending ledger entry {entry_id!r}")
+
+
+def read_ledger(conn: duckdb.DuckDBPyConnection, model_name: str | None = None) -> pd.DataFrame:
+    """The promotion ledger, oldest first (all models, or one)."""
+    ensure_tables(conn)
+    if model_name is None:
+        return conn.execute("SELECT * FROM promotion_ledger ORDER BY recorded_at, entry_id").df()
+    return conn.execute(
+        "SELECT * FROM promotion_ledger WHERE model_name = ? ORDER BY recorded_at, entry_id", [model_name]
+    ).df()
+
+
+def reconcile_ledger(conn: duckdb.DuckDBPyConnection, model_name: str, champion_version: str | None) -> list[dict]:
+    """Settle entries left ``pending`` by a killed run, using where the alias points now.
+
+    A pending entry whose ``to_version`` is the champion now did move the alias (``done``); any
+    other pending entry did not, or was superseded (``aborted``). Returns the settled entries.
+    """
+    ensure_tables(conn)
+    pending = conn.execute(
+        "SELECT entry_id, to_version, dagster_run_id FROM promotion_ledger "
+        "WHERE model_name = ? AND status = 'pending' ORDER BY recorded_at", [model_name]
+    ).fetchall()
+    settled = []
+    for index, (entry_id, to_version, run_id) in enumerate(pending):
+        newest = index == len(pending) - 1
+        moved = newest and champion_version is not None and str(to_version) == str(champion_version)
+        status = "done" if moved else "aborted"
+        note = (
+            f"settled later: run {run_id} stopped after moving the alias (champion is v{champion_version})"
+            if moved else
+            f"settled later: run {run_id} stopped before moving the alias to v{to_version} "
+            f"(champion is {'v' + str(champion_version) if champion_version else 'unset'})"
+        )
+        settle_ledger_entry(conn, entry_id, status, note)
+        settled.append({"entry_id": entry_id, "to_version": to_version, "status": status, "note": note})
+    return settled
+
+
+def promoted_versions(conn: duckdb.DuckDBPyConnection, model_name: str) -> list[str]:
+    """Versions that have held the champion alias (done entries), oldest move first, no repeats."""
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT to_version FROM promotion_ledger WHERE model_name = ? AND status = 'done' ORDER BY recorded_at",
+        [model_name],
+    ).fetchall()
+    seen: list[str] = []
+    for (version,) in rows:
+        if version not in seen:
+            seen.append(version)
+    return seen

@@ -104,7 +104,7 @@ def test_label_shuffled_candidate_fails():
     assert m["ci_high"] < 0 and m["ci_low"] <= m["difference"] <= m["ci_high"]
     assert f"difference {m['difference']:+.3f}" in result.summary
     assert f"95% CI {m['ci_low']:+.3f} to {m['ci_high']:+.3f}" in result.summary
-    assert "worse than the champion by more than the 0.005 tolerance" in result.summary
+    assert "worse than the champion by more than the 0.02 tolerance" in result.summary
 
 
 def test_clearly_better_candidate_passes_with_a_positive_interval():
@@ -248,10 +248,30 @@ def test_slice_regression_names_the_worse_slice_and_skips_small_ones():
     assert table["A"]["passed"] and table["A"]["difference"] == 0.0
     b = table["B"]
     assert not b["passed"] and b["difference"] < -0.2 and b["n"] == 400
-    assert set(b) == {"slice", "n", "candidate", "champion", "difference", "passed"}
+    assert set(b) == {"slice", "n", "candidate", "champion", "difference", "ci_low", "ci_high", "passed"}
+    assert b["ci_high"] < 0  # significantly worse, not only a noisy dip
     assert result.metrics["skipped"] == [{"slice": "C", "n": 20, "reason": "fewer than 50 rows"}]
     assert f"B roc_auc {b['candidate']:.3f} vs {b['champion']:.3f} ({b['difference']:+.3f}, n=400)" in result.summary
     assert "on 1 of 2 contract slices" in result.summary and "1 skipped" in result.summary
+
+
+def test_slice_regression_does_not_block_a_noisy_dip_on_a_small_slice():
+    # An equally good candidate (independent noise on the same signal) dips on a small slice by
+    # chance: beyond the tolerance as a point estimate, but not significantly worse.
+    rng = np.random.default_rng(3)
+    n = 600
+    slices = pd.Series(np.where(np.arange(n) < 540, "big", "small"), name="contract")
+    y = rng.integers(0, 2, n)
+    signal = y + rng.normal(0, 1.2, n)
+    champion = 1 / (1 + np.exp(-(signal + rng.normal(0, 0.6, n))))
+    dips = []
+    for seed in range(12):
+        candidate = 1 / (1 + np.exp(-(signal + np.random.default_rng(seed).normal(0, 0.6, n))))
+        result = slice_regression("roc_auc", y, candidate, champion, slices, tolerance=0.02)
+        small = {r["slice"]: r for r in result.metrics["slices"]}["small"]
+        if small["difference"] < -0.02:
+            dips.append(result.passed)
+    assert dips and all(dips), dips
 
 
 def test_slice_regression_passes_an_equal_candidate():
@@ -304,7 +324,7 @@ def test_default_slice_columns():
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flips, passed", [(0, True), (5, True), (10, True), (11, False), (40, False)])
+@pytest.mark.parametrize("flips, passed", [(0, True), (5, True), (15, True), (16, False), (40, False)])
 def test_flip_rate_of_class_labels(flips, passed):
     champion = np.array(["stay"] * 70 + ["leave"] * 30, dtype=object)
     candidate = champion.copy()
@@ -312,7 +332,7 @@ def test_flip_rate_of_class_labels(flips, passed):
     result = prediction_stability(candidate, champion)
     assert result.passed is passed and not result.waived
     assert result.metrics["flip_rate"] == flips / 100 and result.metrics["flipped"] == flips
-    assert f"{flips / 100:.1%} of 100 holdout predicted classes differ from the champion's ({flips} rows; maximum 10.0%)" in result.summary
+    assert f"{flips / 100:.1%} of 100 holdout predicted classes differ from the champion's ({flips} rows; maximum 15.0%)" in result.summary
 
 
 def test_flip_rate_waived_for_concept_drift():
@@ -423,5 +443,6 @@ def test_as_metadata_is_plain():
         assert metadata["summary"] == result.summary and metadata["passed"] == result.passed
         assert all(_plain(v) for v in metadata.values()), metadata
     table = results[0].as_metadata()["slices"]
-    assert table.startswith("| slice | n | candidate | champion | difference | passed |") and "| B | 400 |" in table
+    assert table.startswith("| slice | n | candidate | champion | difference | ci_low | ci_high | passed |")
+    assert "| B | 400 |" in table
     assert results[3].as_metadata()["class_counts"] == '{"0": 500, "1": 300}'

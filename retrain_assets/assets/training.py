@@ -1,0 +1,243 @@
+"""candidate_model: a seeded scikit-learn pipeline trained on the training window, tracked and
+registered in MLflow (alias ``challenger``) and judged by six blocking gates."""
+
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+
+from retrain_assets.assets.validation import validated_data
+from retrain_assets.checks import gate_check_result, gate_specs
+from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, TAG_REASON, TAG_TRIGGER, TRAINING
+from retrain_assets.core import registry as reg
+from retrain_assets.core import serving, storage
+from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
+from retrain_assets.core.monitoring import model_input
+from retrain_assets.core.registry import Champion
+from retrain_assets.core.schema import SchemaStore
+from retrain_assets.core.train import (
+    check_training_data,
+    data_fingerprint,
+    last_n_rows,
+    select_training_window,
+    train,
+    training_xy,
+)
+from retrain_assets.metadata import markdown_table
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+
+FIT_MIN_ROWS = 10
+"""Below this many labelled rows nothing is fitted at all (the data_sufficiency gate's own,
+configurable minimum is far higher: a model on 50 rows is trained, registered and blocked there)."""
+
+FIT_MIN_ROWS_PER_CLASS = 2
+"""A class seen fewer times cannot be fitted meaningfully; fewer than the configured minimum is the gate's call."""
+
+
+def run_trigger(context: dg.AssetExecutionContext) -> tuple[str, str, str]:
+    """(trigger, reason, launched_by) of the run, from its tags."""
+    tags = context.run.tags
+    trigger = tags.get(TAG_TRIGGER) or "manual"
+    reason = tags.get(TAG_REASON) or "launched by hand"
+    if tags.get("dagster/sensor_name"):
+        launched_by = f"sensor {tags['dagster/sensor_name']}"
+    elif tags.get("dagster/schedule_name"):
+        launched_by = f"schedule {tags['dagster/schedule_name']}"
+    elif tags.get("dagster/backfill"):
+        launched_by = f"backfill {tags['dagster/backfill']}"
+    else:
+        launched_by = tags.get("user") or tags.get("dagster/user") or "manual (UI or CLI)"
+    return trigger, reason, launched_by
+
+
+def _fail(message: str, **metadata: Any) -> dg.Failure:
+    return dg.Failure(description=message, metadata=metadata, allow_retries=False)
+
+
+@dg.asset(
+    key=CANDIDATE_MODEL,
+    deps=[validated_data],
+    check_specs=gate_specs,
+    group_name=TRAINING,
+    kinds={"scikit-learn", "mlflow"},
+    code_version="1",
+)
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    settings: RetrainSettings,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    mlflow: dg.ResourceParam[Any],
+) -> dg.MaterializeResult:
+    """A model trained on the training window, registered in MLflow as `challenger`, judged by six blocking gates."""
+    cfg = settings.load()
+    target, task, metric = cfg.dataset.target, cfg.dataset.task, cfg.metric
+    schema = SchemaStore(cfg.schema_path).load()
+    if schema is None:
+        raise _fail("no batch has been validated yet: there is no schema and no data to train on")
+
+    with warehouse.get_connection() as conn:
+        labelled = storage.labelled_batches(conn)
+        try:
+            window = select_training_window(
+                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n
+            )
+        except ValueError as error:
+            raise _fail(f"cannot train: {error}") from None
+        train_frame = storage.read_validated(conn, window.train_batches)
+        holdout = storage.read_validated(conn, window.holdout_batches)
+        drift_reports = storage.read_drift_reports(conn)
+    if window.window == "last_n_rows":
+        train_frame = last_n_rows(train_frame, cfg.training.last_n, time_column=cfg.dataset.time_column)
+    context.log.info(window.summary)
+
+    problems = check_training_data(
+        train_frame, schema, target, task, min_rows=FIT_MIN_ROWS, min_rows_per_class=FIT_MIN_ROWS_PER_CLASS
+    )
+    if problems:
+        raise _fail(
+            f"cannot train on batches {', '.join(window.train_batches)}: " + "; ".join(problems)
+            + ". The champion is untouched.",
+            training_batches=dg.MetadataValue.json(window.train_batches),
+        )
+    X_train, y_train = training_xy(train_frame, target, task)
+    if task == "classification" and y_train.nunique() > 2:
+        raise _fail(
+            f"target {target!r} has {y_train.nunique()} classes; the promotion gates judge binary classifiers "
+            "(ROC AUC, accuracy, F1 on the positive class) only. The champion is untouched."
+        )
+
+    trained = train(
+        train_frame, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed
+    )
+    context.log.info(
+        f"trained {cfg.model.estimator} on {trained.n_rows} rows in {trained.seconds:.2f} s "
+        f"(peak memory {trained.peak_memory_mb:.0f} MB)"
+    )
+    champion = registry.champion()
+    candidate = Champion(cfg.registered_model_name, "candidate", trained.pipeline, None)
+    try:
+        scores = holdout_scores(task, target, candidate, champion, holdout)
+    except IncomparableModels as error:
+        raise _fail(f"{error}. The champion is untouched.") from None
+
+    trigger, reason, launched_by = run_trigger(context)
+    fingerprint = data_fingerprint(train_frame)
+    holdout_labelled = holdout[holdout[target].notna()].reset_index(drop=True)
+    holdout_value = float(serving_metric(metric, scores))
+    champion_value = float(serving_metric(metric, scores, champion=True)) if champion is not None else None
+    run = mlflow.active_run()
+    mlflow_run_id = run.info.run_id if run is not None else None
+
+    # Track and register --------------------------------------------------------------------
+    params = {
+        "estimator": cfg.model.estimator, "seed": cfg.model.seed, "task": task, "target": target, "metric": metric,
+        "training_window": window.window, "training_last_n": window.last_n,
+        **{f"model.{k}": v for k, v in cfg.model.params.items()},
+    }
+    mlflow.log_params({k: ("none" if v is None else v) for k, v in params.items()})
+    metrics = {
+        f"holdout_{metric}": holdout_value, "training_rows": trained.n_rows, "holdout_rows": len(holdout_labelled),
+        "training_seconds": trained.seconds, "training_peak_memory_mb": trained.peak_memory_mb,
+    }
+    if champion_value is not None:
+        metrics[f"champion_holdout_{metric}"] = champion_value
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    code = reg.code_version(REPO_ROOT)
+    lineage = {
+        reg.TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
+        reg.TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
+        reg.TAG_METRIC: metric,
+        reg.TAG_HOLDOUT_METRIC: repr(holdout_value),
+        reg.TAG_DATA_FINGERPRINT: fingerprint,
+        reg.TAG_CODE_VERSION: code,
+        reg.TAG_DAGSTER_RUN: context.run_id,
+        reg.TAG_TRIGGER: trigger,
+        reg.TAG_REASON: reason,
+        reg.TAG_COMPARED_TO: champion.version if champion is not None else "none",
+        "retrain.launched_by": launched_by,
+    }
+    mlflow.set_tags(lineage)
+    example = model_input(holdout_labelled.head(5), target)
+    version, version_uri = reg.log_candidate(
+        trained.pipeline,
+        model_name=cfg.registered_model_name,
+        signature=reg.serving_signature(schema, target, task),
+        input_example=example,
+        tags=lineage,
+    )
+    reg.move_alias(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS, version)
+    context.log.info(f"registered {version_uri} with alias {reg.CHALLENGER_ALIAS}")
+
+    # Judge ---------------------------------------------------------------------------------
+    sample = serving.latency_sample(model_input(holdout_labelled, target), 1000)
+    probe = serving.smoke_test(version_uri, sample, tracking_uri=cfg.mlflow_tracking_uri)
+    expected = trained.pipeline.predict(sample)
+    waiver = stability_waiver(trigger, drift_reports, champion)
+    results = judge(
+        cfg, schema, scores=scores, holdout=holdout_labelled, train_labels=y_train, probe=probe,
+        probe_expected=expected, waiver=waiver, seed=cfg.model.seed,
+    )
+    failed = [r.name for r in results if not r.passed]
+    reg.set_version_tags(
+        cfg.mlflow_tracking_uri, cfg.registered_model_name, version,
+        {
+            reg.TAG_GATES_PASSED: "false" if failed else "true",
+            reg.TAG_FAILED_GATES: ",".join(failed),
+            reg.TAG_GATES: json.dumps([
+                {"gate": r.name, "passed": bool(r.passed), "waived": bool(r.waived), "summary": r.summary[:400]}
+                for r in results
+            ]),
+        },
+    )
+    mlflow.set_tags({reg.TAG_GATES_PASSED: "false" if failed else "true", reg.TAG_FAILED_GATES: ",".join(failed)})
+    for result in results:
+        mlflow.log_metric(f"gate_{result.name}", 1.0 if result.passed else 0.0)
+    if failed:
+        context.log.warning(f"v{version} failed gate(s) {', '.join(failed)}; production_model will not run")
+        mlflow.end_run()  # production_model will not run, so nothing else closes this MLflow run
+    else:
+        context.log.info(f"v{version} passed every gate")
+
+    gate_rows = [{"gate": r.name, "passed": r.passed, "waived": r.waived, "summary": r.summary} for r in results]
+    metadata = {
+        "version": version,
+        "model_uri": version_uri,
+        "registered_model": cfg.registered_model_name,
+        "alias": reg.CHALLENGER_ALIAS,
+        "gates_passed": not failed,
+        "failed_gates": dg.MetadataValue.json(failed),
+        "gates": dg.MetadataValue.md(markdown_table(gate_rows)),
+        f"holdout_{metric}": holdout_value,
+        f"champion_holdout_{metric}": champion_value if champion_value is not None else "no champion yet",
+        "champion_version": champion.version if champion is not None else "none yet",
+        "estimator": cfg.model.estimator,
+        "training_window": window.summary,
+        "training_batches": dg.MetadataValue.json(window.train_batches),
+        "holdout_batches": dg.MetadataValue.json(window.holdout_batches),
+        "training_rows": trained.n_rows,
+        "holdout_rows": len(holdout_labelled),
+        "training_seconds": round(trained.seconds, 3),
+        "training_peak_memory_mb": round(trained.peak_memory_mb, 1),
+        "data_fingerprint": fingerprint,
+        "code_version": code,
+        "trigger": trigger,
+        "reason": reason,
+        "launched_by": launched_by,
+        "mlflow_run_id": mlflow_run_id or "none",
+        "mlflow_tracking_uri": cfg.mlflow_tracking_uri,
+    }
+    if cfg.mlflow_tracking_uri.startswith("http"):
+        metadata["mlflow_model_page"] = dg.MetadataValue.url(
+            f"{cfg.mlflow_tracking_uri.rstrip('/')}/#/models/{cfg.registered_model_name}/versions/{version}"
+        )
+    return dg.MaterializeResult(metadata=metadata, check_results=[gate_check_result(r) for r in results])
+
+
+def serving_metric(metric: str, scores, champion: bool = False) -> float:
+    """The metric of the candidate (or the champion) on the holdout."""
+    from retrain_assets.core.performance import score_metric
+
+    values = scores.champion_scores if champion else scores.candidate_scores
+    return score_metric(metric, scores.y_true, values)
