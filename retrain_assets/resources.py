@@ -63,6 +63,17 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
     from dagster_mlflow import mlflow_tracking
 
     def init(context: dg.InitResourceContext):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        stale = mlflow.active_run()
+        if stale is not None and stale.data.tags.get("dagster_run_id") != context.run_id:
+            # Left active in this process by an earlier in-process run (tests, `make demo`).
+            context.log.warning(f"ending MLflow run {stale.info.run_id} left active by an earlier run")
+            try:
+                mlflow.end_run(status="KILLED")
+            except MlflowException:  # it lives in another tracking store; the stack is cleared anyway
+                pass
         ensure_experiment(tracking_uri, experiment, artifact_location)
         return mlflow_tracking.resource_fn(context)
 

@@ -52,7 +52,7 @@ def _champion_metadata(cfg, champion: str, previous: str | None, ledger: pd.Data
     code_version="1",
 )
 def production_model(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, mlflow: dg.ResourceParam[Any]
+    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     """The served model: MLflow alias `champion`, moved to the challenger only after it passed every gate; each move in the ledger."""
     cfg = settings.load()
@@ -89,14 +89,15 @@ def production_model(
         )
 
     trigger, reason, launched_by = run_trigger(context)
-    run = mlflow.active_run()
+    client = reg.client_for(uri)
+    mlflow_run_id = client.get_model_version(name, challenger).run_id
     gates_json = tags.get(reg.TAG_GATES, "[]")
     with warehouse.get_connection() as conn:
         entry = storage.open_ledger_entry(conn, {
             "model_name": name, "action": "promote", "from_version": champion, "to_version": challenger,
             "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
             "gates_passed": True, "gates_json": gates_json, "dagster_run_id": context.run_id,
-            "mlflow_run_id": run.info.run_id if run is not None else None, "launched_by": launched_by,
+            "mlflow_run_id": mlflow_run_id, "launched_by": launched_by,
         })
     # The alias move is one registry call: champion points at the old or the new version, both gated.
     if champion is not None:
@@ -106,8 +107,9 @@ def production_model(
         storage.settle_ledger_entry(conn, entry, "done")
         ledger = storage.read_ledger(conn, name)
     reg.set_version_tags(uri, name, challenger, {"retrain.promoted_by_run": context.run_id})
-    mlflow.set_tags({"retrain.promoted": "true", "retrain.promoted_version": challenger})
-    mlflow.end_run()
+    if mlflow_run_id:
+        client.set_tag(mlflow_run_id, "retrain.promoted", "true")
+        client.set_tag(mlflow_run_id, "retrain.promoted_by_run", context.run_id)
     context.log.info(f"champion {('v' + champion) if champion else '(none)'} -> v{challenger}")
     metadata = _champion_metadata(cfg, challenger, champion, ledger)
     metadata["moved"] = True

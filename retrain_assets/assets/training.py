@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 import numpy as np
 
 from retrain_assets.assets.validation import validated_data
@@ -59,6 +60,7 @@ def _fail(message: str, **metadata: Any) -> dg.Failure:
     key=CANDIDATE_MODEL,
     deps=[validated_data],
     check_specs=gate_specs,
+    hooks={end_mlflow_on_run_finished},  # marks the MLflow run FAILED when the step fails, in any job
     group_name=TRAINING,
     kinds={"scikit-learn", "mlflow"},
     code_version="1",
@@ -162,6 +164,7 @@ def candidate_model(
     example = model_input(holdout_labelled.head(5), target)
     version, version_uri = reg.log_candidate(
         trained.pipeline,
+        tracking_uri=cfg.mlflow_tracking_uri,
         model_name=cfg.registered_model_name,
         signature=reg.serving_signature(schema, target, task),
         input_example=example,
@@ -196,9 +199,10 @@ def candidate_model(
         mlflow.log_metric(f"gate_{result.name}", 1.0 if result.passed else 0.0)
     if failed:
         context.log.warning(f"v{version} failed gate(s) {', '.join(failed)}; production_model will not run")
-        mlflow.end_run()  # production_model will not run, so nothing else closes this MLflow run
     else:
         context.log.info(f"v{version} passed every gate")
+    # The MLflow run is this training run: close it here, whichever job (or the UI) launched the step.
+    mlflow.end_run()
 
     gate_rows = [{"gate": r.name, "passed": r.passed, "waived": r.waived, "summary": r.summary} for r in results]
     metadata = {

@@ -261,33 +261,46 @@ def pip_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy", "pandas", "scipy")]
 
 
-def log_candidate(model, *, model_name: str, signature, input_example, tags: dict[str, Any]) -> tuple[str, str]:
+def log_candidate(
+    model, *, tracking_uri: str, model_name: str, signature, input_example, tags: dict[str, Any]
+) -> tuple[str, str]:
     """Log ``model`` in the active MLflow run with skops, register it as a new version of
-    ``model_name`` and tag the version.
+    ``model_name`` in the registry at ``tracking_uri`` and tag the version.
 
     skops (MLflow's default for scikit-learn) refuses to load types it does not trust; the types
     this model needs are listed from its own serialisation and passed as ``skops_trusted_types``,
-    so it loads anywhere without pickle.
+    so it loads anywhere without pickle. The version is created with a client bound to
+    ``tracking_uri``, never through MLflow's process-wide registry URI (which another library or
+    an ``MLFLOW_REGISTRY_URI`` in the environment may point elsewhere).
 
     Returns:
         (version, ``models:/<name>/<version>``).
     """
     import mlflow
     import skops.io
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
 
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     info = mlflow.sklearn.log_model(
         model,
         name="model",
-        registered_model_name=model_name,
         signature=signature,
         input_example=input_example,
         pip_requirements=pip_requirements(),
         skops_trusted_types=trusted,
     )
-    version = str(info.registered_model_version)
-    tracking_uri = mlflow.get_tracking_uri()
-    set_version_tags(tracking_uri, model_name, version, tags)
+    client = client_for(tracking_uri)
+    try:
+        client.create_registered_model(model_name, description="Trained and promoted by retrain-assets.")
+    except MlflowException as error:
+        if error.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS)):
+            raise
+    created = client.create_model_version(
+        model_name, source=info.model_uri, run_id=info.run_id, model_id=info.model_id,
+        tags={k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in tags.items()},
+    )
+    version = str(created.version)
     return version, model_uri(model_name, version)
 
 

@@ -1,0 +1,408 @@
+"""candidate_model, its six blocking gates, production_model and rollback, run in-process against a
+real MLflow store (SQLite under the workspace) and the real DuckDB warehouse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from retrain_assets.constants import CANDIDATE_MODEL, PRODUCTION_MODEL, RETRAIN_JOB, ROLLBACK_JOB, TAG_TRIGGER
+from retrain_assets.core import registry as reg
+from retrain_assets.core import storage
+from retrain_assets.definitions import build_definitions
+from retrain_assets_tests.conftest import Workspace, clean_batch, ingest, materialized, write_config
+from retrain_assets_tests.conftest import failure_text as _failure_text
+
+pytestmark = pytest.mark.timeout(600)
+
+ALL_GATES = {"metric_floor", "champion_comparison", "slice_regression", "prediction_stability",
+             "serving_smoke_test", "data_sufficiency"}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def failure_text(result) -> str:
+    """Step failures plus the description of every failed gate."""
+    failed = [f"{e.check_name}: {e.description}" for e in result.get_asset_check_evaluations() if not e.passed]
+    return "\n".join([_failure_text(result), *failed])
+
+
+class Retrainer:
+    """A workspace with its Definitions, a Dagster instance, and the registry/ledger views."""
+
+    def __init__(self, root: Path, instance: dg.DagsterInstance, **overrides):
+        root.mkdir(parents=True, exist_ok=True)
+        self.ws = Workspace(root=root, config_path=write_config(root, **overrides))
+        self.instance = instance
+        self.defs = build_definitions(self.ws.config_path)
+
+    def reconfigure(self, **overrides) -> None:
+        """Change config keys (dotted) and rebuild the Definitions, keeping the state."""
+        config = yaml.safe_load(self.ws.config_path.read_text())
+        for dotted, value in overrides.items():
+            node = config
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+        self.ws.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.defs = build_definitions(self.ws.config_path)
+
+    @property
+    def settings(self):
+        return self.ws.settings
+
+    def land(self, index: int, frame: pd.DataFrame | None = None, rows: int = 800) -> None:
+        batch_id = f"batch_{index:04d}"
+        self.ws.land(batch_id, clean_batch(index, rows) if frame is None else frame)
+        result = ingest(self.defs, self.instance, batch_id)
+        assert result.success, failure_text(result)
+
+    def retrain(self, tags: dict | None = None):
+        return self.defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
+            instance=self.instance, tags=tags or {}, raise_on_error=False
+        )
+
+    def alias(self, alias: str) -> str | None:
+        return reg.alias_version(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, alias)
+
+    def tags(self, version: str) -> dict[str, str]:
+        return reg.version_tags(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, version)
+
+    def ledger(self) -> pd.DataFrame:
+        import duckdb
+
+        with duckdb.connect(str(self.settings.duckdb_path)) as conn:
+            return storage.read_ledger(conn)
+
+
+def gates(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def failed_gates(result) -> set[str]:
+    return {name for name, e in gates(result).items() if not e.passed}
+
+
+def meta(evaluation_or_event, key):
+    metadata = evaluation_or_event.metadata if hasattr(evaluation_or_event, "check_name") else \
+        evaluation_or_event.materialization.metadata
+    return metadata[key].value
+
+
+def candidate_event(result):
+    return next(e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(CANDIDATE_MODEL))
+
+
+@pytest.fixture
+def bootstrapped(tmp_path, instance, monkeypatch) -> Retrainer:
+    """Three clean labelled batches and a first champion (v1) trained on two of them."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # MLflow must not write ./mlruns wherever the process runs
+    r = Retrainer(tmp_path / "ws", instance)
+    for i in (1, 2, 3):
+        r.land(i)
+    result = r.retrain()
+    assert result.success, failure_text(result)
+    assert r.alias(reg.CHAMPION_ALIAS) == "1"
+    return r
+
+
+def assert_blocked(r: Retrainer, result, gate: str, champion: str) -> None:
+    """The run failed on ``gate``, production_model did not materialize, the champion did not move."""
+    assert not result.success
+    assert gate in failed_gates(result), {n: e.description for n, e in gates(result).items()}
+    assert "blocking asset check" in failure_text(result)
+    assert materialized(result, CANDIDATE_MODEL) and not materialized(result, PRODUCTION_MODEL)
+    assert r.alias(reg.CHAMPION_ALIAS) == champion
+    version = meta(candidate_event(result), "version")
+    assert r.alias(reg.CHALLENGER_ALIAS) == version
+    tags = r.tags(version)
+    assert tags[reg.TAG_GATES_PASSED] == "false" and gate in tags[reg.TAG_FAILED_GATES].split(",")
+    assert version not in set(r.ledger()["to_version"])
+
+
+# --------------------------------------------------------------------------
+# Bootstrap and promotion
+# --------------------------------------------------------------------------
+
+
+def test_first_retrain_bootstraps_the_champion_with_lineage(bootstrapped: Retrainer, tmp_path):
+    r = bootstrapped
+    s = r.settings
+    tags = r.tags("1")
+    assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == ["batch_0001", "batch_0002"]
+    assert json.loads(tags[reg.TAG_HOLDOUT_BATCHES]) == ["batch_0003"]
+    assert tags[reg.TAG_GATES_PASSED] == "true" and tags[reg.TAG_COMPARED_TO] == "none"
+    assert len(tags[reg.TAG_DATA_FINGERPRINT]) == 64 and tags[reg.TAG_CODE_VERSION]
+    assert tags[reg.TAG_TRIGGER] == "manual"
+    assert [g["gate"] for g in json.loads(tags[reg.TAG_GATES])] == [
+        "metric_floor", "champion_comparison", "slice_regression", "prediction_stability", "serving_smoke_test",
+        "data_sufficiency"]
+
+    # One MLflow run, finished, with params, metrics and the dagster run id; artifacts under storage.root.
+    client = reg.client_for(s.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(s.mlflow_experiment)
+    assert experiment.artifact_location.startswith(s.mlflow_artifacts_dir.resolve().as_uri())
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["estimator"] == "hist_gradient_boosting" and run.data.params["seed"] == "0"
+    assert run.data.metrics["training_rows"] == 1600 and run.data.metrics["holdout_rows"] == 800
+    assert 0.75 < run.data.metrics["holdout_roc_auc"] < 0.95
+    assert run.data.metrics["training_seconds"] > 0 and run.data.metrics["training_peak_memory_mb"] > 0
+    assert run.data.tags["dagster_run_id"] == run.data.tags[reg.TAG_DAGSTER_RUN]
+    version = client.get_model_version(s.registered_model_name, "1")
+    assert version.run_id == run.info.run_id
+    assert not (tmp_path / "cwd" / "mlruns").exists()
+
+    # The model was saved with skops (no pickle) and a signature and input example.
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{s.registered_model_name}/1",
+                                                         tracking_uri=s.mlflow_tracking_uri))
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
+    assert "signature" in mlmodel and mlmodel.get("saved_input_example_info")
+    assert not list(model_dir.rglob("*.pkl"))
+
+    # Comparison gates are waived, with metadata that says so; the others judged.
+    ledger = r.ledger()
+    assert list(ledger["action"]) == ["promote"] and list(ledger["status"]) == ["done"]
+    assert ledger["from_version"].isna().all() and list(ledger["to_version"]) == ["1"]
+    assert r.alias(reg.PREVIOUS_ALIAS) is None
+
+
+def test_gates_are_waived_only_for_comparisons_without_a_champion(tmp_path, instance):
+    r = Retrainer(tmp_path, instance)
+    for i in (1, 2, 3):
+        r.land(i)
+    result = r.retrain()
+    assert result.success, failure_text(result)
+    evaluations = gates(result)
+    assert set(evaluations) == ALL_GATES and all(e.passed for e in evaluations.values())
+    for name in ("champion_comparison", "prediction_stability", "slice_regression"):
+        assert "no champion yet" in evaluations[name].description and meta(evaluations[name], "waived") is True
+    for name in ("metric_floor", "serving_smoke_test", "data_sufficiency"):
+        assert meta(evaluations[name], "waived") is False
+    smoke = evaluations["serving_smoke_test"]
+    assert "fresh process" in smoke.description and meta(smoke, "differing_predictions") == 0
+    assert 0 < meta(smoke, "ms_per_1000") < meta(smoke, "budget_ms_per_1000")
+    event = candidate_event(result)
+    assert meta(event, "model_uri") == "models:/churn/1" and meta(event, "gates_passed") is True
+    production = next(e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(PRODUCTION_MODEL))
+    assert meta(production, "champion_uri") == "models:/churn@champion" and meta(production, "champion_version") == "1"
+
+
+def test_a_better_candidate_is_promoted_and_the_old_champion_kept_as_previous(tmp_path, instance):
+    # A deliberately weak first champion: a shallow boosted model trained on one batch.
+    r = Retrainer(tmp_path, instance, **{"model.params": {"max_iter": 3, "max_depth": 2}})
+    for i in (1, 2):
+        r.land(i)
+    assert r.retrain().success
+    r.reconfigure(**{"model.params": {}, "gates.max_flip_rate": 0.5})
+    for i in (3, 4, 5):
+        r.land(i)
+    result = r.retrain()
+    assert result.success, failure_text(result)
+    comparison = gates(result)["champion_comparison"]
+    assert meta(comparison, "difference") > 0 and meta(comparison, "ci_low") > -meta(comparison, "tolerance")
+    assert meta(comparison, "champion") < meta(comparison, "candidate")
+    assert r.alias(reg.CHAMPION_ALIAS) == "2" and r.alias(reg.PREVIOUS_ALIAS) == "1"
+    ledger = r.ledger()
+    assert list(ledger["to_version"]) == ["1", "2"] and list(ledger["from_version"].fillna("")) == ["", "1"]
+    assert (ledger["status"] == "done").all() and ledger["gates_passed"].all()
+    assert json.loads(ledger["gates_json"].iloc[-1])[1]["gate"] == "champion_comparison"
+
+
+# --------------------------------------------------------------------------
+# Candidates that must not pass
+# --------------------------------------------------------------------------
+
+
+def test_a_worse_candidate_is_blocked_by_the_champion_comparison(bootstrapped: Retrainer):
+    r = bootstrapped
+    r.land(4)
+    r.reconfigure(**{"model.params": {"max_iter": 2, "max_depth": 1}})
+    result = r.retrain()
+    assert_blocked(r, result, "champion_comparison", champion="1")
+    comparison = gates(result)["champion_comparison"]
+    assert meta(comparison, "difference") < 0 and meta(comparison, "ci_low") < -0.02
+    assert "may be worse than the champion" in comparison.description
+    # The MLflow run of a blocked candidate is closed, not left running.
+    s = r.settings
+    client = reg.client_for(s.mlflow_tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(s.mlflow_experiment).experiment_id])
+    assert {run.info.status for run in runs} == {"FINISHED"}
+
+
+def test_a_label_shuffled_candidate_is_blocked_by_the_metric_floor(bootstrapped: Retrainer):
+    r = bootstrapped
+    shuffled = clean_batch(4, 800)
+    shuffled["churned"] = np.random.default_rng(0).permutation(shuffled["churned"].to_numpy())
+    r.land(4, shuffled)
+    r.land(5)
+    r.reconfigure(**{"training.window": "last_n_batches", "training.last_n": 1})
+    result = r.retrain()
+    assert_blocked(r, result, "metric_floor", champion="1")
+    floor = gates(result)["metric_floor"]
+    assert meta(floor, "value") < 0.6 and "below the floor of 0.600" in floor.description
+    assert "champion_comparison" in failed_gates(result)
+
+
+def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(bootstrapped: Retrainer):
+    r = bootstrapped
+    r.land(4)
+    r.reconfigure(**{"gates.max_flip_rate": 0.01})
+    result = r.retrain()
+    assert_blocked(r, result, "prediction_stability", champion="1")
+    stability = gates(result)["prediction_stability"]
+    assert meta(stability, "flip_rate") > 0.01 and "too many flips" in stability.description
+    assert "not waived" in meta(stability, "waiver")
+
+    # The trigger alone does not waive it: no drift report confirms concept drift yet.
+    result = r.retrain(tags={TAG_TRIGGER: "concept_drift"})
+    assert "prediction_stability" in failed_gates(result)
+    assert "no drift report" in meta(gates(result)["prediction_stability"], "waiver")
+
+    # A batch whose labels follow a new rule: drift_report confirms concept drift against v1.
+    from retrain_assets.core import synthetic
+
+    r.land(5, synthetic.make_batch(2000, seed=105, batch_index=5, scenario="concept_drift"))
+    import duckdb
+
+    with duckdb.connect(str(r.settings.duckdb_path)) as conn:
+        report = storage.read_drift_reports(conn).set_index("batch_id").loc["batch_0005"]
+    assert report["concept_drift"], report["summary"]
+    r.land(6, synthetic.make_batch(2000, seed=106, batch_index=6, scenario="concept_drift"))
+    result = r.retrain(tags={TAG_TRIGGER: "concept_drift"})
+    stability = gates(result)["prediction_stability"]
+    assert stability.passed and meta(stability, "waived") is True
+    assert "concept drift confirmed on batch batch_000" in stability.description
+
+
+# --------------------------------------------------------------------------
+# Rollback
+# --------------------------------------------------------------------------
+
+
+def test_rollback_restores_the_previous_champion_and_is_recorded(bootstrapped: Retrainer):
+    r = bootstrapped
+    r.reconfigure(**{"gates.max_flip_rate": 0.5})
+    r.land(4)
+    result = r.retrain()
+    assert result.success, failure_text(result)
+    assert r.alias(reg.CHAMPION_ALIAS) == "2"
+
+    rollback = r.defs.resolve_job_def(ROLLBACK_JOB)
+    result = rollback.execute_in_process(instance=r.instance, raise_on_error=False)
+    assert result.success, failure_text(result)
+    assert r.alias(reg.CHAMPION_ALIAS) == "1" and r.alias(reg.PREVIOUS_ALIAS) == "2"
+    assert r.alias(reg.CHALLENGER_ALIAS) is None  # production_model cannot re-promote v2 by itself
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(PRODUCTION_MODEL)]
+    assert len(events) == 1 and meta(events[0], "champion_version") == "1"
+
+    ledger = r.ledger()
+    assert list(ledger["action"]) == ["promote", "promote", "rollback"]
+    last = ledger.iloc[-1]
+    assert (last["from_version"], last["to_version"], last["status"], last["reason"]) == ("2", "1", "done", "manual rollback")
+
+    # Forward again to v2 with a reason; a version never promoted, or the champion itself, is refused.
+    config = {"ops": {"rollback_champion": {"config": {"to_version": "2", "reason": "v1 was worse after all"}}}}
+    assert rollback.execute_in_process(instance=r.instance, run_config=config).success
+    assert r.alias(reg.CHAMPION_ALIAS) == "2"
+    for version, words in (("7", "was never promoted"), ("2", "already the champion")):
+        config = {"ops": {"rollback_champion": {"config": {"to_version": version}}}}
+        result = rollback.execute_in_process(instance=r.instance, run_config=config, raise_on_error=False)
+        assert not result.success and words in failure_text(result)
+    assert r.alias(reg.CHAMPION_ALIAS) == "2"
+    assert list(r.ledger()["action"]) == ["promote", "promote", "rollback", "rollback"]
+    production = r.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=r.instance, asset_selection=[dg.AssetKey(PRODUCTION_MODEL)], raise_on_error=False
+    )
+    assert not production.success and "nothing to promote" in failure_text(production)
+
+
+def test_production_model_refuses_a_challenger_that_failed_or_was_judged_against_another_champion(
+    bootstrapped: Retrainer,
+):
+    r = bootstrapped
+    r.land(4)
+    r.reconfigure(**{"gates.max_flip_rate": 0.0})
+    assert not r.retrain().success  # v2: blocked by prediction_stability
+    job = r.defs.resolve_implicit_global_asset_job_def()
+    alone = job.execute_in_process(instance=r.instance, asset_selection=[dg.AssetKey(PRODUCTION_MODEL)],
+                                   raise_on_error=False)
+    assert not alone.success and "v2 did not pass its gates (prediction_stability)" in failure_text(alone)
+    assert r.alias(reg.CHAMPION_ALIAS) == "1"
+
+    # v3 passes against v1, but the champion moves (a rollback-like manual move) before promotion.
+    r.reconfigure(**{"gates.max_flip_rate": 0.5})
+    candidate = job.execute_in_process(instance=r.instance, asset_selection=[dg.AssetKey(CANDIDATE_MODEL)],
+                                       raise_on_error=False)
+    assert candidate.success, failure_text(candidate)
+    reg.move_alias(r.settings.mlflow_tracking_uri, "churn", reg.CHAMPION_ALIAS, "2")
+    alone = job.execute_in_process(instance=r.instance, asset_selection=[dg.AssetKey(PRODUCTION_MODEL)],
+                                   raise_on_error=False)
+    assert not alone.success and "v3 was judged against v1, but the champion is now v2" in failure_text(alone)
+
+
+# --------------------------------------------------------------------------
+# Bad training data: a clear failure at candidate_model, the champion untouched
+# --------------------------------------------------------------------------
+
+
+def test_single_class_labels_fail_candidate_model_and_register_nothing(bootstrapped: Retrainer):
+    r = bootstrapped
+    for i in (4, 5):
+        batch = clean_batch(i, 800)
+        batch["churned"] = 0
+        r.land(i, batch)
+    r.reconfigure(**{"training.window": "last_n_batches", "training.last_n": 1})
+    result = r.retrain()
+    assert not result.success and not materialized(result, CANDIDATE_MODEL)
+    text = failure_text(result)
+    assert "cannot train on batches batch_0004" in text and "single class" in text and "champion is untouched" in text
+    assert r.alias(reg.CHAMPION_ALIAS) == "1" and r.alias(reg.CHALLENGER_ALIAS) == "1"
+    client = reg.client_for(r.settings.mlflow_tracking_uri)
+    assert len(client.search_model_versions("name='churn'")) == 1
+
+
+def test_constant_and_empty_feature_columns_fail_candidate_model(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **{"schema.max_null_fraction": 1.0})
+    for i in (1, 2):
+        batch = clean_batch(i, 600)
+        batch["region"] = "north"
+        batch["age"] = np.nan
+        r.land(i, batch)
+    result = r.retrain()
+    text = failure_text(result)
+    assert not result.success and "feature 'region' is constant" in text and "feature 'age' is empty" in text
+    assert r.alias(reg.CHAMPION_ALIAS) is None
+
+
+def test_too_few_rows_are_blocked_by_data_sufficiency(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **{"training.min_rows": 1000})
+    for i in (1, 2):
+        r.land(i, rows=600)
+    result = r.retrain()
+    assert not result.success and "data_sufficiency" in failed_gates(result)
+    assert "only 600 training rows (minimum 1000)" in gates(result)["data_sufficiency"].description
+    assert r.alias(reg.CHAMPION_ALIAS) is None
+
+
+def test_too_few_labelled_batches_is_a_clear_failure(tmp_path, instance):
+    r = Retrainer(tmp_path, instance)
+    r.land(1)
+    result = r.retrain()
+    assert not result.success and "training needs at least 2 labelled batches" in failure_text(result)
