@@ -20,7 +20,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, REPO_ROOT
+from retrain_assets.constants import (
+    DEMO_CONFIG_PATH,
+    INGEST_JOB,
+    LANDING_SENSOR,
+    REPO_ROOT,
+    RETRAIN_JOB,
+    TAG_REASON,
+    TAG_TRIGGER,
+)
 from retrain_assets.core import landing, storage, synthetic
 from retrain_assets.definitions import build_definitions
 from retrain_assets.settings import load_settings
@@ -50,10 +58,15 @@ def prepare_instance_home() -> Path:
     return home
 
 
-def run_landing_once(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[tuple[str, bool]]:
-    """Evaluate the landing sensor once and execute the runs it requests, in batch order."""
+def run_landing_once(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None
+) -> tuple[list[tuple[str, bool]], str | None]:
+    """Evaluate the landing sensor once and execute the runs it requests, in batch order, skipping
+    run keys the instance has already seen (as the daemon does). Returns the outcomes and the
+    sensor's new cursor."""
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
-    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    resources = {key: defs.resources[key] for key in sensor.required_resource_keys}  # as the daemon binds them
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources, cursor=cursor)
     result = sensor(context)
     requests = list(result.run_requests or [])
     for add in result.dynamic_partitions_requests or []:
@@ -61,6 +74,8 @@ def run_landing_once(defs: dg.Definitions, instance: dg.DagsterInstance) -> list
     job = defs.resolve_job_def(INGEST_JOB)
     outcomes = []
     for request in requests:
+        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
+            continue
         tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": LANDING_SENSOR}
         run = job.execute_in_process(
             instance=instance,
@@ -70,7 +85,45 @@ def run_landing_once(defs: dg.Definitions, instance: dg.DagsterInstance) -> list
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
         outcomes.append((request.partition_key, run.success))
-    return outcomes
+    return outcomes, result.cursor if result.cursor is not None else cursor
+
+
+FIRST_WAVE = ("batch_0001", "batch_0002", "batch_0003", "batch_0004")
+"""Batches that land before the first retrain: the first champion learns from these."""
+
+
+def land(paths: list[Path], landing_dir: Path) -> None:
+    """Move demo files into the landing folder, marked as settled (they are complete)."""
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    past = time.time() - 60
+    for path in paths:
+        target = landing_dir / path.name
+        shutil.move(str(path), target)
+        os.utime(target, (past, past))
+
+
+def retrain_once(defs: dg.Definitions, instance: dg.DagsterInstance, reason: str) -> str:
+    """Run the retrain job and describe its gates and the champion afterwards."""
+    from retrain_assets.core import registry
+
+    tags = {TAG_TRIGGER: "manual", TAG_REASON: reason}
+    run = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    settings = load_settings(DEMO_CONFIG_PATH)
+    lines = []
+    for check in run.get_asset_check_evaluations():
+        lines.append(f"  {'pass' if check.passed else 'FAIL':<5} {check.check_name:<21} {check.description}")
+    champion = registry.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name, registry.CHAMPION_ALIAS)
+    if not lines:
+        failures = [e.step_failure_data.error.message.splitlines()[0] for e in run.get_step_failure_events()
+                    if e.step_failure_data.error]
+        lines.append("  retrain failed before the gates: " + "; ".join(failures))
+    verdict = "promoted" if run.success else "blocked: the champion did not move"
+    lines.append(f"  -> {verdict}; champion is {'v' + champion if champion else 'unset'} "
+                 f"(models:/{settings.registered_model_name}@champion)")
+    return "\n".join(lines)
 
 
 def report(settings_path: Path) -> str:
@@ -105,6 +158,8 @@ def report(settings_path: Path) -> str:
     lines.append(f"Refused and held-back files are kept under {settings.rejected_dir}")
     lines.append(f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}")
     lines.append(f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}")
+    lines.append(f"Models: MLflow registry {settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri` it); "
+                 "promotions in the DuckDB table promotion_ledger")
     return "\n".join(lines)
 
 
@@ -127,20 +182,28 @@ def main(argv: list[str] | None = None) -> int:
     settings.dataset.landing_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    paths = synthetic.write_demo_batches(settings.dataset.landing_dir, n_rows=args.rows, seed=args.seed)
-    paths += write_bad_input_examples(settings.dataset.landing_dir, n_rows=args.rows, seed=args.seed)
-    past = time.time() - 60  # the files are complete: let them count as settled
-    for path in paths:
-        os.utime(path, (past, past))
-    print(f"wrote {len(paths)} files to {settings.dataset.landing_dir}")
+    staging = settings.storage.root / "demo_staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    paths = synthetic.write_demo_batches(staging, n_rows=args.rows, seed=args.seed)
+    paths += write_bad_input_examples(staging, n_rows=args.rows, seed=args.seed)
+    first_wave = [p for p in paths if p.stem in FIRST_WAVE]
+    print(f"wrote {len(paths)} demo files; they land in two waves in {settings.dataset.landing_dir}")
     for batch_id, scenario, _ in synthetic.DEMO_PLAN:
         print(f"  {batch_id}: {scenario}")
     print("  notes.txt: wrong extension; batch_0012.csv: empty; batch_0013.csv: column 'age' renamed")
 
     defs = build_definitions(config_path)
     with dg.DagsterInstance.get() as instance:
-        outcomes = run_landing_once(defs, instance)
-    print(f"\nran {len(outcomes)} ingest runs in {time.perf_counter() - started:.1f} s (Dagster home: {home})\n")
+        land(first_wave, settings.dataset.landing_dir)
+        outcomes, cursor = run_landing_once(defs, instance)
+        print(f"\nwave 1: ran {len(outcomes)} ingest runs; then retrain (the first champion)")
+        print(retrain_once(defs, instance, reason="demo: first champion from the first clean batches"))
+        land([p for p in paths if p not in first_wave], settings.dataset.landing_dir)
+        outcomes, _ = run_landing_once(defs, instance, cursor)
+        print(f"\nwave 2: ran {len(outcomes)} ingest runs (drift now measured against the champion); retrain again")
+        print(retrain_once(defs, instance, reason="demo: retrain after drifted batches"))
+    shutil.rmtree(staging, ignore_errors=True)
+    print(f"\ndone in {time.perf_counter() - started:.1f} s (Dagster home: {home})\n")
     print(report(config_path))
     print("\nNext: `make ui` opens the Dagster UI on these runs (sensors running).")
     return 0

@@ -96,7 +96,8 @@ def clean_batch(batch_index: int = 1, n_rows: int = 400, **kwargs) -> pd.DataFra
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     """Evaluate the landing sensor once; apply its partition requests as the daemon would."""
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
-    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor)
+    resources = {key: defs.resources[key] for key in sensor.required_resource_keys}  # as the daemon binds them
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources, cursor=cursor)
     result = sensor(context)
     for add in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))

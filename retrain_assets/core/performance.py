@@ -199,9 +199,20 @@ class ConceptDriftResult:
         return any(d.fired for d in self.detectors)
 
     @property
+    def worse(self) -> bool:
+        """The point estimate on the batch is worse than the holdout metric (any amount)."""
+        if HIGHER_IS_BETTER[self.metric]:
+            return bool(self.batch.value < self.holdout_metric)
+        return bool(self.batch.value > self.holdout_metric)
+
+    @property
     def drift_detected(self) -> bool:
-        """Degradation with statistical support, or a detector firing."""
-        return self.degraded or self.detector_fired
+        """Degradation with statistical support, or a detector firing while the metric got worse.
+
+        The detectors see a change in the error rate in either direction; errors that *fell*
+        (e.g. a batch the champion was trained on) are not drift to act on.
+        """
+        return self.degraded or (self.detector_fired and self.worse)
 
     @property
     def summary(self) -> str:
@@ -214,8 +225,10 @@ class ConceptDriftResult:
         if self.degraded:
             sentence += f": significantly worse, by more than the {self.tolerance:g} tolerance"
         fired = [d.detector for d in self.detectors if d.fired]
-        if fired:
+        if fired and self.worse:
             sentence += f"; streaming detectors fired: {', '.join(fired)}"
+        elif fired:
+            sentence += f"; streaming detectors saw the error rate change ({', '.join(fired)}), but it fell: not drift"
         return sentence
 
 
