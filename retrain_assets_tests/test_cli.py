@@ -78,3 +78,43 @@ def test_cli_definitions_validate_reports_a_bad_config(cli_env, tmp_path):
     assert "storage.duckdb: unknown key" in output and str(bad) in output
     good = _run([DAGSTER, "definitions", "validate"], env)
     assert good.returncode == 0, good.stdout[-2000:] + good.stderr[-2000:]
+
+
+def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp_path):
+    """The retrain job as a user's CI runs it: `dagster job execute`, each step in its own process
+    (the default multiprocess executor), one MLflow run shared by both steps and closed by the hook."""
+    workspace, home, env = cli_env
+    ids = ["batch_0001", "batch_0002", "batch_0003"]
+    for i, batch_id in enumerate(ids, start=1):
+        workspace.land(batch_id, clean_batch(i, 600))
+    _add_partitions(home, ids)
+    for batch_id in ids:
+        ingested = _run([DAGSTER, "job", "execute", "-m", "retrain_assets.definitions", "-j", "ingest_batch",
+                         "--tags", f'{{"dagster/partition": "{batch_id}"}}'], env)
+        assert ingested.returncode == 0, ingested.stdout[-3000:] + ingested.stderr[-3000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _run([DAGSTER, "job", "execute", "-m", "retrain_assets.definitions", "-j", "retrain"], env, cwd=elsewhere)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert not (elsewhere / "mlruns").exists()
+
+    from retrain_assets.core import registry as reg
+
+    s = workspace.settings
+    assert reg.alias_version(s.mlflow_tracking_uri, s.registered_model_name, reg.CHAMPION_ALIAS) == "1"
+    client = reg.client_for(s.mlflow_tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(s.mlflow_experiment).experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED", [(r.info.run_id, r.info.status) for r in runs]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        retrain_runs = [r for r in instance.get_runs() if r.job_name == "retrain"]
+        assert len(retrain_runs) == 1 and retrain_runs[0].is_success
+        assert runs[0].data.tags["dagster_run_id"] == retrain_runs[0].run_id
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("candidate_model"), "champion_comparison"), limit=5
+        )
+        assert [c.status.value for c in checks] == ["SUCCEEDED"]
+    with duckdb.connect(str(s.duckdb_path)) as conn:
+        ledger = storage.read_ledger(conn)
+    assert list(ledger["status"]) == ["done"] and list(ledger["to_version"]) == ["1"]
+    assert ledger["launched_by"].iloc[0] == "manual (UI or CLI)"

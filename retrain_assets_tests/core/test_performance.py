@@ -135,3 +135,17 @@ def test_streaming_detectors_fire_only_inside_the_batch():
     assert not any(d.fired for d in quiet), quiet
     assert all(d.fired for d in loud), loud
     assert all(1 <= d.first_row <= 2000 for d in loud)
+
+
+def test_errors_that_fall_are_not_concept_drift():
+    # The champion scored on a batch it was trained on: far fewer errors than on its holdout. The
+    # detectors see the error rate change, but a model doing better is nothing to retrain for.
+    rng = np.random.default_rng(11)
+    y_h, p_h = _calibrated(3000, seed=12)
+    holdout_auc = score_metric("roc_auc", y_h, p_h)
+    y = rng.integers(0, 2, 2000)
+    p = np.clip(np.where(y == 1, 0.9, 0.1) + rng.normal(0, 0.05, 2000), 0.01, 0.99)  # almost perfect
+    result = concept_drift("classification", "roc_auc", y, p, holdout_metric=holdout_auc,
+                           warmup_errors=error_stream("classification", y_h, p_h), n_boot=200)
+    assert result.detector_fired and not result.worse
+    assert not result.drift_detected and "but it fell: not drift" in result.summary
