@@ -12,6 +12,7 @@ VALIDATED_DATA = "validated_data"
 DRIFT_REPORT = "drift_report"
 CANDIDATE_MODEL = "candidate_model"
 PRODUCTION_MODEL = "production_model"
+PRODUCTION_METRICS = "production_metrics"
 
 # Asset groups, one per stage.
 INGESTION = "ingestion"
@@ -30,10 +31,18 @@ VALIDATION_GATE = "batch_passes_validation"
 INGEST_JOB = "ingest_batch"
 RETRAIN_JOB = "retrain"
 ROLLBACK_JOB = "rollback"
+REQUEST_RETRAIN_JOB = "request_retrain"
+DRIFT_SENSOR = "drift_retrain_sensor"
+PERFORMANCE_SENSOR = "performance_sensor"
+BUSINESS_CHANGE_SENSOR = "business_change_sensor"
+ALERT_SENSOR = "alert_on_run_failure"
+RETRAIN_SCHEDULE = "safety_net_retrain"
 LANDING_SENSOR = "landing_sensor"
 
 # Concurrency pool for steps that write the DuckDB file (DuckDB allows one writer per file).
 DUCKDB_POOL = "duckdb_writer"
+# Concurrency pool of the training step: one retrain at a time (limit 1 in deploy/local/dagster.yaml).
+RETRAIN_POOL = "retrain"
 
 # Run tags.
 TAG_FILE = "retrain/file"

@@ -14,6 +14,15 @@ import dagster as dg
 
 from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.assets.monitoring import drift_report
+from retrain_assets.assets.production import production_metrics
+from retrain_assets.automation import (
+    alert_on_run_failure,
+    build_drift_sensor,
+    build_performance_sensor,
+    build_retrain_schedule,
+    business_change_sensor,
+    request_retrain_job,
+)
 from retrain_assets.assets.serving import production_model, rollback_job
 from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
@@ -28,10 +37,18 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
     """Definitions for one config file (tests call this with their own temp config)."""
     path = Path(config_path).resolve()
     settings = load_settings(path)
+    interval = settings.automation.sensor_interval_seconds
     return dg.Definitions(
-        assets=[raw_data, validated_data, drift_report, candidate_model, production_model],
-        jobs=[ingest_job, retrain_job, rollback_job],
-        sensors=[build_landing_sensor(settings.automation.sensor_interval_seconds)],
+        assets=[raw_data, validated_data, drift_report, production_metrics, candidate_model, production_model],
+        jobs=[ingest_job, retrain_job, rollback_job, request_retrain_job],
+        sensors=[
+            build_landing_sensor(interval),
+            build_drift_sensor(interval),
+            build_performance_sensor(interval),
+            business_change_sensor,
+            alert_on_run_failure,
+        ],
+        schedules=[build_retrain_schedule(settings.automation.schedule_cron, settings.automation.schedule_timezone)],
         resources={
             "settings": RetrainSettings(config_path=str(path)),
             "warehouse": Warehouse(database=str(settings.duckdb_path)),

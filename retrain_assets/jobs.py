@@ -7,6 +7,7 @@ from retrain_assets.constants import (
     CANDIDATE_MODEL,
     DRIFT_REPORT,
     INGEST_JOB,
+    PRODUCTION_METRICS,
     PRODUCTION_MODEL,
     RAW_DATA,
     RETRAIN_JOB,
@@ -16,11 +17,11 @@ from retrain_assets.partitions import batch_partitions
 
 ingest_job = dg.define_asset_job(
     name=INGEST_JOB,
-    selection=dg.AssetSelection.assets(RAW_DATA, VALIDATED_DATA, DRIFT_REPORT),
+    selection=dg.AssetSelection.assets(RAW_DATA, VALIDATED_DATA, DRIFT_REPORT, PRODUCTION_METRICS),
     partitions_def=batch_partitions,
     description=(
-        "Ingest one landed batch (raw_data), validate it (validated_data, blocking gate) and compare it with "
-        "the reference (drift_report)."
+        "Ingest one landed batch (raw_data), validate it (validated_data, blocking gate), compare it with "
+        "the reference (drift_report) and measure the champion on it (production_metrics)."
     ),
 )
 

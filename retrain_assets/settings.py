@@ -256,8 +256,31 @@ class DriftSettingsModel(_Section):
     plot_features: int = Field(default=3, ge=1, le=12, description="How many features the drift plot shows.")
 
 
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+
+
+def _cron_problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression (numbers, ``*``, ranges, lists, steps), or None."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"it has {len(fields)} fields; five are needed (minute hour day-of-month month day-of-week)"
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS):
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"{name}: bad step {step!r}"
+            if base == "*":
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+                return f"{name}: {part!r} is not a number, range or *"
+            if not all(low <= int(b) <= high for b in bounds):
+                return f"{name}: {part!r} is outside {low}-{high}"
+    return None
+
+
 class AutomationSettings(_Section):
-    """How often sensors look and how they wait for files to settle."""
+    """How often sensors look, how they wait for files to settle, and when a retrain may start."""
 
     sensor_interval_seconds: int = Field(default=30, ge=1, description="Minimum seconds between sensor ticks.")
     settle_seconds: float = Field(
@@ -265,6 +288,57 @@ class AutomationSettings(_Section):
         ge=0.0,
         description="A landed file is picked up only once it has not changed for this long (so half-copied files are not read).",
     )
+    cooldown_minutes: float = Field(
+        default=60.0, ge=0, description="Minutes after a retrain started before drift or decline may start another."
+    )
+    cooldown_batches: int = Field(
+        default=1, ge=0, description="New validated batches needed since the last retrain before drift or decline may start another."
+    )
+    confirm_k: int = Field(default=1, ge=1, description="Data/prediction drift must be actionable in k ...")
+    confirm_n: int = Field(default=1, ge=1, description="... of the last n batches (concept drift and a metric below the floor act at once).")
+    min_new_labelled_rows: int = Field(
+        default=500, ge=0, description="Labelled rows the last retrain did not learn from, needed before a triggered retrain."
+    )
+    max_retrains_per_period: int = Field(default=7, ge=1, description="Budget of retrains (any trigger) per period.")
+    period_days: float = Field(default=7.0, gt=0, description="Period of the budget and of the safety-net schedule.")
+    schedule_cron: str = Field(
+        default="0 3 * * 1", description="Safety-net retrain schedule (cron); skipped when a retrain already ran in the period."
+    )
+    schedule_timezone: str = Field(default="UTC", description="Time zone of schedule_cron.")
+    watch_batches: int = Field(
+        default=3, ge=0, description="After a promotion, how many labelled batches the new champion is compared with the previous one (0: no watch)."
+    )
+    rollback_tolerance: float = Field(
+        default=0.02, ge=0, description="Automatic rollback when the new champion is significantly worse than the previous one by more than this."
+    )
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> AutomationSettings:
+        if self.confirm_k > self.confirm_n:
+            raise ValueError(f"confirm_k ({self.confirm_k}) is greater than confirm_n ({self.confirm_n})")
+        problem = _cron_problem(self.schedule_cron)
+        if problem:
+            raise ValueError(f"schedule_cron {self.schedule_cron!r} is not a cron expression: {problem}")
+        return self
+
+    def policy(self):
+        """The controls as :class:`retrain_assets.core.policy.PolicySettings`."""
+        from retrain_assets.core.policy import PolicySettings
+
+        return PolicySettings(
+            cooldown_minutes=self.cooldown_minutes, cooldown_batches=self.cooldown_batches,
+            confirm_k=self.confirm_k, confirm_n=self.confirm_n, min_new_labelled_rows=self.min_new_labelled_rows,
+            max_retrains_per_period=self.max_retrains_per_period, period_days=self.period_days,
+        )
+
+
+class AlertSettings(_Section):
+    """Where alerts go (they are always logged too)."""
+
+    webhook_url: str | None = Field(
+        default=None, description="Slack-compatible incoming-webhook URL (JSON {\"text\": ...}); $VARS are expanded. None: log only."
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout for one alert.")
 
 
 class Settings(_Section):
@@ -280,6 +354,7 @@ class Settings(_Section):
     gates: GateSettings = Field(default_factory=GateSettings)
     drift: DriftSettingsModel = Field(default_factory=DriftSettingsModel)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR
-from retrain_assets.core import synthetic
+from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, RETRAIN_JOB
+from retrain_assets.core import registry as reg
+from retrain_assets.core import storage, synthetic
 from retrain_assets.definitions import build_definitions
 from retrain_assets.settings import Settings, load_settings
 
@@ -189,3 +190,52 @@ def register_champion(settings: Settings, model, *, training_batches: list[str],
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return version
+
+
+class Retrainer:
+    """A workspace with its Definitions, a Dagster instance, and the registry/ledger views."""
+
+    def __init__(self, root: Path, instance: dg.DagsterInstance, **overrides):
+        root.mkdir(parents=True, exist_ok=True)
+        self.ws = Workspace(root=root, config_path=write_config(root, **overrides))
+        self.instance = instance
+        self.defs = build_definitions(self.ws.config_path)
+
+    def reconfigure(self, **overrides) -> None:
+        """Change config keys (dotted) and rebuild the Definitions, keeping the state."""
+        config = yaml.safe_load(self.ws.config_path.read_text())
+        for dotted, value in overrides.items():
+            node = config
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+        self.ws.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.defs = build_definitions(self.ws.config_path)
+
+    @property
+    def settings(self):
+        return self.ws.settings
+
+    def land(self, index: int, frame: pd.DataFrame | None = None, rows: int = 800) -> None:
+        batch_id = f"batch_{index:04d}"
+        self.ws.land(batch_id, clean_batch(index, rows) if frame is None else frame)
+        result = ingest(self.defs, self.instance, batch_id)
+        assert result.success, failure_text(result)
+
+    def retrain(self, tags: dict | None = None):
+        return self.defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
+            instance=self.instance, tags=tags or {}, raise_on_error=False
+        )
+
+    def alias(self, alias: str) -> str | None:
+        return reg.alias_version(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, alias)
+
+    def tags(self, version: str) -> dict[str, str]:
+        return reg.version_tags(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, version)
+
+    def ledger(self) -> pd.DataFrame:
+        import duckdb
+
+        with duckdb.connect(str(self.settings.duckdb_path)) as conn:
+            return storage.read_ledger(conn)

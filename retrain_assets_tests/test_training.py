@@ -17,7 +17,7 @@ from retrain_assets.constants import CANDIDATE_MODEL, PRODUCTION_MODEL, RETRAIN_
 from retrain_assets.core import registry as reg
 from retrain_assets.core import storage
 from retrain_assets.definitions import build_definitions
-from retrain_assets_tests.conftest import Workspace, clean_batch, ingest, materialized, write_config
+from retrain_assets_tests.conftest import Retrainer, clean_batch, materialized
 from retrain_assets_tests.conftest import failure_text as _failure_text
 
 pytestmark = pytest.mark.timeout(600)
@@ -35,55 +35,6 @@ def failure_text(result) -> str:
     """Step failures plus the description of every failed gate."""
     failed = [f"{e.check_name}: {e.description}" for e in result.get_asset_check_evaluations() if not e.passed]
     return "\n".join([_failure_text(result), *failed])
-
-
-class Retrainer:
-    """A workspace with its Definitions, a Dagster instance, and the registry/ledger views."""
-
-    def __init__(self, root: Path, instance: dg.DagsterInstance, **overrides):
-        root.mkdir(parents=True, exist_ok=True)
-        self.ws = Workspace(root=root, config_path=write_config(root, **overrides))
-        self.instance = instance
-        self.defs = build_definitions(self.ws.config_path)
-
-    def reconfigure(self, **overrides) -> None:
-        """Change config keys (dotted) and rebuild the Definitions, keeping the state."""
-        config = yaml.safe_load(self.ws.config_path.read_text())
-        for dotted, value in overrides.items():
-            node = config
-            *parents, leaf = dotted.split(".")
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[leaf] = value
-        self.ws.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.defs = build_definitions(self.ws.config_path)
-
-    @property
-    def settings(self):
-        return self.ws.settings
-
-    def land(self, index: int, frame: pd.DataFrame | None = None, rows: int = 800) -> None:
-        batch_id = f"batch_{index:04d}"
-        self.ws.land(batch_id, clean_batch(index, rows) if frame is None else frame)
-        result = ingest(self.defs, self.instance, batch_id)
-        assert result.success, failure_text(result)
-
-    def retrain(self, tags: dict | None = None):
-        return self.defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
-            instance=self.instance, tags=tags or {}, raise_on_error=False
-        )
-
-    def alias(self, alias: str) -> str | None:
-        return reg.alias_version(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, alias)
-
-    def tags(self, version: str) -> dict[str, str]:
-        return reg.version_tags(self.settings.mlflow_tracking_uri, self.settings.registered_model_name, version)
-
-    def ledger(self) -> pd.DataFrame:
-        import duckdb
-
-        with duckdb.connect(str(self.settings.duckdb_path)) as conn:
-            return storage.read_ledger(conn)
 
 
 def gates(result) -> dict[str, dg.AssetCheckEvaluation]:

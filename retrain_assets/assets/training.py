@@ -10,7 +10,7 @@ import numpy as np
 
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.checks import gate_check_result, gate_specs
-from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, TAG_REASON, TAG_TRIGGER, TRAINING
+from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, RETRAIN_POOL, TAG_REASON, TAG_TRIGGER, TRAINING
 from retrain_assets.core import registry as reg
 from retrain_assets.core import serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
@@ -62,6 +62,7 @@ def _fail(message: str, **metadata: Any) -> dg.Failure:
     check_specs=gate_specs,
     hooks={end_mlflow_on_run_finished},  # marks the MLflow run FAILED when the step fails, in any job
     group_name=TRAINING,
+    pool=RETRAIN_POOL,
     kinds={"scikit-learn", "mlflow"},
     code_version="1",
 )

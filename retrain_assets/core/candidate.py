@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from retrain_assets.core import gates
 from retrain_assets.core.gates import GateResult
@@ -105,7 +106,8 @@ def holdout_scores(
     X = model_input(rows, target)
     y = _labels(rows, target, task)
     cand_scores = candidate.scores(X)
-    cand_pred = np.asarray(candidate.model.predict(X))
+    with threadpool_limits(1):  # see Champion.scores: default OpenMP threads stall on a busy machine
+        cand_pred = np.asarray(candidate.model.predict(X))
     positive = None
     if task == "classification":
         classes = list(getattr(candidate.model, "classes_", []))
@@ -124,7 +126,8 @@ def holdout_scores(
                     "they cannot be compared on the same holdout"
                 )
         champ_scores = champion.scores(X)
-        champ_pred = np.asarray(champion.model.predict(X))
+        with threadpool_limits(1):
+            champ_pred = np.asarray(champion.model.predict(X))
     return HoldoutScores(y_true, cand_scores, cand_pred, champ_scores, champ_pred, positive)
 
 

@@ -90,6 +90,28 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     created_at TIMESTAMPTZ NOT NULL,
     dagster_run_id VARCHAR
 );
+CREATE TABLE IF NOT EXISTS production_metrics (
+    batch_id VARCHAR PRIMARY KEY,
+    champion_version VARCHAR,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR NOT NULL,
+    batch_metric DOUBLE,
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    holdout_metric DOUBLE,
+    floor DOUBLE,
+    below_floor BOOLEAN,
+    degraded BOOLEAN,
+    detectors_fired VARCHAR[] NOT NULL,
+    estimated_metric DOUBLE,
+    watch_previous_version VARCHAR,
+    watch_difference DOUBLE,
+    watch_ci_low DOUBLE,
+    rollback_recommended BOOLEAN NOT NULL,
+    summary VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
 CREATE TABLE IF NOT EXISTS promotion_ledger (
     entry_id VARCHAR PRIMARY KEY,
     recorded_at TIMESTAMPTZ NOT NULL,
@@ -450,3 +472,41 @@ def promoted_versions(conn: duckdb.DuckDBPyConnection, model_name: str) -> list[
         if version not in seen:
             seen.append(version)
     return seen
+
+
+def write_production_metrics(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
+    """Store (or replace) one batch's production metrics (``ProductionMetrics.as_record()`` plus
+    ``created_at`` and ``dagster_run_id``)."""
+    ensure_tables(conn)
+    columns = [r[0] for r in conn.execute("DESCRIBE production_metrics").fetchall()]
+    missing = [c for c in columns if c not in record]
+    if missing:
+        raise ValueError(f"production metrics record lacks {missing}")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM production_metrics WHERE batch_id = ?", [record["batch_id"]])
+        conn.execute(
+            f"INSERT INTO production_metrics ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [record[c] for c in columns],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def read_production_metrics(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every batch's production metrics, in batch order."""
+    ensure_tables(conn)
+    return conn.execute("SELECT * FROM production_metrics ORDER BY batch_id").df()
+
+
+def validations_since(conn: duckdb.DuckDBPyConnection, since: datetime | None) -> pd.DataFrame:
+    """Batches that passed validation after ``since`` (all when None): id, labelled, valid rows, time."""
+    ensure_tables(conn)
+    query = "SELECT batch_id, labelled, valid_rows, validated_at FROM batch_validation WHERE passed"
+    params: list = []
+    if since is not None:
+        query += " AND validated_at > ?"
+        params.append(since)
+    return conn.execute(query + " ORDER BY batch_id", params).df()

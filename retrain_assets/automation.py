@@ -1,0 +1,312 @@
+"""Automation that retrains when it pays: sensors on drift reports and production metrics, the
+safety-net schedule, a person's request (business change), post-promotion rollback and alerts.
+
+Every retrain request goes through :func:`retrain_assets.core.policy.decide` (cooldown,
+confirmation, new labelled rows, budget, one retrain at a time) and carries the tags
+``retrain/trigger`` and ``retrain/reason``, which reach the MLflow version and the promotion ledger.
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+from pydantic import Field
+
+from retrain_assets.constants import (
+    ALERT_SENSOR,
+    BUSINESS_CHANGE_SENSOR,
+    DRIFT_REPORT,
+    DRIFT_SENSOR,
+    PERFORMANCE_SENSOR,
+    PRODUCTION_METRICS,
+    REQUEST_RETRAIN_JOB,
+    RETRAIN_JOB,
+    RETRAIN_SCHEDULE,
+    ROLLBACK_JOB,
+    TAG_REASON,
+    TAG_TRIGGER,
+)
+from retrain_assets.assets.serving import rollback_job
+from retrain_assets.core import policy, storage
+from retrain_assets.core.alerts import send_alert
+from retrain_assets.jobs import retrain_job
+from retrain_assets.resources import RetrainSettings, Warehouse
+
+ACTIVE = (
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+)
+
+
+# --------------------------------------------------------------------------
+# State the policy needs
+# --------------------------------------------------------------------------
+
+
+def retrain_history(instance: dg.DagsterInstance) -> tuple[list[policy.RetrainRecord], bool]:
+    """Retrain runs so far (any outcome) and whether one is queued or running."""
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=500)
+    history = [
+        policy.RetrainRecord(record.create_timestamp, record.dagster_run.tags.get(TAG_TRIGGER, "manual"))
+        for record in records
+    ]
+    running = any(record.dagster_run.status in ACTIVE for record in records)
+    return history, running
+
+
+def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
+    """What monitoring said about each batch validated after ``since`` (drift reports and
+    production metrics), in arrival order."""
+    validated = storage.validations_since(conn, since)
+    drift = storage.read_drift_reports(conn).set_index("batch_id")
+    metrics = storage.read_production_metrics(conn).set_index("batch_id")
+    signals = []
+    for row in validated.itertuples(index=False):
+        report = drift.loc[row.batch_id] if row.batch_id in drift.index else None
+        measured = metrics.loc[row.batch_id] if row.batch_id in metrics.index else None
+
+        def flag(frame_row, column):
+            if frame_row is None or frame_row[column] is None or frame_row[column] != frame_row[column]:
+                return None
+            return bool(frame_row[column])
+
+        concept = flag(report, "concept_drift")
+        degraded = flag(measured, "degraded")
+        signals.append(policy.BatchSignal(
+            batch_id=row.batch_id,
+            data_drift=bool(flag(report, "data_drift")),
+            prediction_drift=flag(report, "prediction_drift"),
+            concept_drift=bool(concept or degraded) if (concept is not None or degraded is not None) else None,
+            below_floor=flag(measured, "below_floor"),
+            labelled_rows=int(row.valid_rows) if row.labelled else 0,
+            summary=str(report["summary"]) if report is not None else (
+                str(measured["summary"]) if measured is not None else ""),
+        ))
+    return signals
+
+
+def decide_retrain(
+    instance: dg.DagsterInstance, conn, cfg, *, trigger: str | None, reason: str, now: datetime | None = None
+) -> policy.Decision:
+    """The policy's decision for a signal, from the instance's retrain runs and the warehouse."""
+    history, running = retrain_history(instance)
+    last = max(history, key=lambda r: r.started_at, default=None)
+    new = storage.validations_since(conn, last.started_at if last else None)
+    return policy.decide(
+        now or datetime.now(timezone.utc), trigger=trigger, reason=reason, history=history,
+        new_batches=len(new), new_labelled_rows=int(new.loc[new["labelled"], "valid_rows"].sum()) if len(new) else 0,
+        running=running, settings=cfg.automation.policy(),
+    )
+
+
+def retrain_request(decision: policy.Decision, key: str) -> dg.RunRequest:
+    """The run request for a positive decision, tagged with its trigger and reason."""
+    return dg.RunRequest(
+        run_key=f"{decision.trigger}:{key}", job_name=RETRAIN_JOB,
+        tags={TAG_TRIGGER: decision.trigger, TAG_REASON: decision.reason[:500]},
+    )
+
+
+def _new_materializations(instance: dg.DagsterInstance, key: str, cursor: str | None):
+    after = int(cursor) if cursor else None
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=1000, ascending=True
+    )
+    return result.records
+
+
+def _alert(cfg, context, title: str, details: str):
+    return send_alert(f"retrain-assets ({cfg.dataset.name}): {title}", details,
+                      webhook_url=cfg.alerts.webhook_url, timeout_seconds=cfg.alerts.timeout_seconds,
+                      logger=context.log)
+
+
+# --------------------------------------------------------------------------
+# Sensors
+# --------------------------------------------------------------------------
+
+
+def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that retrains on actionable drift."""
+
+    @dg.sensor(
+        name=DRIFT_SENSOR,
+        jobs=[retrain_job],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "On new drift_report materializations: requests a retrain when drift is actionable (concept drift at once; "
+            "data/prediction drift confirmed in automation.confirm_k of confirm_n batches) and the policy allows it."
+        ),
+    )
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+        """Requests a retrain on actionable drift, within the retrain policy."""
+        records = _new_materializations(context.instance, DRIFT_REPORT, context.cursor)
+        if not records:
+            return dg.SkipReason("no new drift report")
+        cursor = str(records[-1].storage_id)
+        cfg = settings.load()
+        with warehouse.get_connection() as conn:
+            history, _ = retrain_history(context.instance)
+            last = max(history, key=lambda r: r.started_at, default=None)
+            signals = batch_signals(conn, last.started_at if last else None)
+            trigger, reason = policy.drift_signal(signals, cfg.automation.policy())
+            if trigger == "performance_decline":  # the performance sensor owns metric declines
+                trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
+            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason)
+        context.update_cursor(cursor)
+        if not decision.retrain:
+            return dg.SkipReason(decision.reason)
+        newest = signals[-1].batch_id
+        context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
+        return [retrain_request(decision, newest)]
+
+    return drift_retrain_sensor
+
+
+def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that retrains on a metric decline and rolls back a new champion that does worse."""
+
+    @dg.sensor(
+        name=PERFORMANCE_SENSOR,
+        jobs=[retrain_job, rollback_job],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "On new production_metrics materializations: rolls back a new champion that is significantly worse than "
+            "the one it replaced; requests a retrain when the champion falls below the metric floor or significantly "
+            "below its holdout metric (or a River detector fires while it gets worse); alerts on both."
+        ),
+    )
+    def performance_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+        """Rolls back a worse new champion; requests a retrain on a metric decline; alerts."""
+        records = _new_materializations(context.instance, PRODUCTION_METRICS, context.cursor)
+        if not records:
+            return dg.SkipReason("no new production metrics")
+        context.update_cursor(str(records[-1].storage_id))
+        cfg = settings.load()
+        batches = {r.partition_key for r in records if r.partition_key}
+        with warehouse.get_connection() as conn:
+            metrics = storage.read_production_metrics(conn)
+            fresh = metrics[metrics["batch_id"].isin(batches)]
+            rollback = fresh[fresh["rollback_recommended"]]
+            if not rollback.empty:
+                row = rollback.iloc[-1]
+                details = f"{row['summary']}; rolling back to v{row['watch_previous_version']}"
+                _alert(cfg, context, "new champion is worse, rolling back", details)
+                config = {"ops": {"rollback_champion": {"config": {
+                    "to_version": str(row["watch_previous_version"]),
+                    "reason": f"post-promotion watch on batch {row['batch_id']}: {row['summary']}"[:500],
+                }}}}
+                return [dg.RunRequest(
+                    run_key=f"rollback:{row['batch_id']}:{row['champion_version']}", job_name=ROLLBACK_JOB,
+                    run_config=config, tags={TAG_TRIGGER: "rollback", TAG_REASON: details[:500]},
+                )]
+            declining = fresh[fresh["below_floor"].fillna(False).astype(bool) | fresh["degraded"].fillna(False).astype(bool)]
+            if declining.empty:
+                return dg.SkipReason(f"the champion holds up on {', '.join(sorted(batches))}")
+            row = declining.iloc[-1]
+            trigger = "concept_drift" if bool(row["degraded"]) else "performance_decline"
+            _alert(cfg, context, "champion degrading", str(row["summary"]))
+            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=str(row["summary"]))
+        if not decision.retrain:
+            return dg.SkipReason(decision.reason)
+        context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
+        return [retrain_request(decision, str(row["batch_id"]))]
+
+    return performance_sensor
+
+
+class RetrainRequestConfig(dg.Config):
+    """A person's request for a retrain."""
+
+    reason: str = Field(description="Why (required), e.g. 'new pricing from 2026-12-01'; it reaches MLflow and the ledger.")
+
+
+@dg.op
+def record_retrain_request(context: dg.OpExecutionContext, config: RetrainRequestConfig) -> None:
+    """Validate and log a person's retrain request; business_change_sensor then requests the retrain."""
+    reason = config.reason.strip()
+    if len(reason) < 5:
+        raise dg.Failure(f"give a reason of at least 5 characters for the retrain (got {config.reason!r})")
+    context.log.info(f"retrain requested by a person (business change): {reason}")
+
+
+@dg.job(name=REQUEST_RETRAIN_JOB, description="Ask for a retrain after a business change; `reason` is required.")
+def request_retrain_job():
+    """Ask for a retrain after a business change; `reason` is required."""
+    record_retrain_request()
+
+
+@dg.run_status_sensor(
+    name=BUSINESS_CHANGE_SENSOR,
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[request_retrain_job],
+    request_job=retrain_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns a successful request_retrain run into a retrain run tagged business_change with its reason.",
+)
+def business_change_sensor(context: dg.RunStatusSensorContext, settings: RetrainSettings, warehouse: Warehouse):
+    """Turns a request_retrain run into a retrain (budget and one-at-a-time still apply)."""
+    reason = context.dagster_run.run_config["ops"]["record_retrain_request"]["config"]["reason"].strip()
+    cfg = settings.load()
+    with warehouse.get_connection() as conn:
+        decision = decide_retrain(context.instance, conn, cfg, trigger="business_change", reason=reason)
+    if not decision.retrain:
+        _alert(cfg, context, "requested retrain not started", decision.reason)
+        return dg.SkipReason(decision.reason)
+    return retrain_request(decision, context.dagster_run.run_id)
+
+
+@dg.run_failure_sensor(
+    name=ALERT_SENSOR,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run; names the gates of a blocked promotion.",
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
+    """Alerts on failed runs; a retrain blocked by its gates is reported as a blocked promotion."""
+    cfg = settings.load()
+    run = context.dagster_run
+    evaluations = context.instance.event_log_storage.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    failed = []
+    for record in evaluations:
+        data = record.event_log_entry.dagster_event.event_specific_data
+        if not data.passed:
+            failed.append(f"{data.check_name}: {data.description or ''}"[:300])
+    if run.job_name == RETRAIN_JOB and failed:
+        title = "promotion blocked"
+        details = f"run {run.run_id[:8]} ({run.tags.get(TAG_TRIGGER, 'manual')}): the champion did not move; " + " | ".join(failed)
+    else:
+        title = f"run of {run.job_name} failed"
+        details = f"run {run.run_id[:8]}: {context.failure_event.message or 'failed'}"
+        if failed:
+            details += " | " + " | ".join(failed)
+    _alert(cfg, context, title, details)
+
+
+def build_retrain_schedule(cron: str, timezone_name: str) -> dg.ScheduleDefinition:
+    """The safety net: a periodic retrain unless one already ran in the period."""
+
+    @dg.schedule(
+        name=RETRAIN_SCHEDULE,
+        cron_schedule=cron,
+        execution_timezone=timezone_name,
+        job=retrain_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Safety-net retrain (automation.schedule_cron), skipped with the reason when a retrain ran in the period.",
+    )
+    def safety_net_retrain(context: dg.ScheduleEvaluationContext, settings: RetrainSettings):
+        """Safety-net retrain, skipped when a retrain already ran in the period."""
+        cfg = settings.load()
+        history, running = retrain_history(context.instance)
+        now = context.scheduled_execution_time or datetime.now(timezone.utc)
+        due, reason = policy.schedule_due(now, history, cfg.automation.policy())
+        if not due:
+            return dg.SkipReason(reason)
+        if running:
+            return dg.SkipReason("skipped: a retrain is queued or running")
+        return dg.RunRequest(run_key=f"schedule:{now:%Y%m%dT%H%M}", job_name=RETRAIN_JOB,
+                             tags={TAG_TRIGGER: "schedule", TAG_REASON: reason})
+
+    return safety_net_retrain

@@ -1,0 +1,105 @@
+"""The retrain policy: signals, controls, the safety-net schedule."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from retrain_assets.core.policy import (
+    BatchSignal,
+    PolicySettings,
+    RetrainRecord,
+    decide,
+    drift_signal,
+    schedule_due,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+LOOSE = PolicySettings(cooldown_minutes=0, cooldown_batches=0, min_new_labelled_rows=0)
+
+
+def _decide(trigger="data_drift", *, history=(), new_batches=1, rows=1000, running=False, settings=PolicySettings()):
+    return decide(NOW, trigger=trigger, reason="drift on batch_0007", history=list(history), new_batches=new_batches,
+                  new_labelled_rows=rows, running=running, settings=settings)
+
+
+def ago(**kwargs) -> RetrainRecord:
+    return RetrainRecord(NOW - timedelta(**kwargs), "data_drift")
+
+
+def test_a_signal_within_the_controls_retrains_with_its_trigger_and_reason():
+    decision = _decide(history=[ago(days=2)])
+    assert decision.retrain and decision.trigger == "data_drift" and decision.reason == "drift on batch_0007"
+
+
+def test_no_signal_no_retrain():
+    decision = decide(NOW, trigger=None, reason="no actionable drift on batch_0004", history=[], new_batches=3,
+                      new_labelled_rows=5000, running=False, settings=PolicySettings())
+    assert not decision.retrain and not decision.signal and decision.reason == "no actionable drift on batch_0004"
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"running": True}, "already queued or running"),
+    ({"history": [ago(minutes=20)]}, "last retrain started 20 min ago (cooldown 60 min)"),
+    ({"history": [ago(days=1)], "new_batches": 0}, "only 0 new batch(es) since the last retrain (cooldown 1)"),
+    ({"rows": 499}, "only 499 new labelled rows since the last retrain (500 needed)"),
+    ({"history": [ago(hours=20 * d) for d in range(1, 8)]}, "budget of 7 retrains per 7 days is spent"),
+])
+def test_each_control_holds_a_signal_back_and_says_why(kwargs, words):
+    decision = _decide(**kwargs)
+    assert not decision.retrain and decision.signal
+    assert words in decision.reason and decision.reason.startswith("drift on batch_0007")
+
+
+def test_a_person_skips_cooldown_and_minimum_rows_but_not_concurrency_or_budget():
+    assert _decide("business_change", history=[ago(minutes=1)], new_batches=0, rows=0).retrain
+    assert not _decide("business_change", running=True).retrain
+    assert not _decide("business_change", history=[ago(hours=h) for h in range(1, 8)]).retrain
+
+
+def test_old_retrains_leave_the_budget():
+    assert _decide(history=[ago(days=8 + d) for d in range(20)]).retrain
+
+
+def test_unknown_triggers_and_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown trigger"):
+        _decide("because")
+    with pytest.raises(ValueError, match="confirm_k"):
+        PolicySettings(confirm_k=3, confirm_n=2)
+    with pytest.raises(ValueError, match="max_retrains_per_period"):
+        PolicySettings(max_retrains_per_period=0)
+
+
+def _signals(*flags, concept=None, floor=None):
+    out = [BatchSignal(f"batch_{i:04d}", data_drift=f, summary=f"s{i}") for i, f in enumerate(flags, start=1)]
+    if concept is not None or floor is not None:
+        last = out[-1]
+        out[-1] = BatchSignal(last.batch_id, data_drift=last.data_drift, concept_drift=concept, below_floor=floor,
+                              summary=last.summary)
+    return out
+
+
+def test_drift_signal_confirmation_k_of_n():
+    two_of_three = PolicySettings(confirm_k=2, confirm_n=3)
+    assert drift_signal(_signals(False, False, True), two_of_three)[0] is None
+    assert "1 of the last 3 batches, 2 needed" in drift_signal(_signals(False, False, True), two_of_three)[1]
+    trigger, reason = drift_signal(_signals(True, False, True), two_of_three)
+    assert trigger == "data_drift" and "2 of the last 3 batches: batch_0001, batch_0003" in reason
+    # The newest batch must itself be drifted: a drift that went away is not acted on.
+    assert drift_signal(_signals(True, True, False), two_of_three)[0] is None
+    assert drift_signal(_signals(True), PolicySettings())[0] == "data_drift"
+
+
+def test_concept_drift_and_a_metric_below_the_floor_act_at_once():
+    strict = PolicySettings(confirm_k=3, confirm_n=3)
+    assert drift_signal(_signals(False, False, concept=True), strict)[0] == "concept_drift"
+    assert drift_signal(_signals(False, floor=True), strict)[0] == "performance_decline"
+    assert drift_signal([], strict) == (None, "no new batches since the last retrain")
+
+
+def test_the_schedule_is_a_safety_net():
+    due, reason = schedule_due(NOW, [ago(days=9)], PolicySettings())
+    assert due and "no retrain in the last 7 days" in reason
+    due, reason = schedule_due(NOW, [ago(days=9), ago(days=2)], PolicySettings())
+    assert not due and reason.startswith("skipped: a data_drift retrain already started at 2026-11-22 12:00")

@@ -1,0 +1,256 @@
+"""Automation: the drift and performance sensors, the safety-net schedule, a person's request,
+post-promotion rollback and alerts, evaluated in-process against a real instance, warehouse and
+MLflow store (sensors with build_sensor_context, as the daemon would call them)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from retrain_assets.constants import (
+    ALERT_SENSOR,
+    BUSINESS_CHANGE_SENSOR,
+    DRIFT_SENSOR,
+    PERFORMANCE_SENSOR,
+    REQUEST_RETRAIN_JOB,
+    RETRAIN_JOB,
+    RETRAIN_SCHEDULE,
+    ROLLBACK_JOB,
+    TAG_REASON,
+    TAG_TRIGGER,
+)
+from retrain_assets.core import registry as reg
+from retrain_assets.core import synthetic
+from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
+
+pytestmark = pytest.mark.timeout(600)
+
+LOOSE = {"automation.cooldown_minutes": 0, "automation.min_new_labelled_rows": 0}
+
+
+class Webhook:
+    """A local Slack-compatible webhook that records what it receives."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        return [r["text"] for r in self.received]
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+def evaluate(r: Retrainer, name: str):
+    """One sensor tick as the daemon runs it (its own resources only), keeping the cursor."""
+    sensor = r.defs.resolve_sensor_def(name)
+    resources = {key: r.defs.resources[key] for key in sensor.required_resource_keys}
+    cursors = r.__dict__.setdefault("cursors", {})
+    context = dg.build_sensor_context(instance=r.instance, definitions=r.defs, resources=resources,
+                                      cursor=cursors.get(name))
+    result = sensor.evaluate_tick(context)
+    cursors[name] = result.cursor
+    return result
+
+
+def run_requests(result) -> list[dg.RunRequest]:
+    return list(result.run_requests or [])
+
+
+def launch(r: Retrainer, request: dg.RunRequest):
+    """Execute a requested run in-process with its tags (and config), as the daemon would launch it."""
+    job = r.defs.resolve_job_def(request.job_name)
+    return job.execute_in_process(instance=r.instance, tags=request.tags, run_config=request.run_config or None,
+                                  raise_on_error=False)
+
+
+@pytest.fixture
+def champion(tmp_path, instance, webhook) -> Retrainer:
+    r = Retrainer(tmp_path, instance, **LOOSE, **{"alerts.webhook_url": webhook.url})
+    for i in (1, 2, 3):
+        r.land(i, rows=1000)
+    assert r.retrain().success
+    # Sensors start from "now": the bootstrap's own reports are history.
+    for name in (DRIFT_SENSOR, PERFORMANCE_SENSOR):
+        evaluate(r, name)
+    return r
+
+
+def test_a_clean_batch_causes_no_retrain(champion: Retrainer):
+    champion.land(4, rows=1000)
+    result = evaluate(champion, DRIFT_SENSOR)
+    assert not run_requests(result) and "no actionable drift on batch batch_0004" in result.skip_message
+    perf = evaluate(champion, PERFORMANCE_SENSOR)
+    assert not run_requests(perf) and "holds up on batch_0004" in perf.skip_message
+    assert not evaluate(champion, DRIFT_SENSOR).run_requests  # nothing new: skipped
+    assert evaluate(champion, DRIFT_SENSOR).skip_message == "no new drift report"
+
+
+def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_the_ledger(champion: Retrainer):
+    r = champion
+    r.land(4, synthetic.make_batch(1500, seed=204, batch_index=4, scenario="covariate_drift"))
+    requests = run_requests(evaluate(r, DRIFT_SENSOR))
+    assert len(requests) == 1
+    request = requests[0]
+    assert request.job_name == RETRAIN_JOB and request.tags[TAG_TRIGGER] == "data_drift"
+    assert "actionable drift on batch batch_0004" in request.tags[TAG_REASON]
+    result = launch(r, request)
+    version = r.alias(reg.CHALLENGER_ALIAS)
+    tags = r.tags(version)
+    assert tags[reg.TAG_TRIGGER] == "data_drift" and "batch_0004" in tags[reg.TAG_REASON]
+    if result.success:
+        ledger = r.ledger()
+        assert ledger.iloc[-1]["trigger"] == "data_drift" and "batch_0004" in ledger.iloc[-1]["reason"]
+        assert ledger.iloc[-1]["launched_by"] == "sensor drift_retrain_sensor"
+
+    # The cooldown now holds the next drifted batch back, with the reason as the skip message.
+    r.reconfigure(**{"automation.cooldown_minutes": 60})
+    r.land(5, synthetic.make_batch(1500, seed=205, batch_index=5, scenario="covariate_drift"))
+    result = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(result) and "cooldown 60 min" in result.skip_message
+
+
+def test_ten_drifted_batches_at_once_cause_one_retrain(champion: Retrainer):
+    r = champion
+    for i in range(4, 14):
+        r.land(i, synthetic.make_batch(600, seed=300 + i, batch_index=i, scenario="covariate_drift"))
+    first = run_requests(evaluate(r, DRIFT_SENSOR))
+    assert len(first) == 1
+    # While the requested run is in progress, nothing else is requested.
+    job = r.defs.resolve_job_def(RETRAIN_JOB)
+    r.instance.create_run_for_job(job, tags=first[0].tags, status=dg.DagsterRunStatus.STARTED)
+    r.land(14, synthetic.make_batch(600, seed=314, batch_index=14, scenario="covariate_drift"))
+    again = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(again) and "already queued or running" in again.skip_message
+
+
+def test_confirmation_waits_for_k_of_n_drifted_batches(champion: Retrainer):
+    r = champion
+    r.reconfigure(**{"automation.confirm_k": 2, "automation.confirm_n": 3})
+    r.land(4, synthetic.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
+    result = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(result) and "drift in 1 of the last 1 batches, 2 needed to confirm" in result.skip_message
+    r.land(5, synthetic.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
+    assert len(run_requests(evaluate(r, DRIFT_SENSOR))) == 1
+
+
+def test_concept_drift_requests_a_retrain_and_alerts(champion: Retrainer, webhook: Webhook):
+    r = champion
+    r.land(4, synthetic.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
+    perf = run_requests(evaluate(r, PERFORMANCE_SENSOR))
+    assert len(perf) == 1 and perf[0].tags[TAG_TRIGGER] == "concept_drift"
+    assert any("champion degrading" in text and "batch_0004" in text for text in webhook.texts())
+    drift = run_requests(evaluate(r, DRIFT_SENSOR))
+    assert len(drift) == 1 and drift[0].tags[TAG_TRIGGER] == "concept_drift"
+
+
+def test_metric_below_the_floor_is_a_performance_decline(champion: Retrainer):
+    r = champion
+    r.reconfigure(**{"gates.metric_floor": 0.95})
+    r.land(4, rows=1000)
+    requests = run_requests(evaluate(r, PERFORMANCE_SENSOR))
+    assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "performance_decline"
+    assert "below the floor of 0.95" in requests[0].tags[TAG_REASON]
+
+
+def test_a_new_champion_that_does_worse_is_rolled_back(champion: Retrainer, webhook: Webhook):
+    r = champion
+    # Loosened gates let a model trained on shuffled labels through (what the watch is for).
+    r.reconfigure(**{"gates.comparison_tolerance": 1.0, "gates.metric_floor": 0.0, "gates.max_flip_rate": 1.0,
+                     "gates.slice_tolerance": 1.0, "training.window": "last_n_batches", "training.last_n": 1})
+    shuffled = clean_batch(4, 1000)
+    shuffled["churned"] = np.random.default_rng(1).permutation(shuffled["churned"].to_numpy())
+    r.land(4, shuffled)
+    r.land(5, rows=1000)
+    evaluate(r, PERFORMANCE_SENSOR)
+    assert r.retrain().success and r.alias(reg.CHAMPION_ALIAS) == "2"
+    r.land(6, rows=1000)
+    requests = run_requests(evaluate(r, PERFORMANCE_SENSOR))
+    assert len(requests) == 1 and requests[0].job_name == ROLLBACK_JOB
+    assert requests[0].run_config["ops"]["rollback_champion"]["config"]["to_version"] == "1"
+    assert any("rolling back to v1" in text for text in webhook.texts())
+    assert launch(r, requests[0]).success
+    assert r.alias(reg.CHAMPION_ALIAS) == "1"
+    last = r.ledger().iloc[-1]
+    assert last["action"] == "rollback" and "post-promotion watch on batch batch_0006" in last["reason"]
+
+
+def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer):
+    r = champion
+    job = r.defs.resolve_job_def(REQUEST_RETRAIN_JOB)
+    with pytest.raises(dg.DagsterInvalidConfigError, match="reason"):
+        job.execute_in_process(instance=r.instance)
+    config = {"ops": {"record_retrain_request": {"config": {"reason": "new pricing from 2026-12-01"}}}}
+    run = job.execute_in_process(instance=r.instance, run_config=config)
+    assert run.success
+    sensor = r.defs.resolve_sensor_def(BUSINESS_CHANGE_SENSOR)
+    event = next(e for e in run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=BUSINESS_CHANGE_SENSOR, dagster_event=event, dagster_instance=r.instance,
+        dagster_run=r.instance.get_run_by_id(run.run_id),
+        resources={key: r.defs.resources[key] for key in sensor.required_resource_keys},
+    )
+    request = sensor(context)
+    assert isinstance(request, dg.RunRequest) and request.job_name == RETRAIN_JOB
+    assert request.tags == {TAG_TRIGGER: "business_change", TAG_REASON: "new pricing from 2026-12-01"}
+    result = launch(r, request)
+    assert r.tags(r.alias(reg.CHALLENGER_ALIAS))[reg.TAG_TRIGGER] == "business_change", failure_text(result)
+
+
+def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webhook: Webhook):
+    r = champion
+    r.reconfigure(**{"gates.max_flip_rate": 0.0})
+    r.land(4, rows=1000)
+    result = r.retrain(tags={TAG_TRIGGER: "data_drift"})
+    assert not result.success
+    sensor = r.defs.resolve_sensor_def(ALERT_SENSOR)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=ALERT_SENSOR, dagster_event=failure, dagster_instance=r.instance,
+        dagster_run=r.instance.get_run_by_id(result.run_id),
+        resources={key: r.defs.resources[key] for key in sensor.required_resource_keys},
+    ).for_run_failure()
+    sensor(context)
+    texts = webhook.texts()
+    assert any("promotion blocked" in t and "prediction_stability" in t and "the champion did not move" in t
+               for t in texts), texts
+
+
+def test_the_safety_net_schedule_skips_when_a_retrain_ran_in_the_period(champion: Retrainer):
+    r = champion
+    schedule = r.defs.resolve_schedule_def(RETRAIN_SCHEDULE)
+    assert schedule.cron_schedule == "0 3 * * 1" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    resources = {key: r.defs.resources[key] for key in schedule.required_resource_keys}
+    soon = datetime.now(timezone.utc) + timedelta(days=1)
+    skipped = schedule.evaluate_tick(dg.build_schedule_context(instance=r.instance, scheduled_execution_time=soon,
+                                                               resources=resources))
+    assert not skipped.run_requests and "skipped: a manual retrain already started" in skipped.skip_message
+    later = datetime.now(timezone.utc) + timedelta(days=8)
+    due = schedule.evaluate_tick(dg.build_schedule_context(instance=r.instance, scheduled_execution_time=later,
+                                                           resources=resources))
+    assert len(due.run_requests) == 1 and due.run_requests[0].tags[TAG_TRIGGER] == "schedule"
