@@ -9,6 +9,7 @@ confirmation, new labelled rows, budget, one retrain at a time) and carries the 
 from datetime import datetime, timezone
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from retrain_assets.constants import (
@@ -29,7 +30,7 @@ from retrain_assets.assets.serving import rollback_job
 from retrain_assets.core import policy, storage
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.jobs import retrain_job
-from retrain_assets.resources import RetrainSettings, Warehouse
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
 ACTIVE = (
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -65,7 +66,7 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
         measured = metrics.loc[row.batch_id] if row.batch_id in metrics.index else None
 
         def flag(frame_row, column):
-            if frame_row is None or frame_row[column] is None or frame_row[column] != frame_row[column]:
+            if frame_row is None or pd.isna(frame_row[column]):
                 return None
             return bool(frame_row[column])
 
@@ -134,11 +135,14 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "On new drift_report materializations: requests a retrain when drift is actionable (concept drift at once; "
-            "data/prediction drift confirmed in automation.confirm_k of confirm_n batches) and the policy allows it."
+            "On new drift_report materializations: requests the first retrain once two labelled batches exist, then a "
+            "retrain when drift is actionable (concept drift at once; data/prediction drift confirmed in "
+            "automation.confirm_k of confirm_n batches) and the policy allows it."
         ),
     )
-    def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+    def drift_retrain_sensor(
+        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+    ):
         """Requests a retrain on actionable drift, within the retrain policy."""
         records = _new_materializations(context.instance, DRIFT_REPORT, context.cursor)
         if not records:
@@ -152,11 +156,22 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             trigger, reason = policy.drift_signal(signals, cfg.automation.policy())
             if trigger == "performance_decline":  # the performance sensor owns metric declines
                 trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
+            if registry.champion_version() is None:
+                labelled = [b for b, has_labels in storage.labelled_batches(conn).items() if has_labels]
+                if len(labelled) >= 2:
+                    trigger, reason = "bootstrap", (
+                        f"no champion yet and {len(labelled)} labelled batches to learn from and judge on"
+                    )
+                else:
+                    trigger, reason = None, (
+                        f"no champion yet: {len(labelled)} labelled batch(es); the first retrain needs 2 "
+                        "(one to learn from, the newest as the holdout)"
+                    )
             decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason)
         context.update_cursor(cursor)
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
-        newest = signals[-1].batch_id
+        newest = signals[-1].batch_id if signals else "start"
         context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
         return [retrain_request(decision, newest)]
 

@@ -1023,6 +1023,8 @@ def format_report(result: BacktestResult, *, command: str, out: Path | None) -> 
             gain = "" if e.gain is None else f", gain on {e.next_batch} {e.gain:+.4f}"
             outcome = "failed: " + e.failed if e.failed else ("deployed" if e.deployed else "kept out by the gate")
             why = e.reason.split("actionable drift — ", 1)[-1]
+            if e.trigger in ("concept_drift", "performance_decline") and "champion " in why:
+                why = why[why.index("champion "):]
             lines.append(f"  after {e.after_batch}: {e.trigger} → {outcome}{gain} | {_shorten(why, 110)}")
         for batch_id in platform.rollbacks:
             lines.append(f"  rolled back after {batch_id}: {_shorten(platform.decisions[batch_id], 150)}")

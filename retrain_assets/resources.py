@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retrain_assets.core import storage
-from retrain_assets.core.registry import Champion, ensure_experiment, load_champion
+from retrain_assets.core.registry import CHAMPION_ALIAS, Champion, alias_version, ensure_experiment, load_champion
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -53,6 +53,10 @@ class ModelRegistry(dg.ConfigurableResource):
     def champion(self) -> Champion | None:
         """The version holding alias `champion`, loaded; None before the first promotion."""
         return load_champion(self.tracking_uri, self.model_name)
+
+    def champion_version(self) -> str | None:
+        """The version holding alias `champion` (not loaded); None before the first promotion."""
+        return alias_version(self.tracking_uri, self.model_name, CHAMPION_ALIAS)
 
 
 def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_location: Path) -> dg.ResourceDefinition:

@@ -254,3 +254,14 @@ def test_the_safety_net_schedule_skips_when_a_retrain_ran_in_the_period(champion
     due = schedule.evaluate_tick(dg.build_schedule_context(instance=r.instance, scheduled_execution_time=later,
                                                            resources=resources))
     assert len(due.run_requests) == 1 and due.run_requests[0].tags[TAG_TRIGGER] == "schedule"
+
+
+def test_the_first_retrain_starts_once_two_labelled_batches_exist(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    r.land(1, rows=1000)
+    waiting = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(waiting) and "no champion yet: 1 labelled batch(es)" in waiting.skip_message
+    r.land(2, rows=1000)
+    requests = run_requests(evaluate(r, DRIFT_SENSOR))
+    assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "bootstrap"
+    assert launch(r, requests[0]).success and r.alias(reg.CHAMPION_ALIAS) == "1"

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
-TRIGGERS = ("data_drift", "concept_drift", "performance_decline", "business_change", "schedule", "manual")
-"""Values of the ``retrain/trigger`` tag. ``concept_drift`` is what waives the stability gate."""
+TRIGGERS = ("bootstrap", "data_drift", "concept_drift", "performance_decline", "business_change", "schedule", "manual")
+"""Values of the ``retrain/trigger`` tag. ``concept_drift`` is what waives the stability gate;
+``bootstrap`` is the first retrain, once two labelled batches exist (one to learn from, one to judge on)."""
 
 
 @dataclass(frozen=True)
