@@ -664,7 +664,7 @@ class Platform(Policy):
 
     def reset(self, replay, deployed):
         first = replay.initial - 1
-        self.history = [RetrainRecord(replay.now(first), "manual", frozenset(replay.ids[: first + 1]))]
+        self.history = [RetrainRecord(replay.now(first), "bootstrap", frozenset(replay.ids[: first + 1]))]
         self.signals, self.previous, self.watch_left, self.rollback_to, self.rollbacks = [], None, 0, None, []
 
     def after_batch(self, replay, index, deployed):

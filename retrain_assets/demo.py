@@ -22,11 +22,12 @@ import duckdb
 
 from retrain_assets.constants import (
     DEMO_CONFIG_PATH,
+    DRIFT_SENSOR,
+    PERFORMANCE_SENSOR,
     INGEST_JOB,
     LANDING_SENSOR,
     REPO_ROOT,
     RETRAIN_JOB,
-    TAG_REASON,
     TAG_TRIGGER,
 )
 from retrain_assets.core import landing, storage, synthetic
@@ -88,10 +89,6 @@ def run_landing_once(
     return outcomes, result.cursor if result.cursor is not None else cursor
 
 
-FIRST_WAVE = ("batch_0001", "batch_0002", "batch_0003", "batch_0004")
-"""Batches that land before the first retrain: the first champion learns from these."""
-
-
 def land(paths: list[Path], landing_dir: Path) -> None:
     """Move demo files into the landing folder, marked as settled (they are complete)."""
     landing_dir.mkdir(parents=True, exist_ok=True)
@@ -102,28 +99,60 @@ def land(paths: list[Path], landing_dir: Path) -> None:
         os.utime(target, (past, past))
 
 
-def retrain_once(defs: dg.Definitions, instance: dg.DagsterInstance, reason: str) -> str:
-    """Run the retrain job and describe its gates and the champion afterwards."""
+AUTOMATION_SENSORS = (DRIFT_SENSOR, PERFORMANCE_SENSOR)
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]) -> list[str]:
+    """Tick the retrain sensors once, as the daemon would, and execute the runs they request (retrain
+    or rollback) with the daemon's tags. Returns one line per sensor decision."""
     from retrain_assets.core import registry
 
-    tags = {TAG_TRIGGER: "manual", TAG_REASON: reason}
-    run = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
     settings = load_settings(DEMO_CONFIG_PATH)
     lines = []
-    for check in run.get_asset_check_evaluations():
-        lines.append(f"  {'pass' if check.passed else 'FAIL':<5} {check.check_name:<21} {check.description}")
-    champion = registry.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name, registry.CHAMPION_ALIAS)
-    if not lines:
-        failures = [e.step_failure_data.error.message.splitlines()[0] for e in run.get_step_failure_events()
-                    if e.step_failure_data.error]
-        lines.append("  retrain failed before the gates: " + "; ".join(failures))
-    verdict = "promoted" if run.success else "blocked: the champion did not move"
-    lines.append(f"  -> {verdict}; champion is {'v' + champion if champion else 'unset'} "
-                 f"(models:/{settings.registered_model_name}@champion)")
-    return "\n".join(lines)
+    for name in AUTOMATION_SENSORS:
+        sensor = defs.resolve_sensor_def(name)
+        resources = {key: defs.resources[key] for key in sensor.required_resource_keys}
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources,
+                                          cursor=cursors.get(name))
+        result = sensor.evaluate_tick(context)
+        cursors[name] = result.cursor
+        if not result.run_requests:
+            if result.skip_message and result.skip_message not in ("no new drift report", "no new production metrics"):
+                lines.append(f"{name}: no run — {result.skip_message}")
+            continue
+        for request in result.run_requests:
+            tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": name}
+            run = defs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, tags=tags, run_config={**QUIET, **(request.run_config or {})}, raise_on_error=False,
+            )
+            champion = registry.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name,
+                                              registry.CHAMPION_ALIAS)
+            failed = [c.check_name for c in run.get_asset_check_evaluations() if not c.passed]
+            if request.job_name == RETRAIN_JOB:
+                outcome = (f"promoted, champion v{champion}" if run.success else
+                           f"blocked by {', '.join(failed)}, champion stays v{champion}" if failed else
+                           "failed before the gates")
+            else:
+                outcome = f"rolled back, champion v{champion}" if run.success else "rollback failed"
+            lines.append(f"{name}: {request.job_name} ({request.tags.get(TAG_TRIGGER)}) -> {outcome}")
+    return lines
+
+
+def batch_line(batch_id: str) -> str:
+    """What happened to a batch: validation and the drift verdict, in one line."""
+    settings = load_settings(DEMO_CONFIG_PATH)
+    with duckdb.connect(str(settings.duckdb_path)) as conn:
+        statuses = storage.batch_statuses(conn).set_index("batch_id")
+        drift = storage.read_drift_reports(conn).set_index("batch_id")
+    if batch_id not in statuses.index:
+        refused = [r for r in landing.list_rejections(settings.rejected_dir) if r["batch_id"] == batch_id]
+        return f"REFUSED: {refused[-1]['reason']}" if refused else "not ingested"
+    row = statuses.loc[batch_id]
+    if row["passed"] is None or row["passed"] != row["passed"] or not row["passed"]:
+        return f"HELD BACK: {row['summary']}"
+    verdict = drift.loc[batch_id, "summary"] if batch_id in drift.index else "no drift report"
+    return f"validated; {verdict.split(': ', 1)[-1][:150]}"
 
 
 def report(settings_path: Path) -> str:
@@ -186,22 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     paths = synthetic.write_demo_batches(staging, n_rows=args.rows, seed=args.seed)
     paths += write_bad_input_examples(staging, n_rows=args.rows, seed=args.seed)
-    first_wave = [p for p in paths if p.stem in FIRST_WAVE]
-    print(f"wrote {len(paths)} demo files; they land in two waves in {settings.dataset.landing_dir}")
-    for batch_id, scenario, _ in synthetic.DEMO_PLAN:
-        print(f"  {batch_id}: {scenario}")
-    print("  notes.txt: wrong extension; batch_0012.csv: empty; batch_0013.csv: column 'age' renamed")
+    scenarios = {batch_id: scenario for batch_id, scenario, _ in synthetic.DEMO_PLAN}
+    scenarios.update({"notes": "wrong extension", "batch_0012": "empty file", "batch_0013": "column 'age' renamed"})
+    print(f"landing {len(paths)} demo files one at a time in {settings.dataset.landing_dir}; after each, the landing,")
+    print("drift and performance sensors tick once, as the daemon would, and the runs they request are executed:\n")
 
     defs = build_definitions(config_path)
+    cursors: dict[str, str | None] = {}
     with dg.DagsterInstance.get() as instance:
-        land(first_wave, settings.dataset.landing_dir)
-        outcomes, cursor = run_landing_once(defs, instance)
-        print(f"\nwave 1: ran {len(outcomes)} ingest runs; then retrain (the first champion)")
-        print(retrain_once(defs, instance, reason="demo: first champion from the first clean batches"))
-        land([p for p in paths if p not in first_wave], settings.dataset.landing_dir)
-        outcomes, _ = run_landing_once(defs, instance, cursor)
-        print(f"\nwave 2: ran {len(outcomes)} ingest runs (drift now measured against the champion); retrain again")
-        print(retrain_once(defs, instance, reason="demo: retrain after drifted batches"))
+        for path in paths:
+            land([path], settings.dataset.landing_dir)
+            outcomes, cursors[LANDING_SENSOR] = run_landing_once(defs, instance, cursors.get(LANDING_SENSOR))
+            print(f"{path.name}  [{scenarios.get(path.stem, '')}]  {batch_line(path.stem)}")
+            for line in run_automation(defs, instance, cursors):
+                print(f"    {line}")
     shutil.rmtree(staging, ignore_errors=True)
     print(f"\ndone in {time.perf_counter() - started:.1f} s (Dagster home: {home})\n")
     print(report(config_path))
