@@ -31,7 +31,7 @@ from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 
 pytestmark = pytest.mark.timeout(600)
 
-LOOSE = {"automation.cooldown_minutes": 0, "automation.min_new_labelled_rows": 0}
+LOOSE = {"automation.cooldown_minutes": 0, "automation.cooldown_batches": 1, "automation.min_new_labelled_rows": 0}
 
 
 class Webhook:

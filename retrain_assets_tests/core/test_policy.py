@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 LOOSE = PolicySettings(cooldown_minutes=0, cooldown_batches=0, min_new_labelled_rows=0)
 
 
-def _decide(trigger="data_drift", *, history=(), new_batches=1, rows=1000, running=False, settings=PolicySettings()):
+def _decide(trigger="data_drift", *, history=(), new_batches=3, rows=1000, running=False, settings=PolicySettings()):
     return decide(NOW, trigger=trigger, reason="drift on batch_0007", history=list(history), new_batches=new_batches,
                   new_labelled_rows=rows, running=running, settings=settings)
 
@@ -42,7 +42,7 @@ def test_no_signal_no_retrain():
 @pytest.mark.parametrize("kwargs, words", [
     ({"running": True}, "already queued or running"),
     ({"history": [ago(minutes=20)]}, "last retrain started 20 min ago (cooldown 60 min)"),
-    ({"history": [ago(days=1)], "new_batches": 0}, "only 0 new batch(es) since the last retrain (cooldown 1)"),
+    ({"history": [ago(days=1)], "new_batches": 2}, "only 2 new batch(es) since the last retrain (cooldown 3)"),
     ({"rows": 499}, "only 499 new labelled rows since the last retrain (500 needed)"),
     ({"history": [ago(hours=20 * d) for d in range(1, 8)]}, "budget of 7 retrains per 7 days is spent"),
 ])
