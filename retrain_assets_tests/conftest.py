@@ -74,6 +74,24 @@ def write_config(root: Path, **overrides) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def own_mlflow_uris(monkeypatch):
+    """Start each test with no process-wide MLflow URI, and put back whatever was there after it.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` write module globals *and* ``os.environ`` (so
+    children inherit them); dagster-mlflow sets the tracking URI on every in-process run and
+    conftest's ``register_champion`` sets the registry URI. Left over from another test, a registry
+    URI would make a test that resolves ``models:/`` read another test's store.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(root=tmp_path, config_path=write_config(tmp_path))

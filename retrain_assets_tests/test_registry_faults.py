@@ -41,25 +41,6 @@ TIME_COLUMN = "event_time"
 # Helpers ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def own_mlflow_uris(monkeypatch):
-    """Start each test with no process-wide MLflow URI, and put back whatever was there after it.
-
-    ``mlflow.set_tracking_uri``/``set_registry_uri`` write module globals *and* ``os.environ`` (so
-    children inherit them); dagster-mlflow sets the tracking URI on every in-process run and
-    conftest's ``register_champion`` sets the registry URI. Left over from another test, a registry
-    URI makes candidate_model register its version in that test's store (``log_candidate``
-    registers through the process-wide registry URI, not the configured one).
-    """
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(registry_utils, "_registry_uri", None)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
-
-
 @contextmanager
 def persistent_instance(home: Path):
     """A Dagster instance stored in ``home`` (a child process reaches it through DAGSTER_HOME)."""

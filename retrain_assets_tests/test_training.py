@@ -120,8 +120,8 @@ def test_first_retrain_bootstraps_the_champion_with_lineage(bootstrapped: Retrai
     assert not (tmp_path / "cwd" / "mlruns").exists()
 
     # The model was saved with skops (no pickle) and a signature and input example.
-    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{s.registered_model_name}/1",
-                                                         tracking_uri=s.mlflow_tracking_uri))
+    model_dir = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=client.get_model_version_download_uri(s.registered_model_name, "1")))
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
     assert "signature" in mlmodel and mlmodel.get("saved_input_example_info")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import duckdb
 import pandas as pd
@@ -331,24 +331,28 @@ DRIFT_REPORT_COLUMNS = (
 )
 
 
-def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
-    """Store (or replace) one batch's drift report; ``record`` has every DRIFT_REPORT_COLUMNS key."""
+def _replace_batch_row(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], record: dict[str, Any]) -> None:
+    """Replace one batch's row of ``table`` in one transaction; ``record`` must have every column."""
     ensure_tables(conn)
-    missing = [c for c in DRIFT_REPORT_COLUMNS if c not in record]
+    missing = [c for c in columns if c not in record]
     if missing:
-        raise ValueError(f"drift report record lacks {missing}")
+        raise ValueError(f"{table} record lacks {missing}")
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute("DELETE FROM drift_reports WHERE batch_id = ?", [record["batch_id"]])
-        placeholders = ", ".join("?" for _ in DRIFT_REPORT_COLUMNS)
+        conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [record["batch_id"]])
         conn.execute(
-            f"INSERT INTO drift_reports ({', '.join(DRIFT_REPORT_COLUMNS)}) VALUES ({placeholders})",
-            [record[c] for c in DRIFT_REPORT_COLUMNS],
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [record[c] for c in columns],
         )
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
+
+
+def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
+    """Store (or replace) one batch's drift report; ``record`` has every DRIFT_REPORT_COLUMNS key."""
+    _replace_batch_row(conn, "drift_reports", DRIFT_REPORT_COLUMNS, record)
 
 
 def read_drift_reports(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -479,20 +483,7 @@ def write_production_metrics(conn: duckdb.DuckDBPyConnection, record: dict[str, 
     ``created_at`` and ``dagster_run_id``)."""
     ensure_tables(conn)
     columns = [r[0] for r in conn.execute("DESCRIBE production_metrics").fetchall()]
-    missing = [c for c in columns if c not in record]
-    if missing:
-        raise ValueError(f"production metrics record lacks {missing}")
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute("DELETE FROM production_metrics WHERE batch_id = ?", [record["batch_id"]])
-        conn.execute(
-            f"INSERT INTO production_metrics ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-            [record[c] for c in columns],
-        )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+    _replace_batch_row(conn, "production_metrics", columns, record)
 
 
 def read_production_metrics(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
