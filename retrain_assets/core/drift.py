@@ -979,7 +979,7 @@ def textbook_rule(reference: pd.DataFrame, current: pd.DataFrame, numeric: Seque
     """The rule we replace: drift if any feature has an uncorrected p < 0.05.
 
     Two-sample KS for numeric columns (on the finite values), Pearson chi-square for categorical
-    ones, no effect size, no correction. Kept for the side-by-side benchmark only.
+    ones, no effect size, no correction. Used by the drift benchmark and the policy backtester as the baseline to beat.
 
     Args:
         reference: Reference frame.
