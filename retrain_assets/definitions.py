@@ -48,6 +48,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
             business_change_sensor,
             alert_on_run_failure,
         ],
+        executor=dg.in_process_executor if settings.automation.executor == "in_process" else dg.multiprocess_executor,
         schedules=[build_retrain_schedule(settings.automation.schedule_cron, settings.automation.schedule_timezone)],
         resources={
             "settings": RetrainSettings(config_path=str(path)),

@@ -306,6 +306,13 @@ class AutomationSettings(_Section):
         default="0 3 * * 1", description="Safety-net retrain schedule (cron); skipped when a retrain already ran in the period."
     )
     schedule_timezone: str = Field(default="UTC", description="Time zone of schedule_cron.")
+    executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        description=(
+            "How runs execute: in_process (one process per run; the steps run one after another anyway, and a "
+            "process per step costs ~5 s) or multiprocess (one process per step, Dagster's default)."
+        ),
+    )
     watch_batches: int = Field(
         default=3, ge=0, description="After a promotion, how many labelled batches the new champion is compared with the previous one (0: no watch)."
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from retrain_assets.constants import REPO_ROOT
 from retrain_assets.core import storage
@@ -82,8 +83,11 @@ def test_cli_definitions_validate_reports_a_bad_config(cli_env, tmp_path):
 
 def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp_path):
     """The retrain job as a user's CI runs it: `dagster job execute`, each step in its own process
-    (the default multiprocess executor), one MLflow run shared by both steps and closed by the hook."""
+    (automation.executor: multiprocess), one MLflow run shared by both steps and closed by the hook."""
     workspace, home, env = cli_env
+    config = yaml.safe_load(workspace.config_path.read_text())
+    config.setdefault("automation", {})["executor"] = "multiprocess"
+    workspace.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     ids = ["batch_0001", "batch_0002", "batch_0003"]
     for i, batch_id in enumerate(ids, start=1):
         workspace.land(batch_id, clean_batch(i, 600))
