@@ -92,6 +92,22 @@ def own_mlflow_uris(monkeypatch):
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_defs_state_storage():
+    """Each test starts with no "current" Dagster defs-state storage.
+
+    Entering a DagsterInstance sets a context variable that Definitions read when they first
+    build their repository; a sensor context entered inside a test (build_sensor_context) can leave
+    it pointing at that test's instance after the instance is closed, and the next test that
+    resolves Definitions without an instance then fails with "Attempted to resolve undefined
+    DagsterInstance weakref" (seen in test_definitions after test_automation). Private API: tests only.
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(root=tmp_path, config_path=write_config(tmp_path))

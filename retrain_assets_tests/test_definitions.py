@@ -17,6 +17,9 @@ from retrain_assets.settings import SettingsError
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
+# Resolving Definitions reads the "current" instance's defs-state storage: give every test a live one.
+pytestmark = pytest.mark.usefixtures("instance")
+
 
 def graph_snapshot(defs: dg.Definitions) -> dict:
     graph = defs.resolve_asset_graph()
