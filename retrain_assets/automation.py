@@ -70,13 +70,12 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
                 return None
             return bool(frame_row[column])
 
-        concept = flag(report, "concept_drift")
-        degraded = flag(measured, "degraded")
-        signals.append(policy.BatchSignal(
-            batch_id=row.batch_id,
-            data_drift=bool(flag(report, "data_drift")),
+        signals.append(policy.BatchSignal.from_monitoring(
+            row.batch_id,
+            data_drift=flag(report, "data_drift"),
             prediction_drift=flag(report, "prediction_drift"),
-            concept_drift=bool(concept or degraded) if (concept is not None or degraded is not None) else None,
+            concept_drift=flag(report, "concept_drift"),
+            degraded=flag(measured, "degraded"),
             below_floor=flag(measured, "below_floor"),
             labelled_rows=int(row.valid_rows) if row.labelled else 0,
             summary=str(report["summary"]) if report is not None else (
@@ -85,16 +84,26 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
     return signals
 
 
-def decide_retrain(
-    instance: dg.DagsterInstance, conn, cfg, *, trigger: str | None, reason: str, now: datetime | None = None
-) -> policy.Decision:
-    """The policy's decision for a signal, from the instance's retrain runs and the warehouse."""
+RetrainState = tuple[list[policy.RetrainRecord], bool, list[policy.BatchSignal]]
+"""Retrains so far, whether one is queued or running, and the batch signals since the last one."""
+
+
+def retrain_state(instance: dg.DagsterInstance, conn) -> RetrainState:
+    """What the policy needs: the retrain runs and every batch validated since the last one started."""
     history, running = retrain_history(instance)
     last = max(history, key=lambda r: r.started_at, default=None)
-    new = storage.validations_since(conn, last.started_at if last else None)
+    return history, running, batch_signals(conn, last.started_at if last else None)
+
+
+def decide_retrain(
+    instance: dg.DagsterInstance, conn, cfg, *, trigger: str | None, reason: str, now: datetime | None = None,
+    state: RetrainState | None = None,
+) -> policy.Decision:
+    """The policy's decision for a signal (``state`` from :func:`retrain_state`, read if not given)."""
+    history, running, signals = state or retrain_state(instance, conn)
     return policy.decide(
         now or datetime.now(timezone.utc), trigger=trigger, reason=reason, history=history,
-        new_batches=len(new), new_labelled_rows=int(new.loc[new["labelled"], "valid_rows"].sum()) if len(new) else 0,
+        new_batches=len(signals), new_labelled_rows=sum(signal.labelled_rows for signal in signals),
         running=running, settings=cfg.automation.policy(),
     )
 
@@ -150,9 +159,8 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         cursor = str(records[-1].storage_id)
         cfg = settings.load()
         with warehouse.get_connection() as conn:
-            history, _ = retrain_history(context.instance)
-            last = max(history, key=lambda r: r.started_at, default=None)
-            signals = batch_signals(conn, last.started_at if last else None)
+            state = retrain_state(context.instance, conn)
+            signals = state[2]
             trigger, reason = policy.drift_signal(signals, cfg.automation.policy())
             if trigger == "performance_decline":  # the performance sensor owns metric declines
                 trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
@@ -167,7 +175,7 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                         f"no champion yet: {len(labelled)} labelled batch(es); the first retrain needs 2 "
                         "(one to learn from, the newest as the holdout)"
                     )
-            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason)
+            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason, state=state)
         context.update_cursor(cursor)
         if not decision.retrain:
             return dg.SkipReason(decision.reason)

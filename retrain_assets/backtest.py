@@ -680,10 +680,9 @@ class Platform(Policy):
         measured = measure_batch(cfg, batch_id, current, deployed.model, holdout=holdout, previous=previous)
         if previous is not None:
             self.watch_left -= 1
-        concept = [v for v in (report.concept_drift, measured.degraded) if v is not None]
-        self.signals.append(BatchSignal(
+        self.signals.append(BatchSignal.from_monitoring(
             batch_id, data_drift=report.data_drift, prediction_drift=report.prediction_drift,
-            concept_drift=any(concept) if concept else None, below_floor=measured.below_floor,
+            concept_drift=report.concept_drift, degraded=measured.degraded, below_floor=measured.below_floor,
             labelled_rows=replay.labelled_rows[batch_id], summary=report.summary,
         ))
         if measured.rollback_recommended:

@@ -32,6 +32,7 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import landing, storage, synthetic
 from retrain_assets.definitions import build_definitions
+from retrain_assets.resources import resources_for
 from retrain_assets.settings import load_settings
 
 DEFAULT_DAGSTER_HOME = REPO_ROOT / "data" / "dagster_home"
@@ -66,7 +67,7 @@ def run_landing_once(
     run keys the instance has already seen (as the daemon does). Returns the outcomes and the
     sensor's new cursor."""
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
-    resources = {key: defs.resources[key] for key in sensor.required_resource_keys}  # as the daemon binds them
+    resources = resources_for(defs, sensor)
     context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources, cursor=cursor)
     result = sensor(context)
     requests = list(result.run_requests or [])
@@ -112,7 +113,7 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
     lines = []
     for name in AUTOMATION_SENSORS:
         sensor = defs.resolve_sensor_def(name)
-        resources = {key: defs.resources[key] for key in sensor.required_resource_keys}
+        resources = resources_for(defs, sensor)
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources,
                                           cursor=cursors.get(name))
         result = sensor.evaluate_tick(context)

@@ -90,3 +90,9 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
         {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri,
          "extra_tags": {"retrain.experiment_artifacts": str(artifact_location)}}
     )
+
+
+def resources_for(defs: dg.Definitions, definition) -> dict:
+    """The resources one sensor or schedule requires, bound as the daemon binds them (binding all
+    of ``defs.resources`` would also start the MLflow tracking resource, which needs a run)."""
+    return {key: defs.resources[key] for key in definition.required_resource_keys}

@@ -16,6 +16,7 @@ from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSO
 from retrain_assets.core import registry as reg
 from retrain_assets.core import storage, synthetic
 from retrain_assets.definitions import build_definitions
+from retrain_assets.resources import resources_for
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -131,7 +132,7 @@ def clean_batch(batch_index: int = 1, n_rows: int = 400, **kwargs) -> pd.DataFra
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     """Evaluate the landing sensor once; apply its partition requests as the daemon would."""
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
-    resources = {key: defs.resources[key] for key in sensor.required_resource_keys}  # as the daemon binds them
+    resources = resources_for(defs, sensor)
     context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources, cursor=cursor)
     result = sensor(context)
     for add in result.dynamic_partitions_requests or []:

@@ -27,6 +27,7 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import registry as reg
 from retrain_assets.core import synthetic
+from retrain_assets.resources import resources_for
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 
 pytestmark = pytest.mark.timeout(600)
@@ -69,7 +70,7 @@ def webhook():
 def evaluate(r: Retrainer, name: str):
     """One sensor tick as the daemon runs it (its own resources only), keeping the cursor."""
     sensor = r.defs.resolve_sensor_def(name)
-    resources = {key: r.defs.resources[key] for key in sensor.required_resource_keys}
+    resources = resources_for(r.defs, sensor)
     cursors = r.__dict__.setdefault("cursors", {})
     context = dg.build_sensor_context(instance=r.instance, definitions=r.defs, resources=resources,
                                       cursor=cursors.get(name))
@@ -215,7 +216,7 @@ def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer):
     context = dg.build_run_status_sensor_context(
         sensor_name=BUSINESS_CHANGE_SENSOR, dagster_event=event, dagster_instance=r.instance,
         dagster_run=r.instance.get_run_by_id(run.run_id),
-        resources={key: r.defs.resources[key] for key in sensor.required_resource_keys},
+        resources=resources_for(r.defs, sensor),
     )
     request = sensor(context)
     assert isinstance(request, dg.RunRequest) and request.job_name == RETRAIN_JOB
@@ -235,7 +236,7 @@ def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webh
     context = dg.build_run_status_sensor_context(
         sensor_name=ALERT_SENSOR, dagster_event=failure, dagster_instance=r.instance,
         dagster_run=r.instance.get_run_by_id(result.run_id),
-        resources={key: r.defs.resources[key] for key in sensor.required_resource_keys},
+        resources=resources_for(r.defs, sensor),
     ).for_run_failure()
     sensor(context)
     texts = webhook.texts()
@@ -247,7 +248,7 @@ def test_the_safety_net_schedule_skips_when_a_retrain_ran_in_the_period(champion
     r = champion
     schedule = r.defs.resolve_schedule_def(RETRAIN_SCHEDULE)
     assert schedule.cron_schedule == "0 3 * * 1" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    resources = {key: r.defs.resources[key] for key in schedule.required_resource_keys}
+    resources = resources_for(r.defs, schedule)
     soon = datetime.now(timezone.utc) + timedelta(days=1)
     skipped = schedule.evaluate_tick(dg.build_schedule_context(instance=r.instance, scheduled_execution_time=soon,
                                                                resources=resources))

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from retrain_assets.assets.training import candidate_model, run_trigger
+from retrain_assets.assets.training import candidate_model, refusal, run_trigger
 from retrain_assets.constants import DUCKDB_POOL, PRODUCTION_MODEL, ROLLBACK_JOB, SERVING
 from retrain_assets.core import registry as reg
 from retrain_assets.core import storage
@@ -25,10 +25,6 @@ def _ledger_markdown(ledger: pd.DataFrame, limit: int = 10) -> dg.MetadataValue:
     if "dagster_run_id" in shown:
         shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
     return dg.MetadataValue.md(markdown_table(shown.iloc[::-1]))
-
-
-def _fail(message: str) -> dg.Failure:
-    return dg.Failure(description=message, allow_retries=False)
 
 
 def _champion_metadata(cfg, champion: str, previous: str | None, ledger: pd.DataFrame) -> dict[str, Any]:
@@ -64,12 +60,12 @@ def production_model(
     for entry in settled:
         context.log.warning(f"ledger entry {entry['entry_id']} {entry['status']}: {entry['note']}")
     if challenger is None:
-        raise _fail(f"nothing to promote: no version of {name!r} holds alias {reg.CHALLENGER_ALIAS!r}; "
+        raise refusal(f"nothing to promote: no version of {name!r} holds alias {reg.CHALLENGER_ALIAS!r}; "
                     "materialize candidate_model first")
     tags = reg.version_tags(uri, name, challenger)
     if tags.get(reg.TAG_GATES_PASSED) != "true":
         failed = tags.get(reg.TAG_FAILED_GATES) or "not judged"
-        raise _fail(
+        raise refusal(
             f"v{challenger} did not pass its gates ({failed}); the champion stays "
             f"{'v' + champion if champion else 'unset'}"
         )
@@ -82,7 +78,7 @@ def production_model(
         return dg.MaterializeResult(metadata=metadata)
     judged_against = tags.get(reg.TAG_COMPARED_TO, "none")
     if judged_against != (champion or "none"):
-        raise _fail(
+        raise refusal(
             f"v{challenger} was judged against {'v' + judged_against if judged_against != 'none' else 'no champion'}, "
             f"but the champion is now {'v' + champion if champion else 'unset'}; retrain to judge a candidate "
             "against the current champion"
@@ -134,7 +130,7 @@ def rollback_champion(
     uri, name = cfg.mlflow_tracking_uri, cfg.registered_model_name
     champion = reg.alias_version(uri, name, reg.CHAMPION_ALIAS)
     if champion is None:
-        raise _fail(f"{name!r} has no champion to roll back")
+        raise refusal(f"{name!r} has no champion to roll back")
     with warehouse.get_connection() as conn:
         storage.reconcile_ledger(conn, name, champion)
         promoted = storage.promoted_versions(conn, name)
@@ -144,12 +140,12 @@ def rollback_champion(
         moves = ledger[(ledger["status"] == "done") & (ledger["to_version"] == champion)]
         target = moves["from_version"].iloc[-1] if len(moves) else None
         if target is None or pd.isna(target):
-            raise _fail(f"v{champion} has no previous champion to roll back to; give to_version")
+            raise refusal(f"v{champion} has no previous champion to roll back to; give to_version")
     target = str(target)
     if target == champion:
-        raise _fail(f"v{target} is already the champion")
+        raise refusal(f"v{target} is already the champion")
     if target not in promoted:
-        raise _fail(
+        raise refusal(
             f"v{target} was never promoted (promoted versions: {', '.join('v' + v for v in promoted) or 'none'}); "
             "rollback only restores a version that passed its gates and served before"
         )

@@ -15,6 +15,7 @@ from retrain_assets.core import registry as reg
 from retrain_assets.core import serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.monitoring import model_input
+from retrain_assets.core.performance import score_metric
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.train import (
@@ -52,7 +53,8 @@ def run_trigger(context: dg.AssetExecutionContext) -> tuple[str, str, str]:
     return trigger, reason, launched_by
 
 
-def _fail(message: str, **metadata: Any) -> dg.Failure:
+def refusal(message: str, **metadata: Any) -> dg.Failure:
+    """A failure that a retry would not fix (bad data, wrong state): the message says what to do."""
     return dg.Failure(description=message, metadata=metadata, allow_retries=False)
 
 
@@ -78,7 +80,7 @@ def candidate_model(
     target, task, metric = cfg.dataset.target, cfg.dataset.task, cfg.metric
     schema = SchemaStore(cfg.schema_path).load()
     if schema is None:
-        raise _fail("no batch has been validated yet: there is no schema and no data to train on")
+        raise refusal("no batch has been validated yet: there is no schema and no data to train on")
 
     with warehouse.get_connection() as conn:
         labelled = storage.labelled_batches(conn)
@@ -87,7 +89,7 @@ def candidate_model(
                 list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n
             )
         except ValueError as error:
-            raise _fail(f"cannot train: {error}") from None
+            raise refusal(f"cannot train: {error}") from None
         train_frame = storage.read_validated(conn, window.train_batches)
         holdout = storage.read_validated(conn, window.holdout_batches)
         drift_reports = storage.read_drift_reports(conn)
@@ -99,14 +101,14 @@ def candidate_model(
         train_frame, schema, target, task, min_rows=FIT_MIN_ROWS, min_rows_per_class=FIT_MIN_ROWS_PER_CLASS
     )
     if problems:
-        raise _fail(
+        raise refusal(
             f"cannot train on batches {', '.join(window.train_batches)}: " + "; ".join(problems)
             + ". The champion is untouched.",
             training_batches=dg.MetadataValue.json(window.train_batches),
         )
     X_train, y_train = training_xy(train_frame, target, task)
     if task == "classification" and y_train.nunique() > 2:
-        raise _fail(
+        raise refusal(
             f"target {target!r} has {y_train.nunique()} classes; the promotion gates judge binary classifiers "
             "(ROC AUC, accuracy, F1 on the positive class) only. The champion is untouched."
         )
@@ -123,13 +125,13 @@ def candidate_model(
     try:
         scores = holdout_scores(task, target, candidate, champion, holdout)
     except IncomparableModels as error:
-        raise _fail(f"{error}. The champion is untouched.") from None
+        raise refusal(f"{error}. The champion is untouched.") from None
 
     trigger, reason, launched_by = run_trigger(context)
     fingerprint = data_fingerprint(train_frame)
     holdout_labelled = holdout[holdout[target].notna()].reset_index(drop=True)
-    holdout_value = float(serving_metric(metric, scores))
-    champion_value = float(serving_metric(metric, scores, champion=True)) if champion is not None else None
+    holdout_value = score_metric(metric, scores.y_true, scores.candidate_scores)
+    champion_value = score_metric(metric, scores.y_true, scores.champion_scores) if champion is not None else None
     run = mlflow.active_run()
     mlflow_run_id = run.info.run_id if run is not None else None
 
@@ -238,11 +240,3 @@ def candidate_model(
             f"{cfg.mlflow_tracking_uri.rstrip('/')}/#/models/{cfg.registered_model_name}/versions/{version}"
         )
     return dg.MaterializeResult(metadata=metadata, check_results=[gate_check_result(r) for r in results])
-
-
-def serving_metric(metric: str, scores, champion: bool = False) -> float:
-    """The metric of the candidate (or the champion) on the holdout."""
-    from retrain_assets.core.performance import score_metric
-
-    values = scores.champion_scores if champion else scores.candidate_scores
-    return score_metric(metric, scores.y_true, values)

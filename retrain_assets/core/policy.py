@@ -86,6 +86,29 @@ class BatchSignal:
     labelled_rows: int = 0
     summary: str = ""
 
+    @classmethod
+    def from_monitoring(
+        cls,
+        batch_id: str,
+        *,
+        data_drift: bool | None,
+        prediction_drift: bool | None,
+        concept_drift: bool | None,
+        degraded: bool | None,
+        below_floor: bool | None,
+        labelled_rows: int,
+        summary: str,
+    ) -> "BatchSignal":
+        """One batch's signal from its drift report (data/prediction/concept drift) and its
+        production metrics (``degraded``, ``below_floor``): the champion's concept drift is
+        called when either says so, and is unknown (None) only when neither could judge."""
+        judged = [flag for flag in (concept_drift, degraded) if flag is not None]
+        return cls(
+            batch_id, data_drift=bool(data_drift), prediction_drift=prediction_drift,
+            concept_drift=any(judged) if judged else None, below_floor=below_floor,
+            labelled_rows=labelled_rows, summary=summary,
+        )
+
     @property
     def actionable(self) -> bool:
         """Any drift worth a retrain on this batch."""

@@ -118,20 +118,12 @@ def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION_ALIA
         mlflow.exceptions.MlflowException: for anything but "does not exist" (a server that is
             down is a failure, not "no champion").
     """
-    if _sqlite_store_missing(tracking_uri):
+    version = _version_by_alias(tracking_uri, model_name, alias)
+    if version is None:
         return None
     import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as error:
-        if error.error_code in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
-    uri = client.get_model_version_download_uri(model_name, version.version)
+    uri = client_for(tracking_uri).get_model_version_download_uri(model_name, version.version)
     model = mlflow.sklearn.load_model(uri)
     return Champion(model_name, str(version.version), model, version.run_id, dict(version.tags or {}))
 
@@ -171,18 +163,24 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Pat
     return client.create_experiment(name, artifact_location=location)
 
 
-def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
-    """The version holding ``alias``, or None (no such model or alias)."""
+def _version_by_alias(tracking_uri: str, model_name: str, alias: str):
+    """The ``ModelVersion`` holding ``alias``, or None (no store yet, no such model or alias)."""
     if _sqlite_store_missing(tracking_uri):
         return None
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client_for(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+        return client_for(tracking_uri).get_model_version_by_alias(model_name, alias)
     except MlflowException as error:
         if _missing(error):
             return None
         raise
+
+
+def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
+    """The version holding ``alias``, or None (no such model or alias)."""
+    version = _version_by_alias(tracking_uri, model_name, alias)
+    return None if version is None else str(version.version)
 
 
 def version_tags(tracking_uri: str, model_name: str, version: str) -> dict[str, str]:
@@ -194,8 +192,12 @@ def set_version_tags(tracking_uri: str, model_name: str, version: str, tags: dic
     """Set tags on a registered version (values as text; lists and dicts as JSON)."""
     client = client_for(tracking_uri)
     for key, value in tags.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        client.set_model_version_tag(model_name, str(version), key, text)
+        client.set_model_version_tag(model_name, str(version), key, _tag_text(value))
+
+
+def _tag_text(value: Any) -> str:
+    """A tag value as text: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def move_alias(tracking_uri: str, model_name: str, alias: str, version: str | None) -> None:
@@ -298,7 +300,7 @@ def log_candidate(
             raise
     created = client.create_model_version(
         model_name, source=info.model_uri, run_id=info.run_id, model_id=info.model_id,
-        tags={k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in tags.items()},
+        tags={key: _tag_text(value) for key, value in tags.items()},
     )
     version = str(created.version)
     return version, model_uri(model_name, version)
