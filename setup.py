@@ -17,6 +17,7 @@ setup(
         f"dagster-graphql=={DAGSTER}",
         f"dagster-mlflow=={DAGSTER_LIBS}",
         f"dagster-duckdb=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",  # Dagster storage on PostgreSQL (deploy/postgres)
         "mlflow>=3.17,<3.18",
         "great-expectations==1.24.1",
         "pandas>=2.3,<3",
@@ -31,6 +32,13 @@ setup(
         "river>=0.26,<0.27",  # ADWIN, DDM, Page-Hinkley: maintained streaming drift detectors
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "pytest-xdist>=3.8",  # the suite is mostly waiting on subprocesses: two workers halve it
+            # Drives Debian's Chromium (/usr/bin/chromium) in the UI test; no browser download.
+            "playwright>=1.65,<1.66",
+        ],
     },
 )
