@@ -66,6 +66,7 @@ from retrain_assets.constants import BATCH_EXTENSIONS
 from retrain_assets.core import synthetic
 from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
+from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.gates import absolute_tolerance, better_by, champion_comparison
 from retrain_assets.core.landing import ROW_COLUMN, BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
 from retrain_assets.core.monitoring import monitor_batch
@@ -81,15 +82,16 @@ from retrain_assets.core.policy import (
 from retrain_assets.core.registry import (
     TAG_HOLDOUT_BATCHES,
     TAG_HOLDOUT_METRIC,
+    TAG_HOLDOUT_SHARE,
     TAG_METRIC,
     TAG_TRAINING_BATCHES,
     Champion,
 )
+from retrain_assets.core.storage import BATCH_COLUMN
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, with_classes
 from retrain_assets.core.train import (
     check_training_data,
     feature_columns,
-    last_n_rows,
     select_training_window,
     train,
 )
@@ -360,6 +362,7 @@ class Deployed:
     train_batches: list[str]
     holdout_batches: list[str]
     seconds: float
+    holdout_share: float | None = None
 
 
 @dataclass
@@ -466,11 +469,17 @@ class Replay:
         return CLOCK_START + timedelta(days=index)
 
     def frame(self, batch_ids: Sequence[str]) -> pd.DataFrame:
-        """The rows of these batches, stacked."""
-        return pd.concat([self.frames[b] for b in batch_ids], ignore_index=True)
+        """The rows of these batches, stacked, with their ``_batch_id`` (as DuckDB stores them)."""
+        return pd.concat([self.frames[b].assign(**{BATCH_COLUMN: b}) for b in batch_ids], ignore_index=True)
 
-    def fit(self, upto: int) -> Deployed:
+    def fit(self, upto: int, holdout_share: float | None = None, half_life: float | None = None) -> Deployed:
         """The model a retrain after batch ``upto`` produces (cached by training window).
+
+        Args:
+            upto: Index of the newest batch seen.
+            holdout_share: Learn from the oldest part of the newest labelled batch and hold out
+                this share of it (``training.adapt_on``), or None to hold it all out.
+            half_life: Recency weighting of the training rows, in batches (``training.adapt_on``).
 
         Raises:
             ValueError: Fewer than two labelled batches so far, or training data the platform
@@ -478,40 +487,51 @@ class Replay:
         """
         training = self.cfg.training
         window = select_training_window(self.ids[: upto + 1], self.labelled, window=training.window,
-                                        last_n=training.last_n)
-        key = (*window.train_batches, "|", *window.holdout_batches)
+                                        last_n=training.last_n, holdout_share=holdout_share, half_life=half_life)
+        key = (*window.train_batches, "|", *window.holdout_batches, holdout_share, half_life)
         if key in self._fits:
             return self._fits[key]
-        frame = self.frame(window.train_batches)
-        if window.window == "last_n_rows":
-            frame = last_n_rows(frame, training.last_n, time_column=self.cfg.dataset.time_column)
+        frame, holdout = window.frames(self.frame(window.train_batches), self.frame(window.holdout_batches),
+                                       time_column=self.cfg.dataset.time_column)
         problems = check_training_data(frame, self.schema, self.target, self.task, min_rows=training.min_rows,
                                        min_rows_per_class=training.min_rows_per_class)
         if problems:
             raise ValueError(f"cannot train on {window.summary}: " + "; ".join(problems))
         model = self.cfg.model
-        trained = train(frame, self.schema, self.target, self.task, model.estimator, model.params, model.seed)
+        trained = train(frame, self.schema, self.target, self.task, model.estimator, model.params, model.seed,
+                        sample_weight=window.weights(frame))
         # version: how many batches it had seen, so messages read "champion v7"
         wrapped = Champion(self.cfg.registered_model_name, str(upto + 1), trained.pipeline, None)
-        holdout_value = self.score(wrapped, window.holdout_batches)
+        holdout_value = self.score_rows(wrapped, holdout)
         wrapped.tags = {
             TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
             TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
             TAG_METRIC: self.metric,
             TAG_HOLDOUT_METRIC: repr(holdout_value),
         }
-        fitted = Deployed(wrapped, list(window.train_batches), list(window.holdout_batches), trained.seconds)
+        if holdout_share is not None:
+            wrapped.tags[TAG_HOLDOUT_SHARE] = repr(holdout_share)
+        fitted = Deployed(wrapped, list(window.train_batches), list(window.holdout_batches), trained.seconds,
+                          holdout_share)
         self._fits[key] = fitted
         return fitted
 
     def score(self, model: Champion, batch_ids: str | Sequence[str], metric: str | None = None) -> float:
         """The model's metric on the labelled rows of these batches (NaN when none is labelled)."""
         ids = [batch_ids] if isinstance(batch_ids, str) else list(batch_ids)
-        frame = self.frame(ids)
+        return self.score_rows(model, self.frame(ids), metric)
+
+    def score_rows(self, model: Champion, frame: pd.DataFrame, metric: str | None = None) -> float:
+        """The model's metric on the labelled rows of a frame (NaN when none is labelled)."""
         if self.target not in frame.columns or not frame[self.target].notna().any():
             return float("nan")
         scores = holdout_scores(self.task, self.target, model, None, frame)
         return score_metric(metric or self.metric, scores.y_true, scores.candidate_scores)
+
+    def holdout(self, deployed: Deployed) -> pd.DataFrame:
+        """The rows a model was judged on (its holdout batch, or the newest share of it)."""
+        return holdout_rows(self.frame(deployed.holdout_batches), deployed.holdout_share,
+                            time_column=self.cfg.dataset.time_column)
 
     def next_labelled(self, index: int) -> int | None:
         """The first labelled batch after ``index``, or None."""
@@ -535,6 +555,11 @@ class Policy:
     def after_batch(self, replay: Replay, index: int, deployed: Deployed) -> tuple[str | None, str]:
         """(trigger, reason) to retrain after batch ``index``, or (None, why not)."""
         raise NotImplementedError
+
+    def adaptation(self, replay: Replay, trigger: str) -> dict[str, float | None]:
+        """How its retrains adapt to a changed concept (:meth:`Replay.fit` arguments): not at all
+        for the baselines, which retrain the way a cron script would."""
+        return {"holdout_share": None, "half_life": None}
 
     def accept(self, replay: Replay, index: int, candidate: Deployed, deployed: Deployed) -> tuple[bool, str | None]:
         """Whether the candidate replaces the deployed model, and the gate's sentence."""
@@ -716,8 +741,13 @@ class Platform(Policy):
         back, self.rollback_to = self.rollback_to, None
         return back
 
+    def adaptation(self, replay, trigger):
+        """As ``candidate_model`` does: ``training.adapt_on`` triggers learn from the newest batch and
+        weight recent batches more."""
+        return replay.cfg.training.adaptation(trigger)
+
     def accept(self, replay, index, candidate, deployed):
-        holdout = replay.frame(candidate.holdout_batches)
+        holdout = replay.holdout(candidate)
         scores = holdout_scores(replay.task, replay.target, candidate.model, deployed.model, holdout)
         gates = replay.cfg.gates
         result = champion_comparison(
@@ -783,7 +813,7 @@ def run_policy(replay: Replay, policy: Policy) -> PolicyRun:
         event = RetrainEvent(batch_id, trigger, reason)
         run.retrains.append(event)
         try:
-            candidate = replay.fit(index)
+            candidate = replay.fit(index, **policy.adaptation(replay, trigger))
         except ValueError as error:
             event.failed = str(error)
             continue

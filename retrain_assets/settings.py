@@ -195,6 +195,39 @@ class TrainingSettings(_Section):
     min_holdout_rows: int = Field(
         default=100, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
     )
+    adapt_on: list[str] = Field(
+        default_factory=lambda: ["concept_drift", "performance_decline"],
+        description=(
+            "Retrain triggers that mean the labelling rule changed. Their candidate also learns from the oldest part "
+            "of the newest labelled batch (the only one labelled under the new rule), is judged on its newest part, "
+            "and weights recent batches more (recency_half_life_batches)."
+        ),
+    )
+    newest_holdout_share: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="Share of the newest labelled batch held out (its newest rows by time) when the candidate learns from it.",
+    )
+    recency_half_life_batches: float | None = Field(
+        default=3.0, gt=0,
+        description="In an adapt_on retrain, a batch's rows weigh half as much for every this many newer batches; null: equal weights.",
+    )
+
+    @field_validator("adapt_on")
+    @classmethod
+    def _known_triggers(cls, value: list[str]) -> list[str]:
+        from retrain_assets.core.policy import TRIGGERS
+
+        unknown = [t for t in value if t not in TRIGGERS]
+        if unknown:
+            raise ValueError(f"unknown trigger(s) {unknown}; choose from {list(TRIGGERS)}")
+        return value
+
+    def adaptation(self, trigger: str | None) -> dict[str, float | None]:
+        """``select_training_window`` arguments for a retrain with this trigger: the share of the newest
+        batch to hold out and the recency half-life (both None unless the trigger is in adapt_on)."""
+        if trigger not in self.adapt_on:
+            return {"holdout_share": None, "half_life": None}
+        return {"holdout_share": self.newest_holdout_share, "half_life": self.recency_half_life_batches}
 
     @model_validator(mode="after")
     def _n_for_window(self) -> TrainingSettings:

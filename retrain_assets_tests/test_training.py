@@ -242,6 +242,39 @@ def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(b
     assert "concept drift confirmed on batch batch_000" in stability.description
 
 
+def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch(bootstrapped: Retrainer):
+    """After a concept change the newest batch is the only one labelled under the new rule: a
+    concept_drift retrain trains on its oldest half too and is judged on its newest half."""
+    from retrain_assets.core import synthetic
+
+    r = bootstrapped
+    r.land(4, synthetic.make_batch(2000, seed=104, batch_index=4, scenario="concept_drift"))
+    client = reg.client_for(r.settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(r.settings.mlflow_experiment)
+
+    def newest_run():
+        return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+
+    r.retrain(tags={TAG_TRIGGER: "concept_drift"})
+    run = newest_run()
+    assert run.data.metrics["training_rows"] == 3 * 800 + 1000 and run.data.metrics["holdout_rows"] == 1000
+    version = next(v.version for v in client.search_model_versions(f"name='{r.settings.registered_model_name}'")
+                   if v.run_id == run.info.run_id)
+    tags = r.tags(version)
+    assert tags[reg.TAG_HOLDOUT_SHARE] == "0.5" and json.loads(tags[reg.TAG_HOLDOUT_BATCHES]) == ["batch_0004"]
+    assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == ["batch_0001", "batch_0002", "batch_0003"]
+
+    # Any other trigger holds the whole newest batch out, and so does concept drift when configured so.
+    r.retrain(tags={TAG_TRIGGER: "data_drift"})
+    run = newest_run()
+    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 2000
+    r.reconfigure(**{"training.adapt_on": []})
+    r.retrain(tags={TAG_TRIGGER: "concept_drift"})
+    run = newest_run()
+    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 2000
+    assert run.data.params["holdout_share"] == "1.0"
+
+
 # --------------------------------------------------------------------------
 # Rollback
 # --------------------------------------------------------------------------

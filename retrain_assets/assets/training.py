@@ -21,7 +21,6 @@ from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.train import (
     check_training_data,
     data_fingerprint,
-    last_n_rows,
     select_training_window,
     train,
     training_xy,
@@ -82,19 +81,21 @@ def candidate_model(
     if schema is None:
         raise refusal("no batch has been validated yet: there is no schema and no data to train on")
 
+    trigger, reason, launched_by = run_trigger(context)
     with warehouse.get_connection() as conn:
         labelled = storage.labelled_batches(conn)
         try:
             window = select_training_window(
-                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n
+                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n,
+                **cfg.training.adaptation(trigger),
             )
         except ValueError as error:
             raise refusal(f"cannot train: {error}") from None
-        train_frame = storage.read_validated(conn, window.train_batches)
-        holdout = storage.read_validated(conn, window.holdout_batches)
+        train_frame, holdout = window.frames(
+            storage.read_validated(conn, window.train_batches), storage.read_validated(conn, window.holdout_batches),
+            time_column=cfg.dataset.time_column,
+        )
         drift_reports = storage.read_drift_reports(conn)
-    if window.window == "last_n_rows":
-        train_frame = last_n_rows(train_frame, cfg.training.last_n, time_column=cfg.dataset.time_column)
     context.log.info(window.summary)
 
     problems = check_training_data(
@@ -114,7 +115,8 @@ def candidate_model(
         )
 
     trained = train(
-        train_frame, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed
+        train_frame, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed,
+        sample_weight=window.weights(train_frame),
     )
     context.log.info(
         f"trained {cfg.model.estimator} on {trained.n_rows} rows in {trained.seconds:.2f} s "
@@ -127,7 +129,6 @@ def candidate_model(
     except IncomparableModels as error:
         raise refusal(f"{error}. The champion is untouched.") from None
 
-    trigger, reason, launched_by = run_trigger(context)
     fingerprint = data_fingerprint(train_frame)
     holdout_labelled = holdout[holdout[target].notna()].reset_index(drop=True)
     holdout_value = score_metric(metric, scores.y_true, scores.candidate_scores)
@@ -139,6 +140,8 @@ def candidate_model(
     params = {
         "estimator": cfg.model.estimator, "seed": cfg.model.seed, "task": task, "target": target, "metric": metric,
         "training_window": window.window, "training_last_n": window.last_n,
+        "holdout_share": window.holdout_share if window.holdout_share is not None else 1.0,
+        "recency_half_life_batches": window.half_life,
         **{f"model.{k}": v for k, v in cfg.model.params.items()},
     }
     mlflow.log_params({k: ("none" if v is None else v) for k, v in params.items()})
@@ -155,6 +158,7 @@ def candidate_model(
         reg.TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
         reg.TAG_METRIC: metric,
         reg.TAG_HOLDOUT_METRIC: repr(holdout_value),
+        **({reg.TAG_HOLDOUT_SHARE: repr(window.holdout_share)} if window.holdout_share is not None else {}),
         reg.TAG_DATA_FINGERPRINT: fingerprint,
         reg.TAG_CODE_VERSION: code,
         reg.TAG_DAGSTER_RUN: context.run_id,

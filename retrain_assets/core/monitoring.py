@@ -15,6 +15,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retrain_assets.core.drift import DriftResult, DriftSettings, compare_numeric, detect_drift
+from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.performance import (
     ConceptDriftResult,
@@ -225,6 +226,8 @@ def monitor_batch(
         return result
 
     settings = drift_settings(cfg)
+    if holdout is not None:
+        holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
     order = current.sort_values(cfg.dataset.time_column or ROW_COLUMN, kind="mergesort") if (
         cfg.dataset.time_column in current.columns or ROW_COLUMN in current.columns) else current
     # Prediction drift compares out-of-sample scores: the champion's scores on its own training rows

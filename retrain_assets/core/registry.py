@@ -6,6 +6,8 @@ Every registered version carries tags (written when the candidate is registered 
 
 * ``retrain.training_batches`` — JSON list of the batch ids it was trained on (the drift reference),
 * ``retrain.holdout_batches`` — JSON list of the batch ids of its time-based holdout,
+* ``retrain.holdout_share`` — when present, only the newest that share of the holdout batch was held
+  out and the rest was trained on (a retrain that learns from the newest batch),
 * ``retrain.metric`` and ``retrain.holdout_metric`` — the metric it is judged on and its value,
 * ``retrain.gates_passed`` (``true``/``false``) and ``retrain.compared_to`` (the champion version
   it was judged against, or ``none``): production_model promotes only a version that passed its
@@ -31,6 +33,7 @@ TAG_TRAINING_BATCHES = "retrain.training_batches"
 TAG_HOLDOUT_BATCHES = "retrain.holdout_batches"
 TAG_METRIC = "retrain.metric"
 TAG_HOLDOUT_METRIC = "retrain.holdout_metric"
+TAG_HOLDOUT_SHARE = "retrain.holdout_share"
 TAG_GATES_PASSED = "retrain.gates_passed"
 TAG_FAILED_GATES = "retrain.failed_gates"
 TAG_GATES = "retrain.gates"
@@ -61,6 +64,12 @@ class Champion:
     def holdout_batches(self) -> list[str]:
         """Batch ids of its holdout."""
         return list(json.loads(self.tags.get(TAG_HOLDOUT_BATCHES, "[]")))
+
+    @property
+    def holdout_share(self) -> float | None:
+        """Share of the holdout batch actually held out (None: all of it)."""
+        value = self.tags.get(TAG_HOLDOUT_SHARE)
+        return float(value) if value not in (None, "") else None
 
     @property
     def metric(self) -> str | None:

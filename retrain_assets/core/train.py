@@ -49,6 +49,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.holdout import split_newest
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.monitoring import INTERNAL_COLUMNS, model_input
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse
@@ -97,6 +98,8 @@ MIN_LABELLED_BATCHES = 2
 """One batch to train on plus the newest one as the holdout."""
 
 HOLDOUTS = ("last_batch",)
+LEARN_NEWEST_DEFAULT_SHARE = 0.5
+"""Share of the newest labelled batch held out when a retrain also learns from that batch."""
 WINDOWS = ("all", "last_n_batches", "last_n_rows")
 
 PIPELINE_FEATURES = "features"
@@ -232,15 +235,65 @@ class TrainingWindow:
     holdout_batches: list[str]
     window: str = "all"
     last_n: int | None = None
+    holdout_share: float | None = None
+    half_life: float | None = None
 
     @property
     def summary(self) -> str:
         """One sentence."""
         rows = f"; then the newest {self.last_n} rows of them" if self.window == "last_n_rows" else ""
+        weights = (f"; a batch weighs half as much for every {self.half_life:g} newer batches"
+                   if self.half_life is not None else "")
+        if self.holdout_share is None:
+            return (
+                f"train on {len(self.train_batches)} batch(es) {_span(self.train_batches)}{rows}, "
+                f"hold out {_span(self.holdout_batches)}{weights}"
+            )
         return (
-            f"train on {len(self.train_batches)} batch(es) {_span(self.train_batches)}{rows}, "
-            f"hold out {_span(self.holdout_batches)}"
+            f"train on {len(self.train_batches)} batch(es) {_span(self.train_batches)}{rows} and the oldest "
+            f"{1 - self.holdout_share:.0%} of {_span(self.holdout_batches)}, hold out its newest "
+            f"{self.holdout_share:.0%}{weights}"
         )
+
+    def weights(self, train_rows: pd.DataFrame) -> np.ndarray | None:
+        """One sample weight per training row, 0.5 ** (age / half_life) where age counts the window's batches newer than the row's
+        (the newest batch trained on has age 0); None without a half-life.
+
+        Raises:
+            ValueError: Rows without a ``_batch_id`` or from a batch outside the window.
+        """
+        if self.half_life is None:
+            return None
+        if BATCH_COLUMN not in train_rows.columns:
+            raise ValueError(f"recency weights need the {BATCH_COLUMN} column")
+        order = [*self.train_batches, *(self.holdout_batches if self.holdout_share is not None else [])]
+        age = {batch: len(order) - 1 - i for i, batch in enumerate(order)}
+        batches = train_rows[BATCH_COLUMN].astype(str)
+        outside = sorted(set(batches) - set(age))
+        if outside:
+            raise ValueError(f"training rows from batches outside the window: {outside[:5]}")
+        return np.power(0.5, batches.map(age).to_numpy(dtype=float) / self.half_life)
+
+    def frames(self, train_frame: pd.DataFrame, newest_frame: pd.DataFrame, *,
+               time_column: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The training rows and the holdout rows, from the rows of ``train_batches`` and of
+        ``holdout_batches`` as stored: applies the ``last_n_rows`` cut and, with a
+        ``holdout_share``, moves the oldest part of the newest batch into training.
+
+        Args:
+            train_frame: Validated rows of ``train_batches``.
+            newest_frame: Validated rows of ``holdout_batches``.
+            time_column: The event-time column, if any (orders rows within a batch).
+
+        Returns:
+            (training rows, holdout rows).
+        """
+        if self.window == "last_n_rows":
+            train_frame = last_n_rows(train_frame, self.last_n, time_column=time_column)
+        if self.holdout_share is None:
+            return train_frame, newest_frame
+        learn, judge = split_newest(newest_frame, self.holdout_share, time_column=time_column)
+        return pd.concat([train_frame, learn], ignore_index=True), judge
 
 
 def _span(ids: list[str]) -> str:
@@ -256,14 +309,21 @@ def select_training_window(
     holdout: str = "last_batch",
     window: str = "all",
     last_n: int | None = None,
+    holdout_share: float | None = None,
+    half_life: float | None = None,
 ) -> TrainingWindow:
     """Split the labelled batches into training batches and a time-based holdout.
 
     The newest labelled batch is the holdout: the candidate is judged on data newer than anything
     it learnt from, as it will be used. Training uses every older labelled batch by default (on
     drifting data, "all labelled data so far" usually beats "newest batch only"; see FACTS), or the
-    last ``last_n`` of them. ``window="last_n_rows"`` keeps all batches here; cut the training
-    frame with :func:`last_n_rows` once it is loaded.
+    last ``last_n`` of them. ``window="last_n_rows"`` keeps all batches here; the cut happens in
+    :meth:`TrainingWindow.frames` once the rows are loaded.
+
+    With ``holdout_share``, only the newest that share of the newest batch (by event time, then
+    landing order) is held out, and the candidate also learns from the rest of it: after a concept
+    change the newest batch is the only one labelled under the new rule, and a candidate that never
+    sees it cannot learn the change (see :func:`split_newest`).
 
     Args:
         batch_ids: Batches in arrival order (oldest first).
@@ -271,13 +331,17 @@ def select_training_window(
         holdout: ``last_batch``.
         window: ``all``, ``last_n_batches`` or ``last_n_rows``.
         last_n: N batches (``last_n_batches``) or rows (``last_n_rows``).
+        holdout_share: Share of the newest batch to hold out (0 < share < 1), the rest trained on;
+            None holds out the whole batch.
+        half_life: Recency weighting of the training rows (see :meth:`TrainingWindow.weights`), in
+            batches; None weighs every row the same.
 
     Returns:
         The window.
 
     Raises:
-        ValueError: Unknown holdout/window, a missing or non-positive ``last_n``, or fewer than
-            two labelled batches (saying how many exist).
+        ValueError: Unknown holdout/window, a missing or non-positive ``last_n``, a share outside
+            (0, 1), or fewer than two labelled batches (saying how many exist).
     """
     if holdout not in HOLDOUTS:
         raise ValueError(f"unknown holdout {holdout!r}; choose one of {HOLDOUTS}")
@@ -285,6 +349,10 @@ def select_training_window(
         raise ValueError(f"unknown training window {window!r}; choose one of {WINDOWS}")
     if window != "all" and (last_n is None or isinstance(last_n, bool) or int(last_n) != last_n or last_n < 1):
         raise ValueError(f"window {window!r} needs last_n, a whole number >= 1 (got {last_n!r})")
+    if holdout_share is not None and not 0 < holdout_share < 1:
+        raise ValueError(f"holdout_share must be between 0 and 1 (exclusive), got {holdout_share!r}")
+    if half_life is not None and not half_life > 0:
+        raise ValueError(f"half_life must be > 0 batches, got {half_life!r}")
     if isinstance(labelled, Mapping):
         is_labelled = lambda b: bool(labelled.get(b, False))  # noqa: E731
     else:
@@ -300,7 +368,8 @@ def select_training_window(
     train_batches, holdout_batches = usable[:-1], usable[-1:]
     if window == "last_n_batches":
         train_batches = train_batches[-int(last_n):]
-    return TrainingWindow(train_batches, holdout_batches, window, int(last_n) if last_n is not None else None)
+    return TrainingWindow(train_batches, holdout_batches, window, int(last_n) if last_n is not None else None,
+                          holdout_share, half_life)
 
 
 def last_n_rows(frame: pd.DataFrame, n: int, *, time_column: str | None = None) -> pd.DataFrame:
@@ -607,6 +676,7 @@ def train(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     *,
+    sample_weight: np.ndarray | None = None,
     max_threads: int | None = DEFAULT_MAX_THREADS,
 ) -> TrainedModel:
     """Fit the pipeline of :func:`build_pipeline` on the labelled rows of ``frame``.
@@ -622,6 +692,7 @@ def train(
         estimator: A name from ``ESTIMATORS[task]``.
         params: Estimator parameters.
         seed: Random seed; the same seed and data give the same model.
+        sample_weight: One weight per row of ``frame`` (e.g. :meth:`TrainingWindow.weights`), or None.
         max_threads: Cap on BLAS/OpenMP threads during the fit (threadpoolctl); None leaves the
             libraries' default. See :data:`DEFAULT_MAX_THREADS` for why the default is 1.
 
@@ -636,9 +707,15 @@ def train(
         raise ValueError(f"task {task!r} differs from the schema's task {schema.task!r}")
     pipeline = build_pipeline(schema, estimator, params, seed)
     X, y = training_xy(frame, target, task)
+    fit_params = {}
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=float)
+        if weights.shape != (len(frame),):
+            raise ValueError(f"sample_weight has {weights.shape} values for {len(frame)} rows")
+        fit_params[f"{PIPELINE_MODEL}__sample_weight"] = weights[frame[target].notna().to_numpy()]
     start = time.perf_counter()
     with threadpool_limits(limits=max_threads):
-        pipeline.fit(X, y)
+        pipeline.fit(X, y, **fit_params)
     seconds = time.perf_counter() - start
     classes = tuple(_py(v) for v in pipeline.classes_) if task == "classification" else None
     return TrainedModel(

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from retrain_assets.core import gates
+from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.monitoring import binary_labels, model_input
 from retrain_assets.core.performance import (
     concept_drift,
@@ -101,6 +102,8 @@ def measure_batch(
         return out
 
     rows = batch[batch[target].notna()]
+    if holdout is not None:
+        holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
     y = _labels(champion, rows, target, task)
     scores = champion.scores(model_input(rows, target))
     holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None

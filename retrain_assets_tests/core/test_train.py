@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.holdout import holdout_rows, split_newest
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.monitoring import model_input
 from retrain_assets.core.schema import DatasetSchema, infer_schema
@@ -419,3 +420,87 @@ def test_require_training_data_lists_every_problem(schemas):
     assert isinstance(error.value, ValueError)
     assert "2 problem(s)" in message and "only 100 labelled rows" in message and "single class" in message
     require_training_data(make_batch(400, seed=8), schemas["classification"], TARGET, "classification")
+
+
+# --------------------------------------------------------------------------
+# Learning from the newest batch (training.adapt_on)
+# --------------------------------------------------------------------------
+
+
+def _newest(n: int = 10) -> pd.DataFrame:
+    # Landing order differs from event time: the split follows event time, then landing order.
+    times = pd.to_datetime("2026-01-01") + pd.to_timedelta(np.array([9, 0, 8, 1, 7, 2, 6, 3, 5, 4])[:n], unit="h")
+    return pd.DataFrame({BATCH_COLUMN: "b3", ROW_COLUMN: range(n), TIME_COLUMN: times, "x": range(n)})
+
+
+def test_split_newest_holds_out_the_newest_rows_by_event_time():
+    learn, judge = split_newest(_newest(), 0.3, time_column=TIME_COLUMN)
+    assert len(learn) == 7 and len(judge) == 3
+    assert learn[TIME_COLUMN].max() < judge[TIME_COLUMN].min()
+    assert sorted(judge[ROW_COLUMN]) == [0, 2, 4]  # hours 9, 8, 7
+    # Without an event time, landing order decides.
+    learn, judge = split_newest(_newest(), 0.3)
+    assert list(judge[ROW_COLUMN]) == [7, 8, 9]
+    # Same input, same split: monitoring rebuilds a champion's holdout from its tags.
+    assert holdout_rows(_newest(), 0.3, time_column=TIME_COLUMN)[ROW_COLUMN].tolist() == [4, 2, 0]
+    assert len(holdout_rows(_newest(), None)) == 10
+
+
+@pytest.mark.parametrize("n, share, held", [(1, 0.5, 1), (2, 0.01, 1), (2, 0.99, 1), (3, 0.5, 2), (0, 0.5, 0)])
+def test_split_newest_keeps_a_row_on_each_side(n, share, held):
+    learn, judge = split_newest(_newest(10).head(n), share)
+    assert len(judge) == held and len(learn) == n - held
+
+
+@pytest.mark.parametrize("share", [0, 1, -0.1, 1.5])
+def test_holdout_share_is_checked(share):
+    with pytest.raises(ValueError, match="holdout_share must be between 0 and 1"):
+        select_training_window(BATCHES, set(BATCHES), holdout_share=share)
+    with pytest.raises(ValueError, match="holdout_share must be between 0 and 1"):
+        split_newest(_newest(), share)
+
+
+def test_window_that_learns_from_the_newest_batch():
+    window = select_training_window(BATCHES[:3], set(BATCHES[:3]), holdout_share=0.25)
+    assert window.train_batches == BATCHES[:2] and window.holdout_batches == ["batch_0003"]
+    assert "oldest 75% of batch_0003" in window.summary and "newest 25%" in window.summary
+    older = pd.DataFrame({BATCH_COLUMN: ["batch_0001"] * 4 + ["batch_0002"] * 4, ROW_COLUMN: list(range(4)) * 2, "x": range(8)})
+    newest = pd.DataFrame({BATCH_COLUMN: "batch_0003", ROW_COLUMN: range(8), "x": range(100, 108)})
+    train_rows, holdout = window.frames(older, newest)
+    assert len(train_rows) == 8 + 6 and list(holdout["x"]) == [106, 107]
+    assert not set(train_rows["x"]) & set(holdout["x"])
+    # The default window holds the whole newest batch out; last_n_rows still cuts the older rows.
+    plain = select_training_window(BATCHES[:3], set(BATCHES[:3]), window="last_n_rows", last_n=3)
+    train_rows, holdout = plain.frames(older, newest)
+    assert list(train_rows["x"]) == [5, 6, 7] and len(holdout) == 8
+
+
+def test_recency_weights_halve_per_half_life():
+    window = select_training_window(BATCHES[:4], set(BATCHES[:4]), holdout_share=0.5, half_life=1)
+    rows = pd.DataFrame({BATCH_COLUMN: ["batch_0001", "batch_0003", "batch_0004", "batch_0002"]})
+    # The newest batch trained on (the learned part of batch_0004) has age 0.
+    assert window.weights(rows).tolist() == [0.125, 0.5, 1.0, 0.25]
+    assert "weighs half as much for every 1 newer batches" in window.summary
+    plain = select_training_window(BATCHES[:4], set(BATCHES[:4]), half_life=2)
+    assert plain.weights(rows.head(2)).tolist() == [0.5 ** (2 / 2), 1.0]
+    assert select_training_window(BATCHES[:4], set(BATCHES[:4])).weights(rows) is None
+    with pytest.raises(ValueError, match="outside the window"):
+        plain.weights(rows)  # batch_0004 is the holdout of a plain window
+    with pytest.raises(ValueError, match="half_life must be > 0"):
+        select_training_window(BATCHES, set(BATCHES), half_life=0)
+
+
+def test_sample_weights_change_the_fit_and_are_checked():
+    old = make_batch(600, seed=1, batch_index=1).assign(**{BATCH_COLUMN: "b1"})
+    new = make_batch(600, seed=2, batch_index=2, scenario="concept_drift").assign(**{BATCH_COLUMN: "b2"})
+    frame = pd.concat([old, new], ignore_index=True)
+    schema = _schema(frame, "classification")
+    equal = train(frame, schema, TARGET, "classification", "logistic_regression")
+    weights = np.where(frame[BATCH_COLUMN] == "b2", 1.0, 0.05)
+    recent = train(frame, schema, TARGET, "classification", "logistic_regression", sample_weight=weights)
+    X = model_input(new, TARGET)
+    auc_equal = roc_auc_score(new[TARGET], equal.pipeline.predict_proba(X)[:, 1])
+    auc_recent = roc_auc_score(new[TARGET], recent.pipeline.predict_proba(X)[:, 1])
+    assert auc_recent > auc_equal  # weighting the new concept fits it better (in-sample)
+    with pytest.raises(ValueError, match="sample_weight has"):
+        train(frame, schema, TARGET, "classification", "logistic_regression", sample_weight=weights[:-1])
