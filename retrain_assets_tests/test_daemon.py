@@ -22,17 +22,9 @@ which then checks that none is left.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import dagster as dg
 import duckdb
@@ -48,7 +40,6 @@ from retrain_assets.constants import (
     INGEST_JOB,
     LANDING_SENSOR,
     PERFORMANCE_SENSOR,
-    REPO_ROOT,
     RETRAIN_JOB,
     ROLLBACK_JOB,
     TAG_TRIGGER,
@@ -56,131 +47,28 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import registry as reg
 from retrain_assets.core import synthetic
-from retrain_assets.settings import Settings, load_settings
 from retrain_assets_tests.conftest import clean_batch, write_config
+from retrain_assets_tests.dagster_dev import DagsterDev, running_dagster_dev
 
 pytestmark = pytest.mark.cli
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 ROWS = 1500
 """Rows per batch: enough that the gates' bootstrap intervals, not noise, decide (measured margins
 are in the assertions' comments)."""
 SENSOR_INTERVAL = 2
 
-STARTUP_TIMEOUT = 120
 INGEST_TIMEOUT = 240
 DECISION_TIMEOUT = 90
 RETRAIN_TIMEOUT = 300
 
 
 # --------------------------------------------------------------------------
-# Starting and stopping `dagster dev`
+# Starting and stopping `dagster dev` (retrain_assets_tests/dagster_dev.py)
 # --------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _group_members(pgid: int) -> list[str]:
-    """Live (non-zombie) processes of a process group, as 'pid state command' (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        # Fields after the command (which is in parentheses and may hold spaces): state, ppid, pgrp.
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            found.append(f"{entry.name} {state} {cmdline[:160]}")
-    return found
-
-
-def _group_signalable(pgid: int) -> bool:
-    """Whether ``os.killpg(pgid, 0)`` still reaches anything (zombies included)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_group(proc: subprocess.Popen, grace_seconds: float = 15) -> None:
-    """SIGTERM the whole group (`dagster dev` stops its webserver, daemon, code server and run
-    workers), SIGKILL whatever still runs after the grace period, then give init a few seconds to
-    reap the children that outlived their parents (until then signal 0 still reaches them)."""
-    pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and (proc.poll() is None or _group_members(pgid)):
-            time.sleep(0.2)
-        if proc.poll() is not None and not _group_members(pgid):
-            break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _group_signalable(pgid):
-        time.sleep(0.2)
-
-
-@dataclass
-class DagsterDev:
-    """A running `dagster dev` and the user's setup it serves."""
-
-    proc: subprocess.Popen
-    home: Path
-    root: Path
-    config_path: Path
-    log_path: Path
-    port: int
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(self.config_path)
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.5,
-                 explain: Callable[[], str] | None = None) -> Any:
-        """Poll ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"dagster dev exited with code {self.proc.returncode} while waiting for {what}\n"
-                            f"--- end of {self.log_path} ---\n{self.log_tail()}")
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                extra = f"\n{explain()}" if explain else ""
-                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{extra}\n"
-                            f"--- end of {self.log_path} ---\n{self.log_tail()}")
-            time.sleep(interval)
-
-
-def _server_answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
 
 
 @pytest.fixture
 def dagster_dev(tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     config_path = write_config(tmp_path, **{
         "automation.sensor_interval_seconds": SENSOR_INTERVAL,
         "automation.settle_seconds": 1,
@@ -190,28 +78,9 @@ def dagster_dev(tmp_path: Path):
         # The safety-net schedule (default Mondays 03:00) must not fire during the test.
         "automation.schedule_cron": "0 3 1 1 *",
     })
-    log_path = tmp_path / "dagster_dev.log"
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RETRAIN_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        # Its own session/process group: `dagster dev` ignores SIGTERM otherwise, and one killpg
-        # reaches every process it starts (webserver, daemon, code server, run workers).
-        proc = subprocess.Popen(
-            [DAGSTER, "dev", "-m", "retrain_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    dev = DagsterDev(proc, home, tmp_path, config_path, log_path, port)
-    try:
-        dev.wait_for("the webserver to answer /server_info", lambda: _server_answers(port), STARTUP_TIMEOUT)
+    # Its own process group, stopped with killpg at the end, which checks that none of it is left.
+    with running_dagster_dev(tmp_path, config_path) as dev:
         yield dev
-    finally:
-        _stop_group(proc)
-        left = _group_members(proc.pid)
-        assert proc.returncode is not None, "dagster dev is still running after SIGKILL"
-        assert not left, f"processes of the dagster dev group still running after killpg: {left}"
-        if _group_signalable(proc.pid):  # only zombies that init has not reaped yet: nothing runs
-            print(f"note: process group {proc.pid} still holds zombies 10 s after the stop")
 
 
 # --------------------------------------------------------------------------
