@@ -1,0 +1,299 @@
+"""The Dagster UI in a real browser: Debian's Chromium, headless, driven by Playwright against
+`dagster dev` (webserver + daemon) on a temp DAGSTER_HOME and config.
+
+The story a person sees:
+
+1. Two labelled batches are already in (ingested before the UI opens, with the run keys the
+   landing sensor would use, so the running sensor does not take them in again).
+2. They open the asset graph: five stage groups, six assets.
+3. They filter it to ``candidate_model`` and ``production_model`` and click "Materialize all".
+4. The run fails: the candidate's ``metric_floor`` gate (a blocking check) fails — the config sets
+   ``gates.metric_floor: 0.99``, which no model on this data reaches (it scores ~0.8 ROC AUC) —
+   so ``production_model`` is not executed and no champion exists.
+5. The candidate's Checks tab shows ``metric_floor`` failed with the numbers; production_model's
+   page says the run did not materialize it.
+
+Nothing else may start a retrain meanwhile: the drift sensor would bootstrap a champion as soon as
+two labelled batches exist, so the config asks for more new labelled rows than will ever arrive
+(``automation.min_new_labelled_rows``); the test waits until the sensor has looked and held back.
+
+Screenshots of each step go to ``$RETRAIN_TEST_ARTIFACTS`` if set, else ``test-artifacts/ui/`` in
+the repository (git-ignored); their paths are printed. No browser is downloaded: the test uses
+/usr/bin/chromium, which `.ci/run` installs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import dagster as dg
+import pytest
+
+# Sensor ticks (when a sensor looked, and what it decided) are only exposed through this module.
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+
+from retrain_assets import demo
+from retrain_assets.constants import (
+    CANDIDATE_MODEL,
+    DRIFT_SENSOR,
+    INGEST_JOB,
+    PRODUCTION_MODEL,
+    REPO_ROOT,
+)
+from retrain_assets.core import registry as reg
+from retrain_assets.definitions import build_definitions
+from retrain_assets_tests.conftest import Workspace, clean_batch, write_config
+from retrain_assets_tests.dagster_dev import DagsterDev, make_home, running_dagster_dev
+
+pytestmark = pytest.mark.cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
+    "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+
+UNREACHABLE_FLOOR = 0.99
+"""gates.metric_floor for this test: the candidate scores ~0.8 ROC AUC on the demo data."""
+NEVER_ENOUGH_ROWS = 1_000_000_000
+"""automation.min_new_labelled_rows for this test: the sensors never retrain by themselves."""
+ROWS = 600
+"""Rows per batch: enough for every gate but metric_floor to pass (data_sufficiency needs 100 holdout rows)."""
+
+UI_TIMEOUT_MS = 60_000
+"""A busy 2-core box takes several seconds to render a page; the graph layout takes longest."""
+RUN_TIMEOUT = 300
+SENSOR_TIMEOUT = 120
+
+SELECTION = f"key:{CANDIDATE_MODEL} or key:{PRODUCTION_MODEL}"
+
+
+def artifacts_dir() -> Path:
+    """Where the screenshots go: $RETRAIN_TEST_ARTIFACTS, else test-artifacts/ui/ in the repository."""
+    folder = Path(os.environ.get("RETRAIN_TEST_ARTIFACTS") or REPO_ROOT / "test-artifacts" / "ui")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Screenshots:
+    """Numbered screenshots of one page, in the order taken."""
+
+    def __init__(self, page, folder: Path):
+        self.page = page
+        self.folder = folder
+        self.paths: list[Path] = []
+        for old in folder.glob("[0-9][0-9]_*.png"):  # this test's pictures from a previous run would mislead
+            old.unlink()
+
+    def take(self, name: str) -> Path:
+        path = self.folder / f"{len(self.paths) + 1:02d}_{name}.png"
+        self.page.screenshot(path=str(path))
+        self.paths.append(path)
+        print(f"screenshot: {path}", flush=True)
+        return path
+
+
+# --------------------------------------------------------------------------
+# Fixtures: the platform with two ingested batches, and a browser
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def platform(tmp_path: Path):
+    """`dagster dev` on a temp home where two labelled batches are already ingested."""
+    config_path = write_config(tmp_path, **{
+        "gates.metric_floor": UNREACHABLE_FLOOR,
+        "automation.min_new_labelled_rows": NEVER_ENOUGH_ROWS,
+        "automation.sensor_interval_seconds": 5,
+        # The safety-net schedule (default Mondays 03:00) must not fire during the test.
+        "automation.schedule_cron": "0 3 1 1 *",
+    })
+    workspace = Workspace(tmp_path, config_path)
+    for index in (1, 2):
+        workspace.land(f"batch_{index:04d}", clean_batch(index, ROWS))
+    home = make_home(tmp_path)
+    # In-process is faster than the daemon: the landing sensor evaluated once on the same
+    # instance, its runs executed with the run keys and sensor tag a daemon-launched run carries.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        outcomes, _cursor = demo.run_landing_once(build_definitions(config_path), instance)
+    assert outcomes == [("batch_0001", True), ("batch_0002", True)], outcomes
+    with running_dagster_dev(tmp_path, config_path, home=home) as dev:
+        yield dev
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    """A page in Debian's headless Chromium with a fresh profile; no browser is downloaded."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Debian's Chromium is not installed at {CHROMIUM}: `.ci/run` installs it (apt-get install chromium); "
+            "this test drives it and never downloads a browser"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport=VIEWPORT,
+        )
+        try:
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            page = context.new_page()
+            # On a fresh instance the UI first asks to join its community: dismiss it whenever it shows.
+            page.add_locator_handler(
+                page.get_by_text("Join the Dagster community"),
+                lambda _dialog: page.get_by_role("button", name=re.compile(r"\bSkip$")).click(),
+            )
+            yield page
+        finally:
+            context.close()
+
+
+# --------------------------------------------------------------------------
+# What the instance says (the cross-check of what the UI shows)
+# --------------------------------------------------------------------------
+
+
+def drift_sensor_held_back(instance: dg.DagsterInstance) -> str | None:
+    """The drift sensor's skip reason once it has looked at the two batches, else None."""
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name != DRIFT_SENSOR:
+            continue
+        for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id):
+            if tick.status == TickStatus.SKIPPED and "new labelled rows" in (tick.skip_reason or ""):
+                return tick.skip_reason
+    return None
+
+
+def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+    """Each asset check evaluated in a run: passed or not."""
+    records = instance.event_log_storage.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    return {
+        r.event_log_entry.dagster_event.event_specific_data.check_name:
+            r.event_log_entry.dagster_event.event_specific_data.passed
+        for r in records
+    }
+
+
+def materializations(instance: dg.DagsterInstance, key: str) -> list:
+    return instance.fetch_materializations(dg.AssetKey(key), limit=10).records
+
+
+# --------------------------------------------------------------------------
+# The test
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(platform: DagsterDev, page):
+    from playwright.sync_api import expect
+
+    dev = platform
+    shots = Screenshots(page, artifacts_dir())
+    started = time.monotonic()
+    with dg.DagsterInstance.from_config(str(dev.home)) as instance:
+        # The drift sensor has looked at the two batches and held back (before anyone clicks).
+        held_back = dev.wait_for(f"{DRIFT_SENSOR} to tick on the two batches", lambda: drift_sensor_held_back(instance),
+                                 SENSOR_TIMEOUT)
+        assert "no champion yet" in held_back, held_back  # it would bootstrap one, but for the rows
+
+        try:
+            # 1. The asset graph: every group expanded, all six assets shown.
+            page.goto(f"{dev.url}/asset-groups")
+            expect(page.get_by_text("Global asset lineage").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_role("button", name="training").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            page.keyboard.press("Alt+e")  # the graph's "Expand all groups" shortcut
+            for asset in ("raw_data", "validated_data", "drift_report", "production_metrics",
+                          CANDIDATE_MODEL, PRODUCTION_MODEL):
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            shots.take("asset_graph")
+
+            # 2. Filter the graph to the two model assets, as a person types it.
+            page.locator(".CodeMirror").filter(has=page.get_by_text("Search and filter assets")).click()
+            page.keyboard.type(SELECTION)
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(re.compile(re.escape(quote(SELECTION))), timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text("drift_report", exact=True)).to_have_count(0, timeout=UI_TIMEOUT_MS)
+            for asset in (CANDIDATE_MODEL, PRODUCTION_MODEL):
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text("Never materialized")).to_have_count(2, timeout=UI_TIMEOUT_MS)
+            shots.take("selected_model_assets")
+
+            # 3. Materialize them. Neither is partitioned or configured, so the run launches at once;
+            #    a launchpad, if a future version shows one, is confirmed as it comes.
+            # The button's accessible name starts with its icon's ligature ("auto_awesome").
+            page.get_by_role("button", name=re.compile(r"Materialize all$")).click()
+            launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+            launchpad = page.get_by_role("button", name=re.compile(r"^Launch"))
+            expect(launched.or_(launchpad).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            if not launched.count():
+                launchpad.first.click()
+            expect(launched).to_be_visible(timeout=UI_TIMEOUT_MS)
+            short_id = re.search(r"Launched run ([0-9a-f]{8})", launched.inner_text()).group(1)
+            shots.take("run_launched")
+            # The toast goes after ~5 s; the run is on the Runs page, as a person would find it.
+            page.goto(f"{dev.url}/runs")
+            page.get_by_role("link", name=short_id).first.click()
+            expect(page).to_have_url(re.compile(rf"/runs/{short_id}[0-9a-f-]{{28}}"), timeout=UI_TIMEOUT_MS)
+            run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
+
+            # 4. The run fails on the gate; production_model is not executed.
+            dev.wait_for(f"run {run_id[:8]} to finish", lambda: instance.get_run_by_id(run_id).is_finished,
+                         RUN_TIMEOUT)
+            expect(page.get_by_text("Failure", exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text(re.compile(r"blocking asset check failed")).first).to_be_visible(
+                timeout=UI_TIMEOUT_MS)
+            page.get_by_text("Not executed (1)").click()
+            expect(page.get_by_text(re.compile(r"Dependencies for step production_model failed")).first
+                   ).to_be_visible(timeout=UI_TIMEOUT_MS)
+            shots.take("run_failed")
+
+            # 5. The candidate's Checks tab: metric_floor failed, with the numbers.
+            page.goto(f"{dev.url}/assets/{CANDIDATE_MODEL}?view=checks")
+            page.get_by_text("metric_floor", exact=True).first.click()
+            expect(page).to_have_url(re.compile(r"checkDetail=metric_floor"), timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text(re.compile(rf"is below the floor of {UNREACHABLE_FLOOR:.3f}")).first).to_be_visible(
+                timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text("This is a blocking asset check.", exact=False).first).to_be_visible()
+            expect(page.get_by_text("Failed", exact=True).first).to_be_visible()
+            shots.take("metric_floor_check_failed")
+
+            # 6. production_model: the run did not materialize it.
+            page.goto(f"{dev.url}/assets/{PRODUCTION_MODEL}?view=events")
+            expect(page.get_by_text(re.compile(rf"Run {run_id[:8]} failed, and did not materialize this asset"))
+                   ).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(page.get_by_text("No events found").first).to_be_visible()
+            shots.take("production_model_not_materialized")
+
+            # 7. Back on the graph: 5 of 6 checks passed on the candidate; production_model failed.
+            page.goto(f"{dev.url}/asset-groups~{quote(SELECTION)}/")
+            expect(page.get_by_text("5 / 6 Passed")).to_be_visible(timeout=UI_TIMEOUT_MS)
+            shots.take("asset_graph_after")
+        except BaseException:
+            shots.take("at_failure")  # the page as it was when the test failed
+            raise
+
+        # The same through the instance and the registry.
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE, run.status
+        assert run.asset_selection == {dg.AssetKey(CANDIDATE_MODEL), dg.AssetKey(PRODUCTION_MODEL)}
+        outcomes = check_outcomes(instance, run_id)
+        assert [name for name, passed in outcomes.items() if not passed] == ["metric_floor"], outcomes
+        assert len(outcomes) == 6, outcomes
+        assert [r.run_id for r in materializations(instance, CANDIDATE_MODEL)] == [run_id]
+        assert materializations(instance, PRODUCTION_MODEL) == [], "a blocked candidate must not be served"
+        step_keys = {stats.step_key: stats.status for stats in instance.get_run_step_stats(run_id)}
+        assert PRODUCTION_MODEL not in step_keys, f"production_model was executed: {step_keys}"
+        others = [r for r in instance.get_runs() if r.job_name != INGEST_JOB and r.run_id != run_id]
+        assert others == [], f"runs nobody asked for: {[(r.job_name, r.tags) for r in others]}"
+        settings = dev.settings
+        assert reg.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name,
+                                 reg.CHAMPION_ALIAS) is None
+    print(f"UI steps and run: {time.monotonic() - started:.0f} s; screenshots in {shots.folder}")
