@@ -242,13 +242,14 @@ def monitor_batch(
     if labelled:
         rows = order[target].notna().to_numpy()
         y = binary_labels(champion, order[target][rows]) if task == "classification" else order[target][rows].to_numpy(float)
-        warmup = None
+        warmup = holdout_pair = None
         holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
         if holdout is not None and not holdout.empty and target in holdout.columns:
             h = holdout[holdout[target].notna()]
             h_scores = champion.scores(model_input(h, target))
             h_y = binary_labels(champion, h[target]) if task == "classification" else h[target].to_numpy(float)
             warmup = error_stream(task, h_y, h_scores)
+            holdout_pair = (h_y, h_scores)
             if holdout_metric is None:
                 holdout_metric = score_metric(metric, h_y, h_scores)
         if holdout_metric is None:
@@ -256,7 +257,7 @@ def monitor_batch(
         else:
             result.concept = concept_drift(
                 task, metric, y, cur_scores[rows], holdout_metric=holdout_metric,
-                tolerance=cfg.drift.performance_tolerance, warmup_errors=warmup,
+                tolerance=cfg.drift.performance_tolerance, warmup_errors=warmup, holdout=holdout_pair,
                 n_boot=cfg.drift.bootstrap_resamples,
             )
     elif task == "classification":

@@ -118,15 +118,23 @@ def metric_with_ci(
     if len(y) == 0:
         raise ValueError("no rows to score")
     value = score_metric(metric, y, s)
+    draws = bootstrap_draws(metric, y, s, n_boot=n_boot, seed=seed)
+    draws = draws[np.isfinite(draws)]
+    tail = (1 - confidence) / 2
+    low, high = (np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan))
+    return MetricEstimate(metric, value, float(low), float(high), len(y), f"bootstrap {n_boot}×, {confidence:.0%} CI")
+
+
+def bootstrap_draws(metric: str, y_true: Sequence, scores: Sequence, *, n_boot: int = 500, seed: int = 0) -> np.ndarray:
+    """The metric on ``n_boot`` resamples of the rows (seeded); NaN where a resample cannot be scored."""
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=float)
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot)
     for b in range(n_boot):  # resamples, not rows: n_boot metric evaluations, each vectorised
         idx = rng.integers(0, len(y), len(y))
         draws[b] = score_metric(metric, y[idx], s[idx])
-    draws = draws[np.isfinite(draws)]
-    tail = (1 - confidence) / 2
-    low, high = (np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan))
-    return MetricEstimate(metric, value, float(low), float(high), len(y), f"bootstrap {n_boot}×, {confidence:.0%} CI")
+    return draws
 
 
 def error_stream(task: Task, y_true: Sequence, scores: Sequence) -> np.ndarray:
@@ -192,6 +200,9 @@ class ConceptDriftResult:
     tolerance: float
     degraded: bool
     detectors: list[DetectorOutcome] = field(default_factory=list)
+    difference: MetricEstimate | None = None
+    """Batch minus holdout metric with a 95% interval from bootstrapping both samples (when the
+    holdout rows were given)."""
 
     @property
     def detector_fired(self) -> bool:
@@ -206,13 +217,22 @@ class ConceptDriftResult:
         return bool(self.batch.value > self.holdout_metric)
 
     @property
+    def worse_beyond_tolerance(self) -> bool:
+        """The point estimate on the batch is worse than the holdout metric by more than the tolerance."""
+        loss = self.holdout_metric - self.batch.value if HIGHER_IS_BETTER[self.metric] else self.batch.value - self.holdout_metric
+        return bool(loss > self.tolerance)
+
+    @property
     def drift_detected(self) -> bool:
-        """Degradation with statistical support, or a detector firing while the metric got worse.
+        """Degradation with statistical support, or a detector firing while the metric got worse
+        by more than the tolerance.
 
         The detectors see a change in the error rate in either direction; errors that *fell*
-        (e.g. a batch the champion was trained on) are not drift to act on.
+        (e.g. a batch the champion was trained on) are not drift to act on, and neither is a loss
+        smaller than the tolerance (a detector alarm on a 0.014 AUC dip started a useless retrain
+        in the backtest).
         """
-        return self.degraded or (self.detector_fired and self.worse)
+        return self.degraded or (self.detector_fired and self.worse_beyond_tolerance)
 
     @property
     def summary(self) -> str:
@@ -222,11 +242,17 @@ class ConceptDriftResult:
             f"champion {self.metric} {b.value:.3f} on this batch (95% CI {b.low:.3f}–{b.high:.3f}) vs "
             f"{self.holdout_metric:.3f} on its holdout"
         )
+        if self.difference is not None:
+            d = self.difference
+            sentence += f" (difference {d.value:+.3f}, 95% CI {d.low:+.3f} to {d.high:+.3f})"
         if self.degraded:
             sentence += f": significantly worse, by more than the {self.tolerance:g} tolerance"
         fired = [d.detector for d in self.detectors if d.fired]
-        if fired and self.worse:
+        if fired and self.worse_beyond_tolerance:
             sentence += f"; streaming detectors fired: {', '.join(fired)}"
+        elif fired and self.worse:
+            sentence += (f"; streaming detectors fired ({', '.join(fired)}), but the loss is within the "
+                         f"{self.tolerance:g} tolerance: not drift")
         elif fired:
             sentence += f"; streaming detectors saw the error rate change ({', '.join(fired)}), but it fell: not drift"
         return sentence
@@ -241,13 +267,17 @@ def concept_drift(
     holdout_metric: float,
     tolerance: float = 0.02,
     warmup_errors: np.ndarray | None = None,
+    holdout: tuple[Sequence, Sequence] | None = None,
     n_boot: int = 500,
     seed: int = 0,
 ) -> ConceptDriftResult:
     """Is the champion worse on this labelled batch than on its holdout?
 
-    Degraded means the whole confidence interval lies on the bad side of the holdout metric and the
-    point estimate is worse by more than ``tolerance``: noise on a small batch does not count.
+    Degraded means the point estimate is worse by more than ``tolerance`` and the 95% interval
+    says so too: with the holdout rows given, the interval of the *difference* (batch minus
+    holdout), both samples bootstrapped — the holdout metric is an estimate from a few hundred rows
+    as well, and treating it as exact raised false alarms (3 in 40 clean 1k-row batches); without
+    them, the batch's interval must lie on the bad side of ``holdout_metric``.
 
     Args:
         task: classification or regression.
@@ -257,6 +287,7 @@ def concept_drift(
         holdout_metric: The champion's metric on its holdout.
         tolerance: Smallest loss that matters.
         warmup_errors: The champion's per-row errors on its holdout (primes the detectors).
+        holdout: The champion's (labels, scores) on its holdout rows, if known.
         n_boot: Bootstrap resamples for the interval.
         seed: Random seed.
 
@@ -265,13 +296,23 @@ def concept_drift(
     """
     _check_metric(metric, task)
     estimate = metric_with_ci(metric, y_true, scores, n_boot=n_boot, seed=seed)
-    if HIGHER_IS_BETTER[metric]:
-        degraded = estimate.high < holdout_metric and holdout_metric - estimate.value > tolerance
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    difference = None
+    if holdout is not None and len(holdout[0]):
+        batch_draws = bootstrap_draws(metric, y_true, scores, n_boot=n_boot, seed=seed)
+        holdout_draws = bootstrap_draws(metric, holdout[0], holdout[1], n_boot=n_boot, seed=seed + 1)
+        diffs = batch_draws - holdout_draws
+        diffs = diffs[np.isfinite(diffs)]
+        low, high = np.quantile(diffs, [0.025, 0.975]) if len(diffs) else (np.nan, np.nan)
+        difference = MetricEstimate(metric, float(estimate.value - holdout_metric), float(low), float(high),
+                                    len(np.asarray(y_true)), f"two-sample bootstrap {n_boot}×, 95% CI")
+        bad_side = difference.high < 0 if sign > 0 else difference.low > 0
     else:
-        degraded = estimate.low > holdout_metric and estimate.value - holdout_metric > tolerance
+        bad_side = estimate.high < holdout_metric if sign > 0 else estimate.low > holdout_metric
+    degraded = bool(bad_side and sign * (holdout_metric - estimate.value) > tolerance)
     errors = error_stream(task, y_true, scores)
     detectors = stream_detectors(task, np.asarray(warmup_errors if warmup_errors is not None else []), errors)
-    return ConceptDriftResult(metric, estimate, float(holdout_metric), tolerance, bool(degraded), detectors)
+    return ConceptDriftResult(metric, estimate, float(holdout_metric), tolerance, degraded, detectors, difference)
 
 
 def expected_roc_auc(proba: np.ndarray) -> float:

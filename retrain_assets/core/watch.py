@@ -107,12 +107,13 @@ def measure_batch(
     y = _labels(champion, rows, target, task)
     scores = champion.scores(model_input(rows, target))
     holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
-    warmup = None
+    warmup = holdout_pair = None
     if holdout is not None and not holdout.empty:
         h = holdout[holdout[target].notna()]
         h_scores = champion.scores(model_input(h, target))
         h_y = _labels(champion, h, target, task)
         warmup = error_stream(task, h_y, h_scores)
+        holdout_pair = (h_y, h_scores)
         if holdout_metric is None:
             holdout_metric = score_metric(metric, h_y, h_scores)
     out.holdout_metric = holdout_metric
@@ -121,7 +122,7 @@ def measure_batch(
     else:
         concept = concept_drift(task, metric, y, scores, holdout_metric=holdout_metric,
                                 tolerance=cfg.drift.performance_tolerance, warmup_errors=warmup,
-                                n_boot=cfg.drift.bootstrap_resamples)
+                                holdout=holdout_pair, n_boot=cfg.drift.bootstrap_resamples)
         out.batch_metric, out.ci_low, out.ci_high = concept.batch.value, concept.batch.low, concept.batch.high
         out.degraded = concept.drift_detected
         out.detectors_fired = [d.detector for d in concept.detectors if d.fired] if concept.worse else []

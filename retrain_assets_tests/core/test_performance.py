@@ -149,3 +149,43 @@ def test_errors_that_fall_are_not_concept_drift():
                            warmup_errors=error_stream("classification", y_h, p_h), n_boot=200)
     assert result.detector_fired and not result.worse
     assert not result.drift_detected and "but it fell: not drift" in result.summary
+
+
+def test_a_lucky_holdout_does_not_make_clean_batches_look_degraded():
+    """The holdout metric is itself an estimate: judged against it as if exact, clean batches from
+    the holdout's own distribution were called degraded whenever the holdout happened to score high.
+    Bootstrapping both samples keeps those false alarms near the 2.5% one-sided level."""
+    exact = two_sample = 0
+    for seed in range(40):
+        y_h, p_h = _calibrated(300, seed=1000 + seed)
+        y, p = _calibrated(1000, seed=2000 + seed)
+        holdout_auc = score_metric("roc_auc", y_h, p_h)
+        exact += concept_drift("classification", "roc_auc", y, p, holdout_metric=holdout_auc,
+                               tolerance=0.02, n_boot=200, seed=seed).degraded
+        result = concept_drift("classification", "roc_auc", y, p, holdout_metric=holdout_auc,
+                               tolerance=0.02, holdout=(y_h, p_h), n_boot=200, seed=seed)
+        two_sample += result.degraded
+        assert result.difference is not None and result.difference.low < result.difference.value < result.difference.high
+    assert two_sample <= 1 and two_sample <= exact, (two_sample, exact)
+
+
+def test_a_real_loss_is_still_caught_with_both_samples_bootstrapped():
+    y_h, p_h = _calibrated(300, seed=13)
+    rng = np.random.default_rng(14)
+    y, p = _calibrated(1000, seed=15)
+    flip = rng.uniform(size=1000) < 0.25  # a quarter of the labels follow another rule
+    y = np.where(flip, 1 - y, y)
+    result = concept_drift("classification", "roc_auc", y, p, holdout_metric=score_metric("roc_auc", y_h, p_h),
+                           holdout=(y_h, p_h), n_boot=200)
+    assert result.degraded and result.difference.high < 0
+    assert "difference -0." in result.summary
+
+
+def test_a_detector_alarm_within_the_tolerance_is_not_drift():
+    from retrain_assets.core.performance import ConceptDriftResult, DetectorOutcome, MetricEstimate
+
+    fired = [DetectorOutcome("ADWIN", True, 3, 120)]
+    dip = ConceptDriftResult("roc_auc", MetricEstimate("roc_auc", 0.830, 0.81, 0.85, 1000, ""), 0.844, 0.02, False, fired)
+    assert dip.worse and not dip.drift_detected and "within the 0.02 tolerance" in dip.summary
+    drop = ConceptDriftResult("roc_auc", MetricEstimate("roc_auc", 0.81, 0.79, 0.85, 1000, ""), 0.844, 0.02, False, fired)
+    assert drop.drift_detected and "streaming detectors fired: ADWIN" in drop.summary
