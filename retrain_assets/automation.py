@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import Field
 
 from retrain_assets.constants import (
+    CANDIDATE_MODEL,
     ALERT_SENSOR,
     BUSINESS_CHANGE_SENSOR,
     DRIFT_REPORT,
@@ -32,6 +33,9 @@ from retrain_assets.core.alerts import send_alert
 from retrain_assets.jobs import retrain_job
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
+OTHER_RUNS_SCANNED = 200
+"""How many of the newest runs of other jobs are searched for a candidate_model materialization."""
+
 ACTIVE = (
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
@@ -44,8 +48,18 @@ ACTIVE = (
 
 
 def retrain_history(instance: dg.DagsterInstance) -> tuple[list[policy.RetrainRecord], bool]:
-    """Retrain runs so far (any outcome) and whether one is queued or running."""
-    records = instance.get_run_records(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=500)
+    """Retrain runs so far (any outcome) and whether one is queued or running.
+
+    A retrain is a run of the ``retrain`` job or any other run that materializes candidate_model:
+    "Materialize" in the asset graph launches Dagster's implicit asset job, and such a run must
+    count for the cooldown, the budget and one-at-a-time like the sensors' own.
+    """
+    records = list(instance.get_run_records(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=500))
+    candidate = dg.AssetKey(CANDIDATE_MODEL)
+    records += [
+        record for record in instance.get_run_records(limit=OTHER_RUNS_SCANNED)
+        if record.dagster_run.job_name != RETRAIN_JOB and candidate in (record.dagster_run.asset_selection or ())
+    ]
     history = [
         policy.RetrainRecord(record.create_timestamp, record.dagster_run.tags.get(TAG_TRIGGER, "manual"))
         for record in records

@@ -16,8 +16,10 @@ import pytest
 from retrain_assets.constants import (
     ALERT_SENSOR,
     BUSINESS_CHANGE_SENSOR,
+    CANDIDATE_MODEL,
     DRIFT_SENSOR,
     PERFORMANCE_SENSOR,
+    PRODUCTION_MODEL,
     REQUEST_RETRAIN_JOB,
     RETRAIN_JOB,
     RETRAIN_SCHEDULE,
@@ -150,6 +152,31 @@ def test_ten_drifted_batches_at_once_cause_one_retrain(champion: Retrainer):
     r.land(14, synthetic.make_batch(600, seed=314, batch_index=14, scenario="covariate_drift"))
     again = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(again) and "already queued or running" in again.skip_message
+
+
+def test_a_retrain_launched_from_the_asset_graph_counts_for_the_policy(champion: Retrainer):
+    """"Materialize" on candidate_model in the UI runs Dagster's implicit asset job, not `retrain`:
+    while it runs the sensors must not start another, and once done it counts for the cooldown."""
+    r = champion
+    asset_job = r.defs.resolve_implicit_global_asset_job_def()
+    selection = frozenset({dg.AssetKey(CANDIDATE_MODEL), dg.AssetKey(PRODUCTION_MODEL)})
+    run = r.instance.create_run_for_job(asset_job, asset_selection=selection, status=dg.DagsterRunStatus.STARTED)
+    r.land(4, synthetic.make_batch(1500, seed=504, batch_index=4, scenario="covariate_drift"))
+    result = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(result) and "already queued or running" in result.skip_message
+    # Finished: the cooldown (60 min) now counts from it.
+    r.instance.report_run_failed(r.instance.get_run_by_id(run.run_id))
+    r.reconfigure(**{"automation.cooldown_minutes": 60})
+    r.land(5, synthetic.make_batch(1500, seed=505, batch_index=5, scenario="covariate_drift"))
+    result = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(result) and "cooldown 60 min" in result.skip_message
+    # An asset-graph run that does not train (an ingest of one batch) is not a retrain.
+    r.reconfigure(**{"automation.cooldown_minutes": 0})
+    r.instance.delete_run(run.run_id)
+    r.instance.create_run_for_job(asset_job, asset_selection=frozenset({dg.AssetKey("raw_data")}),
+                                  status=dg.DagsterRunStatus.STARTED)
+    r.land(6, synthetic.make_batch(1500, seed=506, batch_index=6, scenario="covariate_drift"))
+    assert run_requests(evaluate(r, DRIFT_SENSOR))
 
 
 def test_confirmation_waits_for_k_of_n_drifted_batches(champion: Retrainer):
