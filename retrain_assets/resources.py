@@ -12,7 +12,14 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retrain_assets.core import storage
-from retrain_assets.core.registry import CHAMPION_ALIAS, Champion, alias_version, ensure_experiment, load_champion
+from retrain_assets.core.registry import (
+    CHAMPION_ALIAS,
+    Champion,
+    alias_version,
+    ensure_experiment,
+    is_tracking_server,
+    load_champion,
+)
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -61,10 +68,18 @@ class ModelRegistry(dg.ConfigurableResource):
 
 def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_location: Path) -> dg.ResourceDefinition:
     """dagster-mlflow's ``mlflow_tracking`` resource (one MLflow run per Dagster run, shared by its
-    steps), configured for this config, that first creates the experiment with its artifacts
-    under ``storage.root`` (MLflow would otherwise write ``./mlruns`` wherever the process runs).
-    The experiment is created when a run starts, not when the code loads."""
+    steps), configured for this config, that first creates the experiment. The experiment is
+    created when a run starts, not when the code loads.
+
+    With a store this process opens itself (the default SQLite file), the experiment keeps its
+    artifacts in ``artifact_location`` under ``storage.root`` (MLflow would otherwise write
+    ``./mlruns`` wherever the process runs). With a tracking server (``http(s)://``) the server
+    decides where artifacts go (``--artifacts-destination``, proxied: clients need only the URI),
+    so no local folder is given: one would be a path on the machine that happened to create the
+    experiment, unreadable from the server and from every other machine."""
     from dagster_mlflow import mlflow_tracking
+
+    local_artifacts = None if is_tracking_server(tracking_uri) else artifact_location
 
     def init(context: dg.InitResourceContext):
         import mlflow
@@ -78,7 +93,7 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
                 mlflow.end_run(status="KILLED")
             except MlflowException:  # it lives in another tracking store; the stack is cleared anyway
                 pass
-        ensure_experiment(tracking_uri, experiment, artifact_location)
+        ensure_experiment(tracking_uri, experiment, local_artifacts)
         return mlflow_tracking.resource_fn(context)
 
     resource = dg.ResourceDefinition(
@@ -86,10 +101,10 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
         config_schema=mlflow_tracking.config_schema,
         description=f"MLflow tracking (dagster-mlflow) at {tracking_uri}, experiment {experiment!r}.",
     )
-    return resource.configured(
-        {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri,
-         "extra_tags": {"retrain.experiment_artifacts": str(artifact_location)}}
-    )
+    config = {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri}
+    if local_artifacts is not None:
+        config["extra_tags"] = {"retrain.experiment_artifacts": str(local_artifacts)}
+    return resource.configured(config)
 
 
 def resources_for(defs: dg.Definitions, definition) -> dict:

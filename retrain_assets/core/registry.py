@@ -130,10 +130,17 @@ def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION_ALIA
     version = _version_by_alias(tracking_uri, model_name, alias)
     if version is None:
         return None
+    import tempfile
+
     import mlflow
 
     uri = client_for(tracking_uri).get_model_version_download_uri(model_name, version.version)
-    model = mlflow.sklearn.load_model(uri)
+    # Downloaded through ``tracking_uri``: a tracking server that proxies artifacts answers with an
+    # ``mlflow-artifacts:/`` URI, which ``load_model`` alone would resolve against the process-wide
+    # tracking URI (unset in a fresh run worker, or another store).
+    with tempfile.TemporaryDirectory(prefix="retrain-champion-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
+        model = mlflow.sklearn.load_model(local)
     return Champion(model_name, str(version.version), model, version.run_id, dict(version.tags or {}))
 
 
@@ -150,12 +157,27 @@ def _missing(error) -> bool:
     return error.error_code in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
-def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Path) -> str:
-    """The id of experiment ``name``, created with ``artifact_location`` if it does not exist.
+def is_tracking_server(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` is an MLflow tracking server (``http(s)://``) rather than a store
+    this process opens itself (SQLite, a database, a folder)."""
+    return tracking_uri.lower().startswith(("http://", "https://"))
 
-    MLflow's ``set_experiment`` would create it with artifacts under ``./mlruns`` of whatever
-    folder the process runs in; creating it first keeps every artifact under the storage root.
-    An existing experiment is used as it is (its artifact location cannot change).
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Path | None) -> str:
+    """The id of experiment ``name``, created if it does not exist.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        name: Experiment name.
+        artifact_location: Where a new experiment keeps its artifacts; None lets the tracking
+            store decide (a tracking server: its ``--artifacts-destination`` or
+            ``--default-artifact-root``). For a store this process opens itself, MLflow's default
+            is ``./mlruns`` of whatever folder the process runs in: pass a folder under the
+            storage root. An existing experiment is used as it is (its artifact location cannot
+            change).
+
+    Returns:
+        The experiment id.
     """
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +187,8 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Pat
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
+    if artifact_location is None:
+        return client.create_experiment(name)
     location = str(artifact_location)
     if "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
