@@ -67,7 +67,10 @@ def test_clean_batch_no_drift_and_covariate_drift_named(workspace, defs, instanc
     table = {r.data["feature"]: r.data for r in meta["features"].value.records}
     assert table["monthly_charges"]["drifted"] is True
     assert table["monthly_charges"]["effect_size"] > 0.5
-    assert meta["distribution_plot"].value.endswith("batch_0005.png")
+    assert meta["distribution_plot_path"].value.endswith("batch_0005.png")
+    picture = meta["distribution_plot"].value  # the PNG itself, which the UI shows (see test_metadata_png)
+    assert picture.startswith("![batch_0005 vs reference: distributions of monthly_charges")
+    assert "](data:image/png;base64,iVBORw0KGgo" in picture and len(picture) < 150_000
     with duckdb.connect(str(workspace.settings.duckdb_path)) as conn:
         reports = storage.read_drift_reports(conn).set_index("batch_id")
     assert bool(reports.loc["batch_0005", "drift_detected"]) and not bool(reports.loc["batch_0004", "drift_detected"])

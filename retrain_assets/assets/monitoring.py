@@ -13,6 +13,7 @@ from retrain_assets.core import storage
 from retrain_assets.core.monitoring import BatchMonitoring, monitor_batch, reference_batches_for
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
+from retrain_assets.metadata import png_markdown
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
@@ -84,8 +85,9 @@ def drift_report(
     report_dir = cfg.reports_dir / "drift"
     plot_path = report_path = None
     if result.data is not None:
+        plotted = result.plot_features(cfg.drift.plot_features)
         plot_path = plot_distributions(
-            reference, current, result.plot_features(cfg.drift.plot_features), report_dir / f"{batch_id}.png",
+            reference, current, plotted, report_dir / f"{batch_id}.png",
             title=f"{batch_id} vs reference {', '.join(reference_ids[:4])}{' …' if len(reference_ids) > 4 else ''}",
         )
         report_path = write_html_report(
@@ -134,7 +136,9 @@ def drift_report(
     if result.data is not None:
         metadata["features"] = _feature_table(result.data.features)
     if plot_path is not None:
-        metadata["distribution_plot"] = dg.MetadataValue.path(str(plot_path))
+        metadata["distribution_plot"] = dg.MetadataValue.md(png_markdown(
+            plot_path, f"{batch_id} vs reference: distributions of {', '.join(name for name, _ in plotted)}"))
+        metadata["distribution_plot_path"] = dg.MetadataValue.path(str(plot_path))
         metadata["html_report"] = dg.MetadataValue.path(str(report_path))
     if result.prediction is not None:
         metadata["prediction_drift"] = result.prediction_drift
