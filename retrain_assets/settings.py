@@ -326,7 +326,10 @@ class AutomationSettings(_Section):
     )
     cooldown_batches: int = Field(
         default=3, ge=0,
-        description="New validated batches needed since the last retrain before drift or decline may start another (see the backtest in the README).",
+        description=(
+            "New validated batches needed since the last retrain before data drift may start another; concept drift "
+            "and a metric below the floor do not wait for it (see the backtest in the README)."
+        ),
     )
     confirm_k: int = Field(default=1, ge=1, description="Data/prediction drift must be actionable in k ...")
     confirm_n: int = Field(default=1, ge=1, description="... of the last n batches (concept drift and a metric below the floor act at once).")

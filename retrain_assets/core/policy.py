@@ -7,7 +7,9 @@ last retrain, should a retrain start now?* — and get the same answer from :fun
    ``confirm_n`` batches, a performance decline of the champion, a person's request (business
    change), or the safety-net schedule.
 2. The **policy controls** must allow it: no retrain already queued or running; a cooldown since
-   the last retrain (``cooldown_minutes`` and ``cooldown_batches`` new batches); at least
+   the last retrain (``cooldown_minutes``, and ``cooldown_batches`` new batches — which a
+   champion that got significantly worse, concept drift or a metric below the floor, does not
+   wait for); at least
    ``min_new_labelled_rows`` labelled rows the last retrain did not have; and at most
    ``max_retrains_per_period`` retrains in the last ``period_days``. A person's request skips the
    cooldown and the minimum of new rows (they know why) but not the concurrency limit or the budget.
@@ -22,6 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
+URGENT_TRIGGERS = ("concept_drift", "performance_decline")
+"""Triggers that do not wait for ``cooldown_batches``: the champion itself got significantly worse,
+so every batch of waiting is served by a model known to be wrong. On the backtest's demo stream,
+letting them through turned +0.39 into +0.85 AUC points over every-batch retraining (9 retrains
+instead of 8): the concept change was acted on one batch earlier."""
+
 TRIGGERS = ("bootstrap", "data_drift", "concept_drift", "performance_decline", "business_change", "schedule", "manual")
 """Values of the ``retrain/trigger`` tag. ``concept_drift`` is what waives the stability gate;
 ``bootstrap`` is the first retrain, once two labelled batches exist (one to learn from, one to judge on)."""
@@ -33,7 +41,8 @@ class PolicySettings:
 
     Attributes:
         cooldown_minutes: Minutes after a retrain started before a signal may start another.
-        cooldown_batches: New validated batches needed since the last retrain. 3: under a lasting
+        cooldown_batches: New validated batches needed since the last retrain before data drift may
+            start another (not :data:`URGENT_TRIGGERS`). 3: under a lasting
             covariate shift every batch still differs from the model's training data, and on the
             demo stream retraining after each of them (23 retrains in 30 batches) bought 0.3 AUC
             points over retraining at most every third batch (8 retrains); see ``python -m
@@ -227,7 +236,7 @@ def decide(
                 f"{reason} — but the last retrain started {waited:.0f} min ago "
                 f"(cooldown {settings.cooldown_minutes:g} min)"
             ), signal=True)
-        if new_batches < settings.cooldown_batches:
+        if new_batches < settings.cooldown_batches and trigger not in URGENT_TRIGGERS:
             return Decision(False, trigger, (
                 f"{reason} — but only {new_batches} new batch(es) since the last retrain "
                 f"(cooldown {settings.cooldown_batches})"

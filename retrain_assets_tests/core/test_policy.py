@@ -58,6 +58,14 @@ def test_a_person_skips_cooldown_and_minimum_rows_but_not_concurrency_or_budget(
     assert not _decide("business_change", history=[ago(hours=h) for h in range(1, 8)]).retrain
 
 
+def test_a_champion_that_got_worse_does_not_wait_for_new_batches():
+    for trigger in ("concept_drift", "performance_decline"):
+        assert _decide(trigger, history=[ago(days=1)], new_batches=1).retrain
+        held = _decide(trigger, history=[ago(minutes=20)], new_batches=1)  # the minutes still count
+        assert not held.retrain and "cooldown 60 min" in held.reason
+    assert not _decide("data_drift", history=[ago(days=1)], new_batches=1).retrain
+
+
 def test_old_retrains_leave_the_budget():
     assert _decide(history=[ago(days=8 + d) for d in range(20)]).retrain
 
