@@ -32,7 +32,11 @@ setup(
         "river>=0.26,<0.27",  # ADWIN, DDM, Page-Hinkley: maintained streaming drift detectors
     ],
     extras_require={
+        # Executors beyond one machine (automation.executor: dask | k8s); the tests run dask for real.
+        "scale": [f"dagster-dask=={DAGSTER_LIBS}", f"dagster-k8s=={DAGSTER_LIBS}"],
         "dev": [
+            f"dagster-dask=={DAGSTER_LIBS}",
+            f"dagster-k8s=={DAGSTER_LIBS}",
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
