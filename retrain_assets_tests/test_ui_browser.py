@@ -12,6 +12,9 @@ The story a person sees:
    so ``production_model`` is not executed and no champion exists.
 5. The candidate's Checks tab shows ``metric_floor`` failed with the numbers; production_model's
    page says the run did not materialize it.
+6. The drift report of ``batch_0002`` (drift_report's Partitions tab): its ``distribution_plot``
+   opens from the metadata table as a picture — the PNG itself, inlined in the metadata as a
+   Markdown image with a ``data:`` URI — and is the same picture as the file beside it.
 
 Nothing else may start a retrain meanwhile: the drift sensor would bootstrap a champion as soon as
 two labelled batches exist, so the config asks for more new labelled rows than will ever arrive
@@ -32,6 +35,7 @@ from urllib.parse import quote
 
 import dagster as dg
 import pytest
+from PIL import Image
 
 # Sensor ticks (when a sensor looked, and what it decided) are only exposed through this module.
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
@@ -39,13 +43,16 @@ from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 from retrain_assets import demo
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
+    DRIFT_REPORT,
     DRIFT_SENSOR,
     INGEST_JOB,
     PRODUCTION_MODEL,
     REPO_ROOT,
 )
 from retrain_assets.core import registry as reg
+from retrain_assets.core.report import png_data_uri
 from retrain_assets.definitions import build_definitions
+from retrain_assets.metadata import MAX_INLINE_PNG_BYTES
 from retrain_assets_tests.conftest import Workspace, clean_batch, write_config
 from retrain_assets_tests.dagster_dev import DagsterDev, make_home, running_dagster_dev
 
@@ -186,6 +193,23 @@ def materializations(instance: dg.DagsterInstance, key: str) -> list:
     return instance.fetch_materializations(dg.AssetKey(key), limit=10).records
 
 
+def latest_metadata(instance: dg.DagsterInstance, key: str, partition: str) -> dict:
+    """The metadata of a partition's latest materialization."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
+    ).records
+    assert records, f"{key} [{partition}] was never materialized"
+    return records[0].asset_materialization.metadata
+
+
+def shown_images(dialog) -> list[dict]:
+    """The images in a dialog as the browser has them: alt, source scheme, loaded size."""
+    return dialog.evaluate(
+        "d => Array.from(d.querySelectorAll('img')).map(i => ({alt: i.alt, scheme: i.src.split(',')[0], "
+        "complete: i.complete, width: i.naturalWidth, height: i.naturalHeight, shownWidth: i.width}))"
+    )
+
+
 # --------------------------------------------------------------------------
 # The test
 # --------------------------------------------------------------------------
@@ -276,6 +300,22 @@ def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(pla
             page.goto(f"{dev.url}/asset-groups~{quote(SELECTION)}/")
             expect(page.get_by_text("5 / 6 Passed")).to_be_visible(timeout=UI_TIMEOUT_MS)
             shots.take("asset_graph_after")
+
+            # 8. The drift report of batch_0002 (ingested before the UI opened): its distribution plot
+            #    is in the metadata table; over 1,000 characters, Markdown shows as "[Show Markdown]",
+            #    which opens the picture in a dialog.
+            plot_started = time.monotonic()
+            page.goto(f"{dev.url}/assets/{DRIFT_REPORT}?view=partitions&partition=batch_0002")
+            plot_row = page.get_by_role("row").filter(has=page.get_by_text("distribution_plot", exact=True))
+            plot_row.get_by_text("[Show Markdown]").click()
+            dialog = page.get_by_role("dialog").filter(has=page.get_by_text("distribution_plot", exact=True))
+            picture = dialog.get_by_role("img", name=re.compile(r"^batch_0002 vs reference: distributions of "))
+            expect(picture).to_be_visible(timeout=UI_TIMEOUT_MS)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle(),
+                                   timeout=UI_TIMEOUT_MS)
+            shown = shown_images(dialog)
+            shots.take("drift_report_distribution_plot")
+            plot_seconds = time.monotonic() - plot_started
         except BaseException:
             shots.take("at_failure")  # the page as it was when the test failed
             raise
@@ -296,4 +336,17 @@ def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(pla
         settings = dev.settings
         assert reg.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name,
                                  reg.CHAMPION_ALIAS) is None
+        # The picture shown is the PNG file of the report, whole, and small enough for the event log.
+        drift = latest_metadata(instance, DRIFT_REPORT, "batch_0002")
+        png = Path(drift["distribution_plot_path"].value)
+        with Image.open(png) as image:
+            assert image.format == "PNG"
+            size = image.size
+        assert [(i["scheme"], i["complete"], (i["width"], i["height"])) for i in shown] == [
+            ("data:image/png;base64", True, size)], shown
+        assert shown[0]["shownWidth"] > 0, shown
+        assert drift["distribution_plot"].value.endswith(f"({png_data_uri(png)})")
+        assert png.stat().st_size < MAX_INLINE_PNG_BYTES, png.stat().st_size
+        print(f"drift plot: {size[0]}x{size[1]} px, {png.stat().st_size:,} bytes of PNG, "
+              f"{len(drift['distribution_plot'].value):,} characters of Markdown; opened and shown in {plot_seconds:.1f} s")
     print(f"UI steps and run: {time.monotonic() - started:.0f} s; screenshots in {shots.folder}")

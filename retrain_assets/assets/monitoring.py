@@ -133,13 +133,13 @@ def drift_report(
     }
     if result.domain_auc is not None:
         metadata["domain_classifier_auc"] = float(result.domain_auc)
-    if result.data is not None:
-        metadata["features"] = _feature_table(result.data.features)
-    if plot_path is not None:
+    if plot_path is not None:  # the picture before the long table, where a person sees it
         metadata["distribution_plot"] = dg.MetadataValue.md(png_markdown(
             plot_path, f"{batch_id} vs reference: distributions of {', '.join(name for name, _ in plotted)}"))
         metadata["distribution_plot_path"] = dg.MetadataValue.path(str(plot_path))
         metadata["html_report"] = dg.MetadataValue.path(str(report_path))
+    if result.data is not None:
+        metadata["features"] = _feature_table(result.data.features)
     if result.prediction is not None:
         metadata["prediction_drift"] = result.prediction_drift
         metadata["prediction_drift_detail"] = dg.MetadataValue.json(_plain(result.prediction))
