@@ -376,6 +376,34 @@ class AutomationSettings(_Section):
         )
 
 
+class PromotionSettings(_Section):
+    """How a candidate that passed every gate becomes the champion: at once, or after a person approves it."""
+
+    require_approval: bool = Field(
+        default=False,
+        description=(
+            "If true, a candidate that passes every gate keeps alias challenger and waits (ledger status "
+            "awaiting_approval) until a person runs approve_promotion or reject_promotion; if false it becomes "
+            "champion in the same run."
+        ),
+    )
+    approval_max_age_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description=(
+            "A candidate awaiting approval for longer than this can no longer be approved (recorded as expired); "
+            "retrain, or re-materialize production_model to ask again."
+        ),
+    )
+    shadow_scoring: Literal["while_awaiting_approval", "always", "never"] = Field(
+        default="while_awaiting_approval",
+        description=(
+            "When production_metrics also scores the challenger on each new batch beside the champion: "
+            "while_awaiting_approval, always (whenever a challenger other than the champion exists), or never."
+        ),
+    )
+
+
 class AlertSettings(_Section):
     """Where alerts go (they are always logged too)."""
 
@@ -398,6 +426,7 @@ class Settings(_Section):
     gates: GateSettings = Field(default_factory=GateSettings)
     drift: DriftSettingsModel = Field(default_factory=DriftSettingsModel)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

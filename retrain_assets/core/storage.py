@@ -10,7 +10,11 @@ Tables (all keyed by ``batch_id``; re-running a batch replaces its rows in one t
 * ``drift_reports`` — one row per monitored batch: the drift verdict and its numbers.
 * ``promotion_ledger`` — every move of the ``champion`` alias (promotion or rollback), written as
   ``pending`` before the alias moves and settled (``done``/``aborted``) after, so a killed run
-  leaves a trace that the next promotion reconciles with the registry.
+  leaves a trace that the next promotion reconciles with the registry; and, when promotions need a
+  person's approval, every request (action ``approval``): ``awaiting_approval`` until it is
+  ``approved``, ``rejected``, ``expired`` or ``superseded`` (see :mod:`retrain_assets.core.approval`).
+* ``production_metrics`` — one row per monitored batch: the champion's metric or estimate.
+* ``shadow_scores`` — one row per batch and challenger scored beside the champion (shadow scoring).
 
 Connections are opened by the caller and kept short (DuckDB allows one writer per file).
 """
@@ -25,6 +29,7 @@ from typing import Any, Sequence
 import duckdb
 import pandas as pd
 
+from retrain_assets.core import approval
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.validation import ValidationReport
 
@@ -128,7 +133,40 @@ CREATE TABLE IF NOT EXISTS promotion_ledger (
     dagster_run_id VARCHAR,
     mlflow_run_id VARCHAR,
     launched_by VARCHAR,
-    note VARCHAR
+    note VARCHAR,
+    approver VARCHAR
+);
+CREATE TABLE IF NOT EXISTS shadow_scores (
+    batch_id VARCHAR NOT NULL,
+    champion_version VARCHAR NOT NULL,
+    challenger_version VARCHAR NOT NULL,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    champion_metric DOUBLE,
+    champion_ci_low DOUBLE,
+    champion_ci_high DOUBLE,
+    challenger_metric DOUBLE,
+    challenger_ci_low DOUBLE,
+    challenger_ci_high DOUBLE,
+    difference DOUBLE,
+    difference_ci_low DOUBLE,
+    difference_ci_high DOUBLE,
+    champion_estimated_metric DOUBLE,
+    challenger_estimated_metric DOUBLE,
+    champion_mean_score DOUBLE,
+    challenger_mean_score DOUBLE,
+    champion_positive_rate DOUBLE,
+    challenger_positive_rate DOUBLE,
+    champion_quantiles DOUBLE[] NOT NULL,
+    challenger_quantiles DOUBLE[] NOT NULL,
+    agreement DOUBLE NOT NULL,
+    mean_abs_score_difference DOUBLE NOT NULL,
+    seconds DOUBLE NOT NULL,
+    summary VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR,
+    PRIMARY KEY (batch_id, challenger_version)
 );
 """
 
@@ -143,8 +181,24 @@ def raw_table(batch_id: str) -> str:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the platform's tables if they do not exist."""
+    """Create the platform's tables if they do not exist (and add columns newer releases need)."""
     conn.execute(_DDL)
+    _migrate(conn)
+
+
+_ADDED_COLUMNS = (("promotion_ledger", "approver", "VARCHAR"),)
+"""Columns added after a table's first release: (table, column, type)."""
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
+    """Add the columns of :data:`_ADDED_COLUMNS` that a warehouse created by an older release lacks."""
+    present = set(conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND table_name IN (SELECT unnest(?))", [sorted({t for t, _, _ in _ADDED_COLUMNS})]
+    ).fetchall())
+    for table, column, dtype in _ADDED_COLUMNS:
+        if (table, column) not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)} {dtype}")
 
 
 @dataclass(frozen=True)
@@ -376,9 +430,40 @@ def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
 LEDGER_COLUMNS = (
     "entry_id", "recorded_at", "settled_at", "model_name", "action", "status", "from_version", "to_version",
     "trigger", "reason", "gates_passed", "gates_json", "dagster_run_id", "mlflow_run_id", "launched_by", "note",
+    "approver",
 )
-LEDGER_ACTIONS = ("promote", "rollback")
-LEDGER_STATUSES = ("pending", "done", "aborted")
+MOVE_ACTIONS = ("promote", "rollback")
+"""Actions that move the ``champion`` alias: ``pending`` → ``done`` / ``aborted``."""
+MOVE_STATUSES = ("pending", "done", "aborted")
+LEDGER_ACTIONS = (*MOVE_ACTIONS, approval.ACTION)
+LEDGER_STATUSES = (*MOVE_STATUSES, approval.AWAITING, *approval.DECISIONS)
+
+
+def _ledger_row(entry: dict[str, Any], actions: Sequence[str], status: str) -> dict[str, Any]:
+    import uuid
+
+    unknown = sorted(set(entry) - set(LEDGER_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown ledger column(s) {unknown}")
+    if entry.get("action") not in actions:
+        raise ValueError(f"ledger action must be one of {tuple(actions)}, got {entry.get('action')!r}")
+    row = {c: None for c in LEDGER_COLUMNS}
+    row.update(entry)
+    row["entry_id"] = row["entry_id"] or uuid.uuid4().hex
+    row["recorded_at"] = row["recorded_at"] or datetime.now(timezone.utc)
+    row["status"] = status
+    if row["gates_json"] is not None and not isinstance(row["gates_json"], str):
+        row["gates_json"] = json.dumps(jsonable(row["gates_json"]))
+    for key in ("from_version", "to_version"):
+        row[key] = None if row[key] is None else str(row[key])
+    return row
+
+
+def _insert_ledger_row(conn: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
+    conn.execute(
+        f"INSERT INTO promotion_ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
+        [row[c] for c in LEDGER_COLUMNS],
+    )
 
 
 def open_ledger_entry(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) -> str:
@@ -389,28 +474,82 @@ def open_ledger_entry(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) ->
         entry: ``model_name``, ``action`` (promote/rollback), ``to_version`` and any other
             :data:`LEDGER_COLUMNS` (``gates_json`` may be a list/dict: it is stored as JSON).
     """
-    import uuid
-
     ensure_tables(conn)
-    unknown = sorted(set(entry) - set(LEDGER_COLUMNS))
-    if unknown:
-        raise ValueError(f"unknown ledger column(s) {unknown}")
-    if entry.get("action") not in LEDGER_ACTIONS:
-        raise ValueError(f"ledger action must be one of {LEDGER_ACTIONS}, got {entry.get('action')!r}")
-    row = {c: None for c in LEDGER_COLUMNS}
-    row.update(entry)
-    row["entry_id"] = row["entry_id"] or uuid.uuid4().hex
-    row["recorded_at"] = row["recorded_at"] or datetime.now(timezone.utc)
-    row["status"] = "pending"
-    if row["gates_json"] is not None and not isinstance(row["gates_json"], str):
-        row["gates_json"] = json.dumps(jsonable(row["gates_json"]))
-    for key in ("from_version", "to_version"):
-        row[key] = None if row[key] is None else str(row[key])
-    conn.execute(
-        f"INSERT INTO promotion_ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
-        [row[c] for c in LEDGER_COLUMNS],
-    )
+    row = _ledger_row(entry, MOVE_ACTIONS, "pending")
+    _insert_ledger_row(conn, row)
     return row["entry_id"]
+
+
+def request_approval(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) -> tuple[str, list[str]]:
+    """Record that ``to_version`` passed its gates and awaits a person's approval.
+
+    Any earlier request of the same model still awaiting approval is ``superseded`` by this one, in
+    the same transaction (one candidate awaits at a time: the one holding alias ``challenger``).
+
+    Args:
+        conn: The warehouse.
+        entry: ``model_name``, ``to_version``, ``from_version`` (the champion it was judged
+            against) and any other :data:`LEDGER_COLUMNS`; ``action`` is ``approval``.
+
+    Returns:
+        (the new ``entry_id``, the ids of the requests it superseded).
+    """
+    ensure_tables(conn)
+    row = _ledger_row({"action": approval.ACTION, **entry}, (approval.ACTION,), approval.AWAITING)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        superseded = [r[0] for r in conn.execute(
+            "UPDATE promotion_ledger SET status = 'superseded', settled_at = ?, "
+            "note = 'superseded by v' || ? || ', a newer candidate that passed its gates' "
+            "WHERE model_name = ? AND action = ? AND status = ? RETURNING entry_id",
+            [row["recorded_at"], row["to_version"], row["model_name"], approval.ACTION, approval.AWAITING],
+        ).fetchall()]
+        _insert_ledger_row(conn, row)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return row["entry_id"], superseded
+
+
+def decide_approval(
+    conn: duckdb.DuckDBPyConnection, entry_id: str, status: str, *, note: str | None = None,
+    approver: str | None = None,
+) -> None:
+    """End a request that awaits approval: ``approved``, ``rejected``, ``expired`` or ``superseded``.
+
+    Raises:
+        ValueError: for another status, or when the entry does not await approval (any more).
+    """
+    if status not in approval.DECISIONS:
+        raise ValueError(f"an approval request ends as one of {approval.DECISIONS}, not {status!r}")
+    ensure_tables(conn)
+    updated = conn.execute(
+        "UPDATE promotion_ledger SET status = ?, settled_at = ?, note = coalesce(?, note), "
+        "approver = coalesce(?, approver) WHERE entry_id = ? AND status = ? RETURNING entry_id",
+        [status, datetime.now(timezone.utc), note, approver, entry_id, approval.AWAITING],
+    ).fetchall()
+    if not updated:
+        raise ValueError(f"no ledger entry {entry_id!r} awaiting approval")
+
+
+def settle_approval_requests(
+    conn: duckdb.DuckDBPyConnection,
+    model_name: str,
+    *,
+    champion: str | None,
+    challenger: str | None,
+    max_age_hours: float,
+    now: datetime | None = None,
+) -> list[approval.Settlement]:
+    """End the requests that can no longer be approved (see :func:`approval.settlements`); returns them."""
+    ledger = read_ledger(conn, model_name)
+    ended = approval.settlements(ledger, champion=champion, challenger=challenger,
+                                 max_age_hours=max_age_hours, now=now)
+    for settlement in ended:
+        decide_approval(conn, settlement.entry_id, settlement.status, note=settlement.note,
+                        approver=settlement.approver)
+    return ended
 
 
 def settle_ledger_entry(conn: duckdb.DuckDBPyConnection, entry_id: str, status: str, note: str | None = None) -> None:
@@ -501,3 +640,38 @@ def validations_since(conn: duckdb.DuckDBPyConnection, since: datetime | None) -
         query += " AND validated_at > ?"
         params.append(since)
     return conn.execute(query + " ORDER BY batch_id", params).df()
+
+
+def write_shadow_scores(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
+    """Store (or replace) the shadow scores of one batch and challenger (``ShadowScores.as_record()``
+    plus ``created_at`` and ``dagster_run_id``), in one transaction."""
+    ensure_tables(conn)
+    columns = [r[0] for r in conn.execute("DESCRIBE shadow_scores").fetchall()]
+    missing = [c for c in columns if c not in record]
+    if missing:
+        raise ValueError(f"shadow_scores record lacks {missing}")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM shadow_scores WHERE batch_id = ? AND challenger_version = ?",
+                     [record["batch_id"], str(record["challenger_version"])])
+        conn.execute(
+            f"INSERT INTO shadow_scores ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [record[c] for c in columns],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def read_shadow_scores(
+    conn: duckdb.DuckDBPyConnection, *, champion_version: str | None = None, challenger_version: str | None = None
+) -> pd.DataFrame:
+    """Shadow scores in batch order (all, or of one champion/challenger pair)."""
+    ensure_tables(conn)
+    query, params = "SELECT * FROM shadow_scores WHERE true", []
+    for column, value in (("champion_version", champion_version), ("challenger_version", challenger_version)):
+        if value is not None:
+            query += f" AND {column} = ?"
+            params.append(str(value))
+    return conn.execute(query + " ORDER BY batch_id, created_at", params).df()
