@@ -6,6 +6,7 @@ confirmation, new labelled rows, budget, one retrain at a time) and carries the 
 ``retrain/trigger`` and ``retrain/reason``, which reach the MLflow version and the promotion ledger.
 """
 
+import json
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -15,11 +16,15 @@ from pydantic import Field
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
     ALERT_SENSOR,
+    APPROVAL_SENSOR,
+    APPROVE_PROMOTION_JOB,
     BUSINESS_CHANGE_SENSOR,
     DRIFT_REPORT,
     DRIFT_SENSOR,
     PERFORMANCE_SENSOR,
     PRODUCTION_METRICS,
+    PRODUCTION_MODEL,
+    REJECT_PROMOTION_JOB,
     REQUEST_RETRAIN_JOB,
     RETRAIN_JOB,
     RETRAIN_SCHEDULE,
@@ -28,7 +33,8 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
 )
 from retrain_assets.assets.serving import rollback_job
-from retrain_assets.core import policy, storage
+from retrain_assets.core import approval, policy, storage
+from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.jobs import retrain_job
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
@@ -320,6 +326,67 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainS
         if failed:
             details += " | " + " | ".join(failed)
     _alert(cfg, context, title, details)
+
+
+def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that tells people a candidate awaits their approval, and when a request expired."""
+
+    @dg.sensor(
+        name=APPROVAL_SENSOR,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "With promotion.require_approval: alerts when a candidate that passed every gate awaits a person's "
+            f"approval (how to run {APPROVE_PROMOTION_JOB} / {REJECT_PROMOTION_JOB}), and records and alerts an "
+            "approval request that expired unapproved (promotion.approval_max_age_hours)."
+        ),
+    )
+    def approval_alert_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+        """Alerts when a candidate awaits approval; records and alerts expired approval requests."""
+        state = json.loads(context.cursor) if context.cursor else {}
+        awaited: dict[str, str] = state.get("awaiting", {})  # entry id -> when it was requested (ISO, UTC)
+        records = _new_materializations(context.instance, PRODUCTION_MODEL, state.get("after"))
+        after = str(records[-1].storage_id) if records else state.get("after")
+        requested = [
+            r.asset_materialization.metadata["approval_entry_id"].value for r in records
+            if r.asset_materialization is not None and "approval_entry_id" in r.asset_materialization.metadata
+        ]
+        cfg = settings.load()
+        name, max_age = cfg.registered_model_name, cfg.promotion.approval_max_age_hours
+        now = datetime.now(timezone.utc)
+        due = [e for e, at in awaited.items() if (now - datetime.fromisoformat(at)).total_seconds() > max_age * 3600]
+        if not requested and not due:
+            context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
+            return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
+                                 else "no candidate awaits approval")
+        with warehouse.get_connection() as conn:
+            ended = storage.settle_approval_requests(
+                conn, name, champion=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHAMPION_ALIAS),
+                challenger=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHALLENGER_ALIAS), max_age_hours=max_age,
+            )
+            still_open = {r.entry_id: r for r in approval.open_requests(storage.read_ledger(conn, name))}
+        for settled in ended:
+            if settled.status == "expired":
+                _alert(cfg, context, "approval expired", f"v{settled.to_version} was not approved in time and will not "
+                       f"be promoted: {settled.note}")
+        for entry in dict.fromkeys(requested):
+            request = still_open.get(entry)
+            if request is None or entry in awaited:
+                continue
+            config = json.dumps(approval.run_config(approval.APPROVE_JOB_OP, version=request.to_version))
+            _alert(cfg, context, "candidate awaits approval", (
+                f"v{request.to_version} passed every gate against champion "
+                f"{'v' + request.from_version if request.from_version else '(none yet)'} "
+                f"(trigger {request.trigger or 'manual'}) and awaits approval until "
+                f"{request.expires_at(max_age):%Y-%m-%d %H:%M} UTC. Approve: job {APPROVE_PROMOTION_JOB} from the launchpad "
+                f"or `dagster job execute -m retrain_assets.definitions -j {APPROVE_PROMOTION_JOB} -c approve.yaml` with "
+                f"{config}; reject: job {REJECT_PROMOTION_JOB}. Shadow evidence: production_metrics."
+            ))
+        awaited = {entry: r.recorded_at.isoformat() for entry, r in still_open.items()}
+        context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
+        return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval; {len(ended)} ended")
+
+    return approval_alert_sensor
 
 
 def build_retrain_schedule(cron: str, timezone_name: str) -> dg.ScheduleDefinition:

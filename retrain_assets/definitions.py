@@ -17,13 +17,19 @@ from retrain_assets.assets.monitoring import drift_report
 from retrain_assets.assets.production import production_metrics
 from retrain_assets.automation import (
     alert_on_run_failure,
+    build_approval_sensor,
     build_drift_sensor,
     build_performance_sensor,
     build_retrain_schedule,
     business_change_sensor,
     request_retrain_job,
 )
-from retrain_assets.assets.serving import production_model, rollback_job
+from retrain_assets.assets.serving import (
+    approve_promotion_job,
+    production_model,
+    reject_promotion_job,
+    rollback_job,
+)
 from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import MLFLOW_RESOURCE
@@ -40,11 +46,12 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
     interval = settings.automation.sensor_interval_seconds
     return dg.Definitions(
         assets=[raw_data, validated_data, drift_report, production_metrics, candidate_model, production_model],
-        jobs=[ingest_job, retrain_job, rollback_job, request_retrain_job],
+        jobs=[ingest_job, retrain_job, rollback_job, request_retrain_job, approve_promotion_job, reject_promotion_job],
         sensors=[
             build_landing_sensor(interval),
             build_drift_sensor(interval),
             build_performance_sensor(interval),
+            build_approval_sensor(interval),
             business_change_sensor,
             alert_on_run_failure,
         ],

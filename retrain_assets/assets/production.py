@@ -1,16 +1,19 @@
-"""production_metrics: the champion's performance on each batch, and the post-promotion watch."""
+"""production_metrics: the champion's performance on each batch, the post-promotion watch, and
+shadow scoring of the challenger beside the champion (evidence for a person approving it)."""
 
 from datetime import datetime, timezone
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from retrain_assets.assets.monitoring import drift_report
 from retrain_assets.constants import DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
+from retrain_assets.core import approval, shadow, storage
 from retrain_assets.core import registry as reg
-from retrain_assets.core import storage
-from retrain_assets.core.registry import load_champion
+from retrain_assets.core.registry import Champion, load_champion
 from retrain_assets.core.watch import measure_batch
+from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
@@ -35,6 +38,61 @@ def watched_previous(cfg, conn, batch_id: str):
     return load_champion(uri, name, alias=reg.PREVIOUS_ALIAS)
 
 
+def shadow_candidate(cfg, conn, champion: Champion | None) -> tuple[str | None, str]:
+    """The challenger version to score beside the champion on this batch under
+    ``promotion.shadow_scoring`` (None: none), and a sentence saying why (or why not)."""
+    mode = cfg.promotion.shadow_scoring
+    if mode == "never":
+        return None, "off (promotion.shadow_scoring: never)"
+    if champion is None:
+        return None, "no champion to compare a challenger with"
+    uri, name = cfg.mlflow_tracking_uri, cfg.registered_model_name
+    challenger = reg.alias_version(uri, name, reg.CHALLENGER_ALIAS)
+    if challenger is None or challenger == champion.version:
+        return None, f"no challenger other than champion v{champion.version}"
+    if mode == "while_awaiting_approval":
+        request = approval.current_request(
+            storage.read_ledger(conn, name), champion=champion.version, challenger=challenger,
+            max_age_hours=cfg.promotion.approval_max_age_hours,
+        )
+        if request is None:
+            return None, (f"challenger v{challenger} does not await approval "
+                          "(promotion.shadow_scoring: while_awaiting_approval)")
+    why = "awaits approval" if mode == "while_awaiting_approval" else "promotion.shadow_scoring: always"
+    return challenger, f"challenger v{challenger} scored beside champion v{champion.version} ({why})"
+
+
+def load_challenger(cfg, version: str) -> Champion | None:
+    """The challenger, loaded, if it is still ``version`` (the alias may have moved meanwhile)."""
+    model = load_champion(cfg.mlflow_tracking_uri, cfg.registered_model_name, alias=reg.CHALLENGER_ALIAS)
+    return model if model is not None and model.version == version else None
+
+
+def shadow_evidence_metadata(warehouse, champion: str | None, challenger: str) -> tuple[str, dict[str, Any]]:
+    """The shadow evidence of ``challenger`` against ``champion`` so far: a sentence, and metadata
+    (the sentence with a per-batch table, the verdict, the combined difference and its interval)."""
+    if champion is None:
+        return "no shadow evidence: there is no champion to compare with", {}
+    with warehouse.get_connection() as conn:
+        rows = storage.read_shadow_scores(conn, champion_version=champion, challenger_version=challenger)
+    if rows.empty:
+        sentence = (f"no shadow evidence: no batch has been scored by both champion v{champion} and challenger "
+                    f"v{challenger} yet (promotion.shadow_scoring: it starts with the next batch)")
+        return sentence, {"shadow_evidence": sentence}
+    evidence = shadow.shadow_evidence(rows)
+    metadata: dict[str, Any] = {
+        "shadow_evidence": dg.MetadataValue.md(f"{evidence.summary}\n\n{markdown_table(shadow.evidence_table(rows))}"),
+        "shadow_verdict": evidence.verdict,
+        "shadow_batches": evidence.labelled_batches + evidence.unlabelled_batches,
+    }
+    if evidence.difference is not None:
+        metadata["shadow_difference_overall"] = float(evidence.difference)
+    if evidence.ci_low is not None:
+        metadata.update(shadow_difference_overall_ci_low=float(evidence.ci_low),
+                        shadow_difference_overall_ci_high=float(evidence.ci_high))
+    return evidence.summary, metadata
+
+
 @dg.asset(
     key=PRODUCTION_METRICS,
     partitions_def=batch_partitions,
@@ -47,7 +105,7 @@ def watched_previous(cfg, conn, batch_id: str):
 def production_metrics(
     context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
 ) -> dg.MaterializeResult:
-    """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), and the post-promotion watch."""
+    """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), the post-promotion watch, and the challenger scored beside it (shadow)."""
     cfg = settings.load()
     batch_id = context.partition_key
     champion = registry.champion()
@@ -61,12 +119,25 @@ def production_metrics(
             passed = set(storage.passed_batches(conn))
             holdout = storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
             previous = watched_previous(cfg, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
+        challenger_version, shadow_reason = shadow_candidate(cfg, conn, champion)
+    challenger = load_challenger(cfg, challenger_version) if challenger_version else None
+    if challenger_version and challenger is None:
+        shadow_reason = f"challenger v{challenger_version} lost its alias while this batch was measured"
     measured = measure_batch(cfg, batch_id, batch, champion, holdout=holdout, previous=previous)
     context.log.info(measured.summary)
     record = measured.as_record()
     record.update(created_at=datetime.now(timezone.utc), dagster_run_id=context.run_id)
+    shadowed = None
+    if challenger is not None:
+        shadowed = shadow.shadow_score(cfg, batch_id, batch, champion, challenger)
+        context.log.info(f"shadow: {shadowed.summary} ({shadowed.seconds:.2f} s)")
     with warehouse.get_connection() as conn:
         storage.write_production_metrics(conn, record)
+        if shadowed is not None:
+            storage.write_shadow_scores(conn, shadowed.as_record() | {
+                "created_at": record["created_at"], "dagster_run_id": context.run_id})
+        history = storage.read_production_metrics(conn)
+        shadow_history = storage.read_shadow_scores(conn)
 
     metadata = {
         "summary": measured.summary,
@@ -87,4 +158,33 @@ def production_metrics(
         metadata["detectors_fired"] = dg.MetadataValue.json(measured.detectors_fired)
     if measured.watch_previous_version:
         metadata["watch_previous_version"] = measured.watch_previous_version
+
+    metadata["shadow_scoring"] = shadow_reason
+    if shadowed is not None:
+        metadata.update(_shadow_metadata(shadowed))
+        metadata.update(shadow_evidence_metadata(warehouse, champion.version, challenger.version)[1])
+    if champion is not None:
+        floor = measured.floor
+        plot = shadow.plot_metric_history(
+            history, shadow_history, cfg.reports_dir / "production" / f"{batch_id}.png", metric=cfg.metric,
+            floor=floor, title=f"{cfg.registered_model_name}: {cfg.metric} per batch, up to {batch_id}",
+        )
+        metadata["metric_plot"] = dg.MetadataValue.path(str(plot))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _shadow_metadata(scores: shadow.ShadowScores) -> dict[str, Any]:
+    """This batch, champion vs challenger: a table and the numbers a sensor or a person filters on."""
+    metadata: dict[str, Any] = {
+        "challenger_version": scores.challenger_version,
+        "shadow": dg.MetadataValue.md(f"{scores.summary}\n\n{markdown_table(scores.comparison())}"),
+        "shadow_agreement": float(scores.agreement),
+        "shadow_seconds": round(float(scores.seconds), 3),
+    }
+    for key in ("challenger_metric", "challenger_ci_low", "challenger_ci_high", "difference", "difference_ci_low",
+                "difference_ci_high", "challenger_estimated_metric", "champion_positive_rate",
+                "challenger_positive_rate"):
+        value = getattr(scores, key)
+        if value is not None:
+            metadata[f"shadow_{key}" if key.startswith("difference") else key] = float(value)
+    return metadata
