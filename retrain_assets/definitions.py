@@ -33,6 +33,7 @@ from retrain_assets.assets.serving import (
 from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import MLFLOW_RESOURCE
+from retrain_assets.executors import executor_for
 from retrain_assets.jobs import ingest_job, retrain_job
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.sensors import build_landing_sensor
@@ -55,7 +56,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
             business_change_sensor,
             alert_on_run_failure,
         ],
-        executor=dg.in_process_executor if settings.automation.executor == "in_process" else dg.multiprocess_executor,
+        executor=executor_for(settings.automation.executor, settings.automation.executor_config),
         schedules=[build_retrain_schedule(settings.automation.schedule_cron, settings.automation.schedule_timezone)],
         resources={
             "settings": RetrainSettings(config_path=str(path)),

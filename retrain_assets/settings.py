@@ -342,11 +342,19 @@ class AutomationSettings(_Section):
         default="0 3 * * 1", description="Safety-net retrain schedule (cron); skipped when a retrain already ran in the period."
     )
     schedule_timezone: str = Field(default="UTC", description="Time zone of schedule_cron.")
-    executor: Literal["in_process", "multiprocess"] = Field(
+    executor: Literal["in_process", "multiprocess", "k8s"] = Field(
         default="in_process",
         description=(
             "How runs execute: in_process (one process per run; the steps run one after another anyway, and a "
-            "process per step costs ~5 s) or multiprocess (one process per step, Dagster's default)."
+            "process per step costs ~5 s), multiprocess (one process per step, Dagster's default) or k8s (a "
+            "Kubernetes Job per step; pip install 'retrain_assets[scale]')."
+        ),
+    )
+    executor_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The executor's own config, checked when the definitions load: e.g. {max_concurrent: 4} (multiprocess), "
+            "{job_namespace: ml, max_concurrent: 4} (k8s)."
         ),
     )
     watch_batches: int = Field(

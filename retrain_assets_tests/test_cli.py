@@ -83,10 +83,12 @@ def test_cli_definitions_validate_reports_a_bad_config(cli_env, tmp_path):
 
 def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp_path):
     """The retrain job as a user's CI runs it: `dagster job execute`, each step in its own process
-    (automation.executor: multiprocess), one MLflow run shared by both steps and closed by the hook."""
+    (automation.executor: multiprocess, at most 2 at a time), one MLflow run shared by both steps
+    and closed by the hook."""
     workspace, home, env = cli_env
     config = yaml.safe_load(workspace.config_path.read_text())
     config.setdefault("automation", {})["executor"] = "multiprocess"
+    config["automation"]["executor_config"] = {"max_concurrent": 2}
     workspace.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     ids = ["batch_0001", "batch_0002", "batch_0003"]
     for i, batch_id in enumerate(ids, start=1):
@@ -113,6 +115,9 @@ def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp
     with dg.DagsterInstance.from_config(str(home)) as instance:
         retrain_runs = [r for r in instance.get_runs() if r.job_name == "retrain"]
         assert len(retrain_runs) == 1 and retrain_runs[0].is_success
+        engine = [e.message for e in instance.all_logs(retrain_runs[0].run_id)
+                  if e.dagster_event is not None and e.dagster_event.event_type_value == "ENGINE_EVENT"]
+        assert any("Executing steps using multiprocess executor" in m for m in engine), engine
         assert runs[0].data.tags["dagster_run_id"] == retrain_runs[0].run_id
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("candidate_model"), "champion_comparison"), limit=5
