@@ -52,3 +52,17 @@ def test_the_names_match_the_settings():
     from retrain_assets.settings import AutomationSettings
 
     assert set(get_args(AutomationSettings.model_fields["executor"].annotation)) == set(EXECUTORS)
+
+
+def test_the_team_deployment_example_loads(monkeypatch):
+    """deploy/team/config.yaml, the README's 'Beyond one machine' config, is a valid config: a
+    multiprocess executor with its limit, an MLflow server, approval on."""
+    from retrain_assets.constants import REPO_ROOT
+    from retrain_assets.settings import load_settings
+
+    path = REPO_ROOT / "deploy" / "team" / "config.yaml"
+    settings = load_settings(path)
+    assert settings.mlflow_tracking_uri == "http://mlflow.internal:5000"
+    assert settings.promotion.require_approval
+    defs = build_definitions(path)
+    assert defs.resolve_job_def(RETRAIN_JOB).executor_def.name == "multiprocess_configured"
