@@ -8,6 +8,7 @@ stops the group and checks that no process of it is left.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -95,6 +96,10 @@ def server_answers(port: int) -> bool:
         return False
 
 
+LOCATIONS_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } ... on PythonError { message } } }"""
+
+
 def make_home(root: Path) -> Path:
     """A fresh DAGSTER_HOME under ``root`` with the project's instance settings (deploy/local)."""
     home = root / "dagster_home"
@@ -125,6 +130,34 @@ class DagsterDev:
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def graphql(self, query: str, timeout: float = 10) -> dict:
+        """The ``data`` of a GraphQL query to the webserver (what the UI asks it)."""
+        request = urllib.request.Request(f"{self.url}/graphql", data=json.dumps({"query": query}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.load(response)
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def code_locations_loaded(self) -> bool:
+        """Whether the webserver has loaded every code location, so a page shows the definitions rather
+        than a loading state. `/server_info` answers before that; a load error fails the test at once."""
+        try:
+            workspace = self.graphql(LOCATIONS_QUERY)["workspaceOrError"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False  # a busy webserver: ask again
+        if workspace["__typename"] != "Workspace":
+            pytest.fail(f"the webserver cannot read its workspace: {workspace}\n{self.log_tail()}")
+        entries = workspace["locationEntries"]
+        broken = [(e["name"], e["locationOrLoadError"]["message"]) for e in entries
+                  if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+        if broken:
+            pytest.fail(f"code location failed to load in the webserver: {broken}\n{self.log_tail()}")
+        return bool(entries) and all(
+            e["loadStatus"] == "LOADED" and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+            for e in entries)
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.5,
                  explain: Callable[[], str] | None = None) -> Any:
