@@ -23,7 +23,7 @@ demo: install
 
 test: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --durations=25
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
