@@ -385,15 +385,18 @@ DRIFT_REPORT_COLUMNS = (
 )
 
 
-def _replace_batch_row(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], record: dict[str, Any]) -> None:
-    """Replace one batch's row of ``table`` in one transaction; ``record`` must have every column."""
+def _replace_row(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], record: dict[str, Any],
+                 keys: Sequence[str] = ("batch_id",)) -> None:
+    """Replace the row of ``table`` with ``record``'s ``keys`` in one transaction; ``record`` must
+    have every column."""
     ensure_tables(conn)
     missing = [c for c in columns if c not in record]
     if missing:
         raise ValueError(f"{table} record lacks {missing}")
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [record["batch_id"]])
+        conn.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ?" for k in keys),
+                     [str(record[k]) for k in keys])
         conn.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
             [record[c] for c in columns],
@@ -406,7 +409,7 @@ def _replace_batch_row(conn: duckdb.DuckDBPyConnection, table: str, columns: Seq
 
 def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
     """Store (or replace) one batch's drift report; ``record`` has every DRIFT_REPORT_COLUMNS key."""
-    _replace_batch_row(conn, "drift_reports", DRIFT_REPORT_COLUMNS, record)
+    _replace_row(conn, "drift_reports", DRIFT_REPORT_COLUMNS, record)
 
 
 def read_drift_reports(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -622,7 +625,7 @@ def write_production_metrics(conn: duckdb.DuckDBPyConnection, record: dict[str, 
     ``created_at`` and ``dagster_run_id``)."""
     ensure_tables(conn)
     columns = [r[0] for r in conn.execute("DESCRIBE production_metrics").fetchall()]
-    _replace_batch_row(conn, "production_metrics", columns, record)
+    _replace_row(conn, "production_metrics", columns, record)
 
 
 def read_production_metrics(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -647,21 +650,7 @@ def write_shadow_scores(conn: duckdb.DuckDBPyConnection, record: dict[str, Any])
     plus ``created_at`` and ``dagster_run_id``), in one transaction."""
     ensure_tables(conn)
     columns = [r[0] for r in conn.execute("DESCRIBE shadow_scores").fetchall()]
-    missing = [c for c in columns if c not in record]
-    if missing:
-        raise ValueError(f"shadow_scores record lacks {missing}")
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute("DELETE FROM shadow_scores WHERE batch_id = ? AND challenger_version = ?",
-                     [record["batch_id"], str(record["challenger_version"])])
-        conn.execute(
-            f"INSERT INTO shadow_scores ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-            [record[c] for c in columns],
-        )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+    _replace_row(conn, "shadow_scores", columns, record, keys=("batch_id", "challenger_version"))
 
 
 def read_shadow_scores(

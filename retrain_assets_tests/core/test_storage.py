@@ -370,3 +370,31 @@ def test_tables_persist_in_the_file(tmp_path, reports):
 def test_jsonable():
     value = {"when": WHEN, "path": Path("/x"), "n": 3, "items": (1, 2)}
     assert storage.jsonable(value) == {"when": str(WHEN), "path": "/x", "n": 3, "items": [1, 2]}
+
+
+def _filled(conn, table: str, **values) -> dict:
+    """A record with a plausible value in every column of ``table``, then ``values``."""
+    sample = {"VARCHAR": "x", "DOUBLE": 0.5, "BOOLEAN": False, "BIGINT": 1, "INTEGER": 1,
+              "TIMESTAMP WITH TIME ZONE": datetime(2026, 1, 1, tzinfo=timezone.utc),
+              "TIMESTAMP": datetime(2026, 1, 1), "VARCHAR[]": ["a"], "DOUBLE[]": [0.1, 0.9]}
+    record = {name: sample.get(kind, None) for name, kind, *_ in conn.execute(f"DESCRIBE {table}").fetchall()}
+    record.update(values)
+    return record
+
+
+@pytest.mark.parametrize("table, write, keys", [
+    ("drift_reports", storage.write_drift_report, {"batch_id": "b1"}),
+    ("production_metrics", storage.write_production_metrics, {"batch_id": "b1"}),
+    ("shadow_scores", storage.write_shadow_scores, {"batch_id": "b1", "challenger_version": "3"}),
+])
+def test_monitoring_rows_are_replaced_per_key(tmp_path, table, write, keys):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        storage.ensure_tables(conn)
+        write(conn, _filled(conn, table, **keys, dagster_run_id="first"))
+        write(conn, _filled(conn, table, **keys, dagster_run_id="second"))  # a re-materialization
+        other = {**keys, "batch_id": "b2"}
+        write(conn, _filled(conn, table, **other, dagster_run_id="other"))
+        rows = conn.execute(f"SELECT batch_id, dagster_run_id FROM {table} ORDER BY batch_id").fetchall()
+        assert rows == [("b1", "second"), ("b2", "other")]
+        with pytest.raises(ValueError, match=f"{table} record lacks"):
+            write(conn, {"batch_id": "b3"})
