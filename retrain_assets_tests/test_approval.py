@@ -206,6 +206,21 @@ def test_an_expired_request_cannot_be_approved(awaiting: Retrainer, webhook: Web
     assert r.alias(reg.CHAMPION_ALIAS) == "1"
 
 
+def test_a_candidate_that_fails_its_gates_leaves_the_awaiting_one_alone(awaiting: Retrainer):
+    r = awaiting
+    r.land(5)
+    r.reconfigure(**{"gates.metric_floor": 0.99})
+    result = r.retrain()
+    assert not result.success and "metric_floor" in failure_text(result)
+    assert (r.alias(reg.CHAMPION_ALIAS), r.alias(reg.CHALLENGER_ALIAS)) == ("1", "2")
+    assert r.tags("3")[reg.TAG_GATES_PASSED] == "false"
+    assert [(v, s) for v, s, _, _ in requests(r)] == [("2", "awaiting_approval")]
+    r.reconfigure(**{"gates.metric_floor": None})
+    approved = decide(r, APPROVE_PROMOTION_JOB)
+    assert approved.success, failure_text(approved)
+    assert r.alias(reg.CHAMPION_ALIAS) == "2"
+
+
 def test_a_newer_candidate_supersedes_the_awaiting_one(awaiting: Retrainer):
     r = awaiting
     r.land(5)

@@ -12,7 +12,7 @@ from retrain_assets.assets.validation import validated_data
 from retrain_assets.checks import gate_check_result, gate_specs
 from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, RETRAIN_POOL, TAG_REASON, TAG_TRIGGER, TRAINING
 from retrain_assets.core import registry as reg
-from retrain_assets.core import serving, storage
+from retrain_assets.core import approval, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.monitoring import model_input
 from retrain_assets.core.performance import score_metric
@@ -55,6 +55,19 @@ def run_trigger(context: dg.AssetExecutionContext) -> tuple[str, str, str]:
 def refusal(message: str, **metadata: Any) -> dg.Failure:
     """A failure that a retry would not fix (bad data, wrong state): the message says what to do."""
     return dg.Failure(description=message, metadata=metadata, allow_retries=False)
+
+
+def _awaiting_approval(cfg, warehouse: Warehouse) -> str | None:
+    """The challenger version awaiting a person's approval (promotion.require_approval), if any."""
+    if not cfg.promotion.require_approval:
+        return None
+    challenger = reg.alias_version(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS)
+    if challenger is None:
+        return None
+    with warehouse.get_connection() as conn:
+        ledger = storage.read_ledger(conn, cfg.registered_model_name)
+    waiting = {r.to_version for r in approval.open_requests(ledger)}
+    return challenger if challenger in waiting else None
 
 
 @dg.asset(
@@ -177,8 +190,7 @@ def candidate_model(
         input_example=example,
         tags=lineage,
     )
-    reg.move_alias(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS, version)
-    context.log.info(f"registered {version_uri} with alias {reg.CHALLENGER_ALIAS}")
+    context.log.info(f"registered {version_uri}")
 
     # Judge ---------------------------------------------------------------------------------
     sample = serving.latency_sample(model_input(holdout_labelled, target), 1000)
@@ -208,6 +220,14 @@ def candidate_model(
         context.log.warning(f"v{version} failed gate(s) {', '.join(failed)}; production_model will not run")
     else:
         context.log.info(f"v{version} passed every gate")
+    # The alias moves once judged: a candidate that failed must not displace one awaiting a person's approval.
+    awaiting = _awaiting_approval(cfg, warehouse) if failed else None
+    if awaiting is not None:
+        context.log.warning(f"alias {reg.CHALLENGER_ALIAS} stays on v{awaiting}, which awaits approval; "
+                            f"v{version} failed its gates and is not put up")
+    else:
+        reg.move_alias(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS, version)
+        context.log.info(f"v{version} now holds alias {reg.CHALLENGER_ALIAS}")
     # The MLflow run is this training run: close it here, whichever job (or the UI) launched the step.
     mlflow.end_run()
 
@@ -216,7 +236,7 @@ def candidate_model(
         "version": version,
         "model_uri": version_uri,
         "registered_model": cfg.registered_model_name,
-        "alias": reg.CHALLENGER_ALIAS,
+        "alias": reg.CHALLENGER_ALIAS if awaiting is None else f"none ({reg.CHALLENGER_ALIAS} stays on v{awaiting}, awaiting approval)",
         "gates_passed": not failed,
         "failed_gates": dg.MetadataValue.json(failed),
         "gates": dg.MetadataValue.md(markdown_table(gate_rows)),
