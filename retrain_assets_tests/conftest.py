@@ -109,6 +109,23 @@ def no_leftover_defs_state_storage():
         yield
 
 
+def definitions_for(config_path: Path) -> dg.Definitions:
+    """The Definitions for a config, their repository resolved now with no defs-state storage.
+
+    Dagster resolves a Definitions' repository lazily, reading the "current" defs-state storage
+    from a context variable; an instance entered earlier in the same test (a sensor context, a
+    run) can leave that pointing at a collected instance, and the first resolve then fails with
+    "Attempted to resolve undefined DagsterInstance weakref" (seen in CI in test_training after a
+    reconfigure). Resolved here, the repository is cached and never reads it again.
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    defs = build_definitions(config_path)
+    with set_defs_state_storage(None):
+        defs.get_repository_def()
+    return defs
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(root=tmp_path, config_path=write_config(tmp_path))
@@ -116,7 +133,7 @@ def workspace(tmp_path: Path) -> Workspace:
 
 @pytest.fixture
 def defs(workspace: Workspace) -> dg.Definitions:
-    return build_definitions(workspace.config_path)
+    return definitions_for(workspace.config_path)
 
 
 @pytest.fixture
@@ -234,7 +251,7 @@ class Retrainer:
         root.mkdir(parents=True, exist_ok=True)
         self.ws = Workspace(root=root, config_path=write_config(root, **overrides))
         self.instance = instance
-        self.defs = build_definitions(self.ws.config_path)
+        self.defs = definitions_for(self.ws.config_path)
 
     def reconfigure(self, **overrides) -> None:
         """Change config keys (dotted) and rebuild the Definitions, keeping the state."""
@@ -246,7 +263,7 @@ class Retrainer:
                 node = node.setdefault(key, {})
             node[leaf] = value
         self.ws.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.defs = build_definitions(self.ws.config_path)
+        self.defs = definitions_for(self.ws.config_path)
 
     @property
     def settings(self):
