@@ -1,34 +1,71 @@
-# retrain-assets: `make demo` and `make test` are all a user needs (Python 3.11 and git).
+# retrain-assets: `make demo` and `make test` are all a user needs (Python 3.11 and git; the Debian
+# packages the tests need are installed when missing, saying so).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+# The demo's own folder: config copy, landed files, state and its Dagster home. `make demo` never
+# reads $DAGSTER_HOME and never touches anything outside this folder.
+DEMO_DIR  ?= $(CURDIR)/data
+DEMO_ARGS ?=
+# `make ui` shows the demo (its config and Dagster home). With your own config it needs your own
+# Dagster home, never the demo's (which `make demo` resets):
+#   make ui RETRAIN_CONFIG=/path/to/your.yaml DAGSTER_HOME=/path/to/your/dagster_home
+DEMO_HOME := $(abspath $(DEMO_DIR))/dagster_home
+ifneq ($(strip $(RETRAIN_CONFIG)),)
+UI_CONFIG := $(abspath $(RETRAIN_CONFIG))
+UI_HOME   := $(if $(strip $(DAGSTER_HOME)),$(abspath $(DAGSTER_HOME)),)
+else
+UI_CONFIG := $(abspath $(DEMO_DIR))/demo_config.yaml
+UI_HOME   := $(if $(filter command line,$(origin DAGSTER_HOME)),$(abspath $(DAGSTER_HOME)),$(DEMO_HOME))
+endif
 
-.PHONY: install demo test ui lock clean
+.PHONY: install demo test test-fast ui lock clean
 
 install: $(STAMP)
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, found {sys.version.split()[0]} at {sys.executable}"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	@PYTHON=$(PYTHON) scripts/system-packages.sh venv
+	@start=$$(date +%s); \
+	 echo "make: creating $(VENV) with $(PYTHON)"; \
+	 $(PYTHON) -m venv $(VENV) && \
+	 echo "make: installing the pinned dependencies into $(VENV) (about a minute; log: $(VENV)/install.log)" && \
+	 { $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -c constraints.txt -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+	 || { echo "make: pip failed; the end of $(VENV)/install.log:" >&2; tail -40 $(VENV)/install.log >&2; exit 1; }; \
+	 touch $(STAMP); \
+	 echo "make: install done in $$(( $$(date +%s) - start )) s"
 
 demo: install
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	RETRAIN_CONFIG= $(BIN)/python -m retrain_assets.demo
+	@$(BIN)/python -m retrain_assets.demo --dir "$(DEMO_DIR)" $(DEMO_ARGS)
 
+# The suite runs on a Dagster home of its own (a temp folder, removed after): an exported
+# DAGSTER_HOME or RETRAIN_CONFIG is neither read nor written.
 test: install
-	$(BIN)/dagster definitions validate -w workspace.yaml
-	$(BIN)/python -m pytest -n 2 --durations=25
+	@scripts/system-packages.sh test
+	@home="$$(mktemp -d -t retrain-test-home.XXXXXX)"; trap 'rm -rf "$$home"' EXIT; \
+	 cp deploy/local/dagster.yaml "$$home/dagster.yaml"; \
+	 echo "make: checking the definitions load (dagster definitions validate)"; \
+	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= $(BIN)/dagster definitions validate -w workspace.yaml && \
+	 echo "make: running the whole suite on two workers" && \
+	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= $(BIN)/python -m pytest -n 2 --durations=25
+
+# Your own loop: the core and in-process tests, without the CLI, daemon, services and browser tests.
+test-fast: install
+	@home="$$(mktemp -d -t retrain-test-home.XXXXXX)"; trap 'rm -rf "$$home"' EXIT; \
+	 cp deploy/local/dagster.yaml "$$home/dagster.yaml"; \
+	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= $(BIN)/python -m pytest -n 2 -m "not cli" -q
 
 ui: install
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	@if [ -z "$(UI_HOME)" ] || { [ -n "$(strip $(RETRAIN_CONFIG))" ] && [ "$(UI_HOME)" = "$(DEMO_HOME)" ]; }; then \
+	   echo "make: RETRAIN_CONFIG is set: give your deployment a Dagster home of its own, e.g." >&2; \
+	   echo "  make ui RETRAIN_CONFIG=$(RETRAIN_CONFIG) DAGSTER_HOME=$$HOME/retrain_dagster_home" >&2; \
+	   echo "($(DEMO_HOME) is the demo's: \`make demo\` starts it afresh)" >&2; exit 2; fi
+	@mkdir -p "$(UI_HOME)"
+	@test -f "$(UI_HOME)/dagster.yaml" || cp deploy/local/dagster.yaml "$(UI_HOME)/dagster.yaml"
+	@echo "make: Dagster home $(UI_HOME); config $(UI_CONFIG)"
+	DAGSTER_HOME="$(UI_HOME)" RETRAIN_CONFIG="$(UI_CONFIG)" $(BIN)/dagster dev -w workspace.yaml
 
 # Re-resolve the pinned environment (after changing setup.py) and record it in constraints.txt.
 lock:
@@ -37,5 +74,10 @@ lock:
 	/tmp/retrain-lock/bin/python -m pip install --quiet -e '.[dev]'
 	/tmp/retrain-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
+# Removes the venv and the demo's folders that `make demo` made (they hold its marker file);
+# anything else under $(DEMO_DIR), such as kept/ (files the demo moved aside), stays.
 clean:
-	rm -rf $(VENV) data/landing data/state data/dagster_home *.egg-info
+	rm -rf $(VENV) *.egg-info
+	@for d in landing state dagster_home; do \
+	   if [ -f "$(DEMO_DIR)/$$d/.created-by-make-demo" ]; then echo "rm -rf $(DEMO_DIR)/$$d"; rm -rf "$(DEMO_DIR)/$$d"; fi; \
+	 done; rm -f "$(DEMO_DIR)/.demo-landed.json"

@@ -164,7 +164,7 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "On new drift_report materializations: requests the first retrain once two labelled batches exist, then a "
+            "On new drift_report materializations: requests the first retrain as soon as the labelled rows allow one, then a "
             "retrain when drift is actionable (concept drift at once; data/prediction drift confirmed in "
             "automation.confirm_k of confirm_n batches) and the policy allows it."
         ),
@@ -185,16 +185,8 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             if trigger == "performance_decline":  # the performance sensor owns metric declines
                 trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
             if registry.champion_version() is None:
-                labelled = [b for b, has_labels in storage.labelled_batches(conn).items() if has_labels]
-                if len(labelled) >= 2:
-                    trigger, reason = "bootstrap", (
-                        f"no champion yet and {len(labelled)} labelled batches to learn from and judge on"
-                    )
-                else:
-                    trigger, reason = None, (
-                        f"no champion yet: {len(labelled)} labelled batch(es); the first retrain needs 2 "
-                        "(one to learn from, the newest as the holdout)"
-                    )
+                plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn))
+                trigger, reason = ("bootstrap" if plan.ready else None), plan.reason
             decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason, state=state)
         context.update_cursor(cursor)
         if not decision.retrain:

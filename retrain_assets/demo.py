@@ -1,24 +1,36 @@
 """`make demo`: write demo batches, run the platform on them, and print what happened to each.
 
-The batches go through the real code path: the landing sensor is evaluated against the Dagster
-instance in ``$DAGSTER_HOME`` (default ``data/dagster_home``), its partitions are added and each run
-it requests is executed with the same tags (run key and sensor name) a daemon-launched run would
-carry, so ``make ui`` afterwards shows these runs and the running sensor does not repeat them.
+The batches go through the real code path: the landing sensor is evaluated against the demo's own
+Dagster instance (``<dir>/dagster_home``; an exported ``DAGSTER_HOME`` is never read or written),
+its partitions are added and each run it requests is executed with the same tags (run key and
+sensor name) a daemon-launched run would carry, so ``make ui`` afterwards shows these runs and the
+running sensor does not repeat them. Everything lives under ``--dir`` (default ``data/``); a new run
+removes only what the demo made there (see :mod:`retrain_assets.demo_folder`).
 
-Usage: ``python -m retrain_assets.demo [--rows N] [--seed S] [--keep]``
+Usage: ``python -m retrain_assets.demo [--dir DIR] [--rows N] [--seed S] [--keep]``
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
+import textwrap
 import time
+import warnings
 from pathlib import Path
+
+# Before MLflow is imported anywhere: no download progress bars in the story.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import dagster as dg
 import duckdb
+
+# Library notices (dagster-mlflow's beta hook, ...) are for developers, not the demo's story.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from retrain_assets.constants import (
     DEMO_CONFIG_PATH,
@@ -32,11 +44,14 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import landing, storage, synthetic
 from retrain_assets.definitions import build_definitions
+from retrain_assets.demo_folder import DemoFolder
 from retrain_assets.resources import resources_for
 from retrain_assets.settings import load_settings
 
-DEFAULT_DAGSTER_HOME = REPO_ROOT / "data" / "dagster_home"
+DEFAULT_DEMO_DIR = DEMO_CONFIG_PATH.parent
 INSTANCE_YAML = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
+WIDTH = 110
+"""Lines of the story are wrapped (never cut) at this width."""
 
 
 def write_bad_input_examples(landing_dir: Path, *, n_rows: int, seed: int) -> list[Path]:
@@ -50,14 +65,36 @@ def write_bad_input_examples(landing_dir: Path, *, n_rows: int, seed: int) -> li
     return [notes, empty, renamed_path]
 
 
-def prepare_instance_home() -> Path:
-    """The Dagster home the demo (and `make ui`) use, with the project's instance settings."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
+def prepare_instance_home(folder: DemoFolder) -> Path:
+    """The demo's own Dagster home (which `make ui` shows), with the project's instance settings.
+    Set for this process only: whatever ``DAGSTER_HOME`` said is not read."""
+    home = folder.home
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def demo_config(folder: DemoFolder) -> Path:
+    """The demo config in the demo folder: the shipped one in ``data/``, else a copy written once
+    (an existing file there is used as it is, so a tweaked copy is honoured and never overwritten)."""
+    path = folder.root / DEMO_CONFIG_PATH.name
+    if not path.exists():
+        shutil.copy(DEMO_CONFIG_PATH, path)
+    return path
+
+
+def wrap(text: str, indent: str = "") -> str:
+    """A line of the story, wrapped at :data:`WIDTH` with a hanging indent; never cut."""
+    return textwrap.fill(text, width=WIDTH, initial_indent=indent, subsequent_indent=indent + "      ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def without_batch_prefix(summary: str, batch_id: str) -> str:
+    """A report sentence without its leading ``batch <id>: `` (the story already names the batch)."""
+    prefix = f"batch {batch_id}: "
+    return summary[len(prefix):] if summary.startswith(prefix) else summary
 
 
 def run_landing_once(
@@ -90,26 +127,29 @@ def run_landing_once(
     return outcomes, result.cursor if result.cursor is not None else cursor
 
 
-def land(paths: list[Path], landing_dir: Path) -> None:
-    """Move demo files into the landing folder, marked as settled (they are complete)."""
+def land(paths: list[Path], landing_dir: Path, folder: DemoFolder) -> None:
+    """Move demo files into the landing folder, marked as settled (they are complete), and record
+    them as the demo's own (so the next run may remove them)."""
     landing_dir.mkdir(parents=True, exist_ok=True)
     past = time.time() - 60
     for path in paths:
         target = landing_dir / path.name
+        folder.record_landed(path)
         shutil.move(str(path), target)
         os.utime(target, (past, past))
 
 
 AUTOMATION_SENSORS = (DRIFT_SENSOR, PERFORMANCE_SENSOR)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+ROUTINE_SKIPS = ("no new drift report", "no new production metrics")
 
 
-def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]) -> list[str]:
+def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None],
+                   settings) -> list[str]:
     """Tick the retrain sensors once, as the daemon would, and execute the runs they request (retrain
     or rollback) with the daemon's tags. Returns one line per sensor decision."""
     from retrain_assets.core import registry
 
-    settings = load_settings(DEMO_CONFIG_PATH)
     lines = []
     for name in AUTOMATION_SENSORS:
         sensor = defs.resolve_sensor_def(name)
@@ -119,7 +159,7 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
         result = sensor.evaluate_tick(context)
         cursors[name] = result.cursor
         if not result.run_requests:
-            if result.skip_message and result.skip_message not in ("no new drift report", "no new production metrics"):
+            if result.skip_message and result.skip_message not in ROUTINE_SKIPS:
                 lines.append(f"{name}: no run — {result.skip_message}")
             continue
         for request in result.run_requests:
@@ -140,9 +180,12 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
     return lines
 
 
-def batch_line(batch_id: str) -> str:
-    """What happened to a batch: validation and the drift verdict, in one line."""
-    settings = load_settings(DEMO_CONFIG_PATH)
+def _missing(value) -> bool:
+    return value is None or value != value
+
+
+def batch_line(batch_id: str, settings) -> str:
+    """What happened to a batch: rows, validation and the drift verdict, in one sentence."""
     with duckdb.connect(str(settings.duckdb_path)) as conn:
         statuses = storage.batch_statuses(conn).set_index("batch_id")
         drift = storage.read_drift_reports(conn).set_index("batch_id")
@@ -150,32 +193,37 @@ def batch_line(batch_id: str) -> str:
         refused = [r for r in landing.list_rejections(settings.rejected_dir) if r["batch_id"] == batch_id]
         return f"REFUSED: {refused[-1]['reason']}" if refused else "not ingested"
     row = statuses.loc[batch_id]
-    if row["passed"] is None or row["passed"] != row["passed"] or not row["passed"]:
-        return f"HELD BACK: {row['summary']}"
+    rows = int(row["rows"])
+    if _missing(row["passed"]) or not row["passed"]:
+        quarantined = "" if _missing(row["quarantined_rows"]) else f"{int(row['quarantined_rows'])} of "
+        why = str(row["summary"]).removeprefix(f"batch {batch_id} held back: ")
+        return f"HELD BACK ({quarantined}{rows} rows quarantined): {why}"
+    quarantined = int(row["quarantined_rows"]) if not _missing(row["quarantined_rows"]) else 0
+    counts = f"{rows} rows" + (f", {quarantined} quarantined" if quarantined else "")
     verdict = drift.loc[batch_id, "summary"] if batch_id in drift.index else "no drift report"
-    return f"validated; {verdict.split(': ', 1)[-1][:150]}"
+    return f"validated ({counts}); {without_batch_prefix(str(verdict), batch_id)}"
 
 
-def report(settings_path: Path) -> str:
+def report(settings) -> str:
     """A plain-text table of every batch and refused file."""
-    settings = load_settings(settings_path)
     lines = [f"{'batch':<12} {'outcome':<12} {'rows':>6} {'valid':>6} {'quar.':>6}  reason"]
     with duckdb.connect(str(settings.duckdb_path)) as conn:
         statuses = storage.batch_statuses(conn)
         drift = storage.read_drift_reports(conn).set_index("batch_id")
     for row in statuses.itertuples(index=False):
-        if row.passed is None or row.passed != row.passed:
+        if _missing(row.passed):
             outcome, detail = "ingested", "not validated"
         elif row.passed:
             outcome = "validated" if not row.quarantined_rows else "validated*"
             detail = row.summary
         else:
             outcome, detail = "HELD BACK", row.summary
-        valid = "" if row.valid_rows != row.valid_rows else int(row.valid_rows)
-        quarantined = "" if row.quarantined_rows != row.quarantined_rows else int(row.quarantined_rows)
+        valid = "" if _missing(row.valid_rows) else int(row.valid_rows)
+        quarantined = "" if _missing(row.quarantined_rows) else int(row.quarantined_rows)
         lines.append(f"{row.batch_id:<12} {outcome:<12} {row.rows:>6} {valid:>6} {quarantined:>6}  {detail}")
         if row.batch_id in drift.index:
-            lines.append(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  {drift.loc[row.batch_id, 'summary']}")
+            verdict = without_batch_prefix(str(drift.loc[row.batch_id, "summary"]), row.batch_id)
+            lines.append(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  {verdict}")
     for rejection in landing.list_rejections(settings.rejected_dir):
         if rejection["stage"] == "validated_data":
             continue  # already listed above as held back
@@ -193,46 +241,57 @@ def report(settings_path: Path) -> str:
     return "\n".join(lines)
 
 
+def quiet_libraries() -> None:
+    """Keep library log lines and warnings out of the story: the story says what the sensors decided
+    and the runs' own logs stay in the Dagster instance (the sensors' console loggers, which Dagster
+    makes afresh for every tick, would otherwise repeat each decision with a timestamp)."""
+    logging.disable(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR,
+                        help="the demo's folder: config, landing/, state/, dagster_home/ (default: data/)")
     parser.add_argument("--rows", type=int, default=2000, help="rows per demo batch")
     parser.add_argument("--seed", type=int, default=7, help="base seed of the demo data")
     parser.add_argument("--keep", action="store_true", help="keep earlier demo state instead of starting afresh")
     args = parser.parse_args(argv)
+    quiet_libraries()
 
-    config_path = DEMO_CONFIG_PATH
-    settings = load_settings(config_path)
-    home = prepare_instance_home()
+    folder = DemoFolder(args.dir)
     if not args.keep:
-        for folder in (settings.dataset.landing_dir, settings.storage.root):
-            shutil.rmtree(folder, ignore_errors=True)
-        for item in home.iterdir():
-            if item.name != "dagster.yaml":
-                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        for note in folder.reset().notes():
+            print(note)
+    config_path = demo_config(folder)
+    settings = load_settings(config_path)
+    home = prepare_instance_home(folder)
     settings.dataset.landing_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
     staging = settings.storage.root / "demo_staging"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
     paths = synthetic.write_demo_batches(staging, n_rows=args.rows, seed=args.seed)
     paths += write_bad_input_examples(staging, n_rows=args.rows, seed=args.seed)
     scenarios = {batch_id: scenario for batch_id, scenario, _ in synthetic.DEMO_PLAN}
     scenarios.update({"notes": "wrong extension", "batch_0012": "empty file", "batch_0013": "column 'age' renamed"})
-    print(f"landing {len(paths)} demo files one at a time in {settings.dataset.landing_dir}; after each, the landing,")
-    print("drift and performance sensors tick once, as the daemon would, and the runs they request are executed:\n")
+    print(f"Demo folder {folder.root} (its own Dagster home: {home}).")
+    print(wrap(f"Landing {len(paths)} demo files one at a time in {settings.dataset.landing_dir}; after each, the "
+               "landing, drift and performance sensors tick once, as the daemon would, and the runs they "
+               "request are executed:"))
+    print()
 
     defs = build_definitions(config_path)
     cursors: dict[str, str | None] = {}
     with dg.DagsterInstance.get() as instance:
         for path in paths:
-            land([path], settings.dataset.landing_dir)
+            land([path], settings.dataset.landing_dir, folder)
             outcomes, cursors[LANDING_SENSOR] = run_landing_once(defs, instance, cursors.get(LANDING_SENSOR))
-            print(f"{path.name}  [{scenarios.get(path.stem, '')}]  {batch_line(path.stem)}")
-            for line in run_automation(defs, instance, cursors):
-                print(f"    {line}")
-    shutil.rmtree(staging, ignore_errors=True)
-    print(f"\ndone in {time.perf_counter() - started:.1f} s (Dagster home: {home})\n")
-    print(report(config_path))
+            print(wrap(f"{path.name}  [{scenarios.get(path.stem, '')}]  {batch_line(path.stem, settings)}"))
+            for line in run_automation(defs, instance, cursors, settings):
+                print(wrap(line, indent="    "))
+    staging.rmdir()  # every file in it was landed
+    print(f"\ndone in {time.perf_counter() - started:.1f} s\n")
+    print(report(settings))
     print("\nNext: `make ui` opens the Dagster UI on these runs (sensors running).")
     return 0
 

@@ -205,7 +205,7 @@ class TrainingSettings(_Section):
     )
     newest_holdout_share: float = Field(
         default=0.5, gt=0, lt=1,
-        description="Share of the newest labelled batch held out (its newest rows by time) when the candidate learns from it.",
+        description="Share of the newest labelled batch held out (its newest rows by time) when the candidate learns from it (an adapt_on retrain, or a first champion from one batch).",
     )
     recency_half_life_batches: float | None = Field(
         default=3.0, gt=0,
@@ -228,6 +228,14 @@ class TrainingSettings(_Section):
         if trigger not in self.adapt_on:
             return {"holdout_share": None, "half_life": None}
         return {"holdout_share": self.newest_holdout_share, "half_life": self.recency_half_life_batches}
+
+    def first_champion_plan(self, labelled: list[tuple[str, int]]):
+        """How the first champion can be trained from these (batch id, labelled rows), or what is
+        missing (:func:`retrain_assets.core.policy.first_champion_plan` with these settings)."""
+        from retrain_assets.core.policy import first_champion_plan
+
+        return first_champion_plan(labelled, min_rows=self.min_rows, min_holdout_rows=self.min_holdout_rows,
+                                   holdout_share=self.newest_holdout_share)
 
     @model_validator(mode="after")
     def _n_for_window(self) -> TrainingSettings:

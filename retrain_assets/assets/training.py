@@ -97,10 +97,18 @@ def candidate_model(
     trigger, reason, launched_by = run_trigger(context)
     with warehouse.get_connection() as conn:
         labelled = storage.labelled_batches(conn)
+        adaptation = cfg.training.adaptation(trigger)
+        if registry.champion_version() is None:
+            # The first champion, as soon as the labelled data allows: the drift sensor's own rule.
+            plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn))
+            if not plan.ready and sum(labelled.values()) < 2:
+                raise refusal(f"cannot train: {plan.reason}. The champion is untouched.")
+            if plan.ready:
+                adaptation = {"holdout_share": plan.holdout_share, "half_life": None}
+                context.log.info(plan.reason)
         try:
             window = select_training_window(
-                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n,
-                **cfg.training.adaptation(trigger),
+                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n, **adaptation,
             )
         except ValueError as error:
             raise refusal(f"cannot train: {error}") from None

@@ -12,7 +12,9 @@ last retrain, should a retrain start now?* — and get the same answer from :fun
    wait for); at least
    ``min_new_labelled_rows`` labelled rows the last retrain did not have; and at most
    ``max_retrains_per_period`` retrains in the last ``period_days``. A person's request skips the
-   cooldown and the minimum of new rows (they know why) but not the concurrency limit or the budget.
+   cooldown and the minimum of new rows (they know why) but not the concurrency limit or the budget;
+   so does the first retrain (``bootstrap``: there is no champion to replace), which waits only
+   for enough rows to learn from and judge on (:func:`first_champion_plan`).
 
 Every decision carries the trigger and a one-sentence reason, used as the run's tags
 (``retrain/trigger``, ``retrain/reason``) and, when it says no, as the sensor's skip message.
@@ -32,7 +34,7 @@ instead of 8): the concept change was acted on one batch earlier."""
 
 TRIGGERS = ("bootstrap", "data_drift", "concept_drift", "performance_decline", "business_change", "schedule", "manual")
 """Values of the ``retrain/trigger`` tag. ``concept_drift`` is what waives the stability gate;
-``bootstrap`` is the first retrain, once two labelled batches exist (one to learn from, one to judge on)."""
+``bootstrap`` is the first retrain, as soon as the labelled data allows one (:func:`first_champion_plan`)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,11 @@ class BatchSignal:
         )
 
     @property
+    def sentence(self) -> str:
+        """The summary without its leading ``batch <id>: ``, for a reason that names the batch already."""
+        return self.summary.removeprefix(f"batch {self.batch_id}: ")
+
+    @property
     def actionable(self) -> bool:
         """Any drift worth a retrain on this batch."""
         return bool(self.data_drift or self.prediction_drift or self.concept_drift or self.below_floor)
@@ -157,6 +164,84 @@ class Decision:
     signal: bool = False
 
 
+@dataclass(frozen=True)
+class FirstChampionPlan:
+    """How the first champion can be trained, or what is still missing.
+
+    Attributes:
+        ready: The labelled data allows a first retrain now.
+        holdout_share: None: learn from every labelled batch but the newest and judge on the whole
+            newest one; a share: also learn from the oldest rows of the newest batch and judge on
+            its newest ``holdout_share`` (by event time, then landing order).
+        reason: One sentence: what it learns from and is judged on, or exactly what is missing.
+    """
+
+    ready: bool
+    holdout_share: float | None
+    reason: str
+
+
+def split_sizes(rows: int, holdout_share: float) -> tuple[int, int]:
+    """(rows learnt from, rows held out) when the newest ``holdout_share`` of a batch of ``rows`` is
+    held out; the same rounding as :func:`retrain_assets.core.holdout.split_newest`."""
+    held = min(rows, max(1, int(round(rows * holdout_share)))) if rows else 0
+    if rows >= 2:
+        held = min(held, rows - 1)
+    return rows - held, held
+
+
+def first_champion_plan(
+    labelled: Sequence[tuple[str, int]], *, min_rows: int, min_holdout_rows: int, holdout_share: float
+) -> FirstChampionPlan:
+    """When and on what the first champion is trained: as soon as the labelled data allows it.
+
+    With no champion there is nothing to replace, so none of the minimums for a *replacing* retrain
+    (new labelled rows, cooldown) apply; what matters is enough rows to learn from and enough newer
+    rows to judge on (``training.min_rows`` and ``training.min_holdout_rows``, the
+    ``data_sufficiency`` gate's own). Preferred: learn from every labelled batch but the newest and
+    judge on the whole newest batch (the candidate is judged on data newer than anything it learnt
+    from). Otherwise — one large first batch, say a history file — hold out the newest
+    ``holdout_share`` of the newest batch by time, the same split ``training.adapt_on`` uses.
+
+    Args:
+        labelled: (batch id, labelled valid rows) of each labelled batch, in arrival order.
+        min_rows: Fewest rows to learn from.
+        min_holdout_rows: Fewest rows to judge on.
+        holdout_share: Share of the newest batch held out when it is split.
+
+    Returns:
+        The plan.
+    """
+    batches = [(batch_id, int(rows)) for batch_id, rows in labelled if rows > 0]
+    need = f"at least {min_rows} rows to learn from and {min_holdout_rows} newer rows to judge on"
+    if not batches:
+        return FirstChampionPlan(False, None, f"no champion yet and no labelled rows; the first retrain needs {need}")
+    newest_id, newest_rows = batches[-1]
+    older = sum(rows for _, rows in batches[:-1])
+    older_ids = [batch_id for batch_id, _ in batches[:-1]]
+    if older_ids and older >= min_rows and newest_rows >= min_holdout_rows:
+        return FirstChampionPlan(True, None, (
+            f"no champion yet: learn from {', '.join(older_ids)} ({older} labelled rows) and judge on "
+            f"{newest_id} ({newest_rows} rows)"
+        ))
+    learn_part, held = split_sizes(newest_rows, holdout_share)
+    learn = older + learn_part
+    if learn >= min_rows and held >= min_holdout_rows:
+        learnt_from = ", ".join([*older_ids, f"the oldest {learn_part} rows of {newest_id}"])
+        return FirstChampionPlan(True, holdout_share, (
+            f"no champion yet: learn from {learnt_from} ({learn} labelled rows) and judge on the newest "
+            f"{held} rows of {newest_id} (by time; {holdout_share:.0%} of it)"
+        ))
+    total = older + newest_rows
+    whole = (f"; or, holding out the whole newest batch, {older} to learn from and {newest_rows} to judge on"
+             if older_ids else "")
+    return FirstChampionPlan(False, None, (
+        f"no champion yet: {total} labelled rows in {len(batches)} batch(es) ({', '.join(b for b, _ in batches)}); "
+        f"the first retrain needs {need}, and they give {learn} to learn from and {held} to judge on "
+        f"(the newest {holdout_share:.0%} of {newest_id} held out){whole}. Waiting for more labelled rows"
+    ))
+
+
 def drift_signal(signals: Sequence[BatchSignal], settings: PolicySettings) -> tuple[str | None, str]:
     """The trigger and reason the recent batches call for, or (None, why not).
 
@@ -172,16 +257,16 @@ def drift_signal(signals: Sequence[BatchSignal], settings: PolicySettings) -> tu
         return None, "no new batches since the last retrain"
     newest = signals[-1]
     if newest.concept_drift:
-        return "concept_drift", f"concept drift on batch {newest.batch_id}: {newest.summary}"
+        return "concept_drift", f"concept drift on batch {newest.batch_id}: {newest.sentence}"
     if newest.below_floor:
-        return "performance_decline", f"the champion is below the metric floor on batch {newest.batch_id}: {newest.summary}"
+        return "performance_decline", f"the champion is below the metric floor on batch {newest.batch_id}: {newest.sentence}"
     window = list(signals[-settings.confirm_n:])
     drifted = [s for s in window if s.data_drift or s.prediction_drift]
     if len(drifted) >= settings.confirm_k and (newest.data_drift or newest.prediction_drift):
         listed = ", ".join(s.batch_id for s in drifted)
         confirm = (f" ({len(drifted)} of the last {len(window)} batches: {listed})"
                    if settings.confirm_n > 1 else "")
-        return "data_drift", f"actionable drift on batch {newest.batch_id}{confirm}: {newest.summary}"
+        return "data_drift", f"actionable drift on batch {newest.batch_id}{confirm}: {newest.sentence}"
     if drifted:
         return None, (f"drift in {len(drifted)} of the last {len(window)} batches, "
                       f"{settings.confirm_k} needed to confirm")
@@ -229,6 +314,10 @@ def decide(
         ), signal=True)
     last = max(history, key=lambda r: r.started_at, default=None)
     manual = trigger in ("business_change", "manual")
+    if trigger == "bootstrap":
+        # No champion to replace: the minimums of a replacing retrain do not apply (first_champion_plan
+        # already required enough rows); one at a time and the budget still do.
+        return Decision(True, trigger, reason, signal=True)
     if last is not None and not manual and trigger != "schedule":
         waited = (now - last.started_at).total_seconds() / 60
         if waited < settings.cooldown_minutes:

@@ -344,6 +344,8 @@ def read_validated(conn: duckdb.DuckDBPyConnection, batch_ids: list[str] | None 
         return pd.DataFrame()
     if batch_ids is None:
         return conn.execute(f"SELECT * FROM validated ORDER BY {BATCH_COLUMN}, {ROW_COLUMN}").df()
+    if not batch_ids:
+        return conn.execute("SELECT * FROM validated LIMIT 0").df()
     return conn.execute(
         f"SELECT * FROM validated WHERE {BATCH_COLUMN} IN (SELECT unnest(?)) ORDER BY {BATCH_COLUMN}, {ROW_COLUMN}",
         [batch_ids],
@@ -428,6 +430,16 @@ def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     ensure_tables(conn)
     rows = conn.execute("SELECT batch_id, labelled FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()
     return {batch_id: bool(labelled) for batch_id, labelled in rows}
+
+
+def labelled_row_counts(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """(batch id, valid rows) of each labelled batch that passed validation, in arrival order
+    (a row without its label is quarantined, so every valid row of a labelled batch is labelled)."""
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT batch_id, valid_rows FROM batch_validation WHERE passed AND labelled ORDER BY batch_id"
+    ).fetchall()
+    return [(batch_id, int(valid_rows or 0)) for batch_id, valid_rows in rows]
 
 
 LEDGER_COLUMNS = (

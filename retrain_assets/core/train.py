@@ -293,6 +293,8 @@ class TrainingWindow:
         if self.holdout_share is None:
             return train_frame, newest_frame
         learn, judge = split_newest(newest_frame, self.holdout_share, time_column=time_column)
+        if train_frame.empty:  # a first champion from one batch: nothing older to learn from
+            return learn.reset_index(drop=True), judge
         return pd.concat([train_frame, learn], ignore_index=True), judge
 
 
@@ -323,7 +325,8 @@ def select_training_window(
     With ``holdout_share``, only the newest that share of the newest batch (by event time, then
     landing order) is held out, and the candidate also learns from the rest of it: after a concept
     change the newest batch is the only one labelled under the new rule, and a candidate that never
-    sees it cannot learn the change (see :func:`split_newest`).
+    sees it cannot learn the change (see :func:`split_newest`). One labelled batch is then enough
+    (a first champion from one large batch: ``core.policy.first_champion_plan``).
 
     Args:
         batch_ids: Batches in arrival order (oldest first).
@@ -359,7 +362,7 @@ def select_training_window(
         labelled_set = set(labelled)
         is_labelled = lambda b: b in labelled_set  # noqa: E731
     usable = [b for b in batch_ids if is_labelled(b)]
-    if len(usable) < MIN_LABELLED_BATCHES:
+    if not usable or (len(usable) < MIN_LABELLED_BATCHES and holdout_share is None):
         raise ValueError(
             f"training needs at least {MIN_LABELLED_BATCHES} labelled batches (at least one to train on, "
             f"the newest as the holdout); {len(usable)} of {len(batch_ids)} batches are labelled"

@@ -111,3 +111,75 @@ def test_the_schedule_is_a_safety_net():
     assert due and "no retrain in the last 7 days" in reason
     due, reason = schedule_due(NOW, [ago(days=9), ago(days=2)], PolicySettings())
     assert not due and reason.startswith("skipped: a data_drift retrain already started at 2026-11-22 12:00")
+
+
+# --------------------------------------------------------------------------
+# The first champion: as soon as the labelled data allows
+# --------------------------------------------------------------------------
+
+from retrain_assets.core.holdout import split_newest  # noqa: E402
+from retrain_assets.core.policy import first_champion_plan, split_sizes  # noqa: E402
+
+FIRST = {"min_rows": 200, "min_holdout_rows": 100, "holdout_share": 0.5}
+
+
+def test_one_large_labelled_batch_is_enough_for_the_first_champion_split_in_time():
+    plan = first_champion_plan([("history", 40_000)], **FIRST)
+    assert plan.ready and plan.holdout_share == 0.5
+    assert "the oldest 20000 rows of history" in plan.reason and "newest 20000 rows of history" in plan.reason
+
+
+def test_two_batches_hold_out_the_whole_newest_one_when_each_side_is_large_enough():
+    plan = first_champion_plan([("b1", 250), ("b2", 150)], **FIRST)
+    assert plan.ready and plan.holdout_share is None
+    assert "learn from b1 (250 labelled rows) and judge on b2 (150 rows)" in plan.reason
+
+
+def test_small_batches_split_the_newest_when_the_older_ones_alone_are_too_few():
+    # 150 older rows < 200: learn from b1 and the oldest 100 of b2, judge on b2's newest 100.
+    plan = first_champion_plan([("b1", 150), ("b2", 200)], **FIRST)
+    assert plan.ready and plan.holdout_share == 0.5
+    assert "b1, the oldest 100 rows of b2 (250 labelled rows)" in plan.reason
+
+
+@pytest.mark.parametrize("labelled, learn, held", [
+    ([("b1", 150)], 75, 75),
+    ([("b1", 120), ("b2", 60)], 150, 30),
+])
+def test_too_few_rows_say_exactly_what_is_missing(labelled, learn, held):
+    plan = first_champion_plan(labelled, **FIRST)
+    assert not plan.ready
+    assert "needs at least 200 rows to learn from and 100 newer rows to judge on" in plan.reason
+    assert f"they give {learn} to learn from and {held} to judge on" in plan.reason
+
+
+def test_no_labelled_rows_no_first_champion():
+    plan = first_champion_plan([("b1", 0)], **FIRST)
+    assert not plan.ready and "no labelled rows" in plan.reason
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 10, 101, 999])
+@pytest.mark.parametrize("share", [0.2, 0.5, 0.7])
+def test_split_sizes_match_the_split_the_candidate_makes(rows, share):
+    import pandas as pd
+
+    frame = pd.DataFrame({"_row": range(1, rows + 1)})
+    learn, held = split_newest(frame, share)
+    assert split_sizes(rows, share) == (len(learn), len(held))
+
+
+def test_the_first_retrain_skips_the_minimums_of_a_replacing_retrain_but_not_one_at_a_time_or_the_budget():
+    strict = PolicySettings(cooldown_minutes=60, cooldown_batches=3, min_new_labelled_rows=500)
+    assert _decide("bootstrap", new_batches=1, rows=150, settings=strict).retrain
+    assert _decide("bootstrap", history=[ago(minutes=5)], new_batches=0, rows=0, settings=strict).retrain
+    assert not _decide("bootstrap", rows=150, running=True, settings=strict).retrain
+    spent = [ago(hours=h) for h in range(1, 8)]
+    assert not _decide("bootstrap", history=spent, settings=strict).retrain
+    # The same numbers hold back a replacing retrain.
+    assert "500 needed" in _decide("data_drift", new_batches=3, rows=150, settings=strict).reason
+
+
+def test_a_reason_names_the_batch_once():
+    signal = BatchSignal("batch_0007", data_drift=True, summary="batch batch_0007: actionable drift — 4 of 7 features")
+    trigger, reason = drift_signal([signal], LOOSE)
+    assert trigger == "data_drift" and reason == "actionable drift on batch batch_0007: actionable drift — 4 of 7 features"
