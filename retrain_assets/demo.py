@@ -220,25 +220,32 @@ def report(settings) -> str:
             outcome, detail = "HELD BACK", row.summary
         valid = "" if _missing(row.valid_rows) else int(row.valid_rows)
         quarantined = "" if _missing(row.quarantined_rows) else int(row.quarantined_rows)
-        lines.append(f"{row.batch_id:<12} {outcome:<12} {row.rows:>6} {valid:>6} {quarantined:>6}  {detail}")
+        lines.append(_row(f"{row.batch_id:<12} {outcome:<12} {row.rows:>6} {valid:>6} {quarantined:>6}  ", detail))
         if row.batch_id in drift.index:
             verdict = without_batch_prefix(str(drift.loc[row.batch_id, "summary"]), row.batch_id)
-            lines.append(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  {verdict}")
+            lines.append(_row(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  ", verdict))
     for rejection in landing.list_rejections(settings.rejected_dir):
         if rejection["stage"] == "validated_data":
             continue  # already listed above as held back
-        lines.append(
-            f"{rejection['batch_id']:<12} {'REFUSED':<12} {'':>6} {'':>6} {'':>6}  "
-            f"{rejection['reason']} [{rejection['stage']}]"
-        )
+        lines.append(_row(f"{rejection['batch_id']:<12} {'REFUSED':<12} {'':>6} {'':>6} {'':>6}  ",
+                          f"{rejection['reason']} [{rejection['stage']}]"))
     lines.append("")
-    lines.append("validated* = passed with some rows quarantined; HELD BACK = the blocking check failed.")
-    lines.append(f"Refused and held-back files are kept under {settings.rejected_dir}")
-    lines.append(f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}")
-    lines.append(f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}")
-    lines.append(f"Models: MLflow registry {settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri` it); "
-                 "promotions in the DuckDB table promotion_ledger")
+    for line in (
+        "validated* = passed with some rows quarantined; HELD BACK = the blocking check failed.",
+        f"Refused and held-back files are kept under {settings.rejected_dir}",
+        f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}",
+        f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}",
+        f"Models: MLflow registry {settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri` it); "
+        "promotions in the DuckDB table promotion_ledger",
+    ):
+        lines.append(wrap(line))
     return "\n".join(lines)
+
+
+def _row(columns: str, text: str) -> str:
+    """A table row whose last column is wrapped beneath itself."""
+    return textwrap.fill(text, width=WIDTH, initial_indent=columns, subsequent_indent=" " * len(columns),
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def quiet_libraries() -> None:
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = DemoFolder(args.dir)
     if not args.keep:
         for note in folder.reset().notes():
-            print(note)
+            print(wrap(note))
     config_path = demo_config(folder)
     settings = load_settings(config_path)
     home = prepare_instance_home(folder)
@@ -274,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     paths += write_bad_input_examples(staging, n_rows=args.rows, seed=args.seed)
     scenarios = {batch_id: scenario for batch_id, scenario, _ in synthetic.DEMO_PLAN}
     scenarios.update({"notes": "wrong extension", "batch_0012": "empty file", "batch_0013": "column 'age' renamed"})
-    print(f"Demo folder {folder.root} (its own Dagster home: {home}).")
+    print(wrap(f"Demo folder {folder.root} (its own Dagster home: {home})."))
     print(wrap(f"Landing {len(paths)} demo files one at a time in {settings.dataset.landing_dir}; after each, the "
                "landing, drift and performance sensors tick once, as the daemon would, and the runs they "
                "request are executed:"))

@@ -346,6 +346,14 @@ class AutomationSettings(_Section):
     )
     max_retrains_per_period: int = Field(default=7, ge=1, description="Budget of retrains (any trigger) per period.")
     period_days: float = Field(default=7.0, gt=0, description="Period of the budget and of the safety-net schedule.")
+    first_champion: Literal["automatic", "by_hand"] = Field(
+        default="automatic",
+        description=(
+            "automatic: drift_retrain_sensor trains the first champion as soon as the labelled rows allow; by_hand: "
+            "a person starts the first retrain (request_retrain, or Materialize candidate_model), e.g. to review "
+            "the model settings on real data first."
+        ),
+    )
     schedule_cron: str = Field(
         default="0 3 * * 1", description="Safety-net retrain schedule (cron); skipped when a retrain already ran in the period."
     )

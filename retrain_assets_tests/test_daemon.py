@@ -5,7 +5,8 @@ daemon's sensors deciding what happens.
 The story, one batch per step (each step waits until the landing, drift and performance sensors
 have all looked at the batch, and until any retrain they started has finished):
 
-1. clean batch: ingested; no champion yet and one labelled batch, so no retrain;
+1. clean batch: ingested; no champion yet, and split in time it has too few rows to learn from
+   (``training.min_rows`` 1000 here), so no retrain, and the drift sensor says what is missing;
 2. clean batch: the ``bootstrap`` retrain promotes the first champion;
 3. clean batch: no retrain;
 4. covariate-drift batch: a ``data_drift`` retrain promotes;
@@ -77,6 +78,10 @@ def dagster_dev(tmp_path: Path):
         "automation.cooldown_batches": 1,
         # The safety-net schedule (default Mondays 03:00) must not fire during the test.
         "automation.schedule_cron": "0 3 1 1 *",
+        # One 1500-row batch split in time gives 750 rows to learn from: too few with 1000 needed, so
+        # the first champion waits for the second batch and the story below keeps its measured margins
+        # (a first champion from one large batch is proven in test_training and test_automation).
+        "training.min_rows": 1000,
     })
     # Its own process group, stopped with killpg at the end, which checks that none of it is left.
     with running_dagster_dev(tmp_path, config_path) as dev:
@@ -302,10 +307,12 @@ def test_the_daemon_retrains_on_drift_quarantines_corrupt_batches_and_gates_a_ba
     with dg.DagsterInstance.from_config(str(dagster_dev.home)) as instance:
         d = Daemon(dagster_dev, instance)
 
-        # 1. One labelled batch: too few to learn from and judge on.
+        # 1. One labelled batch: too few to learn from and judge on; the sensor says what is missing.
         step = d.step("batch_0001", clean_batch(1, ROWS))
         assert step.ingest.is_success, d.failure_text(step.ingest)
         d.assert_no_retrain(step, champion=None)
+        said = " ".join(step.decisions[DRIFT_SENSOR])
+        assert "needs at least 1000 rows to learn from" in said and "they give 750 to learn from" in said, said
 
         # 2. The second labelled batch bootstraps the first champion.
         step = d.step("batch_0002", clean_batch(2, ROWS))

@@ -385,8 +385,27 @@ def test_too_few_rows_are_blocked_by_data_sufficiency(tmp_path, instance):
     assert r.alias(reg.CHAMPION_ALIAS) is None
 
 
-def test_too_few_labelled_batches_is_a_clear_failure(tmp_path, instance):
-    r = Retrainer(tmp_path, instance)
-    r.land(1)
+def test_one_large_labelled_batch_gives_the_first_champion_judged_on_its_newest_rows(tmp_path, instance, monkeypatch):
+    """A history file of labelled rows needs no second batch: the first champion learns from its
+    oldest rows and is judged on its newest (training.newest_holdout_share, by event time)."""
+    monkeypatch.chdir(tmp_path)
+    r = Retrainer(tmp_path / "ws", instance)
+    r.land(1, rows=1200)
     result = r.retrain()
-    assert not result.success and "training needs at least 2 labelled batches" in failure_text(result)
+    assert result.success, failure_text(result)
+    assert r.alias(reg.CHAMPION_ALIAS) == "1"
+    tags = r.tags("1")
+    assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == [] and json.loads(tags[reg.TAG_HOLDOUT_BATCHES]) == ["batch_0001"]
+    assert float(tags[reg.TAG_HOLDOUT_SHARE]) == 0.5
+    sufficiency = gates(result)["data_sufficiency"]
+    assert sufficiency.passed and "600 training rows" in sufficiency.description, sufficiency.description
+
+
+def test_too_few_labelled_rows_for_a_first_champion_is_a_clear_failure_saying_what_is_missing(tmp_path, instance):
+    r = Retrainer(tmp_path, instance)
+    r.land(1, rows=250)
+    result = r.retrain()
+    text = failure_text(result)
+    assert not result.success and "needs at least 200 rows to learn from and 100 newer rows to judge on" in text, text
+    assert "they give 125 to learn from and 125 to judge on" in text
+    assert r.alias(reg.CHAMPION_ALIAS) is None

@@ -242,6 +242,21 @@ def first_champion_plan(
     ))
 
 
+def first_champion_signal(plan: FirstChampionPlan, *, automatic: bool = True) -> tuple[str | None, str]:
+    """The trigger for a first retrain (``bootstrap``), or (None, what is missing / who starts it).
+
+    Args:
+        plan: From :func:`first_champion_plan`.
+        automatic: ``automation.first_champion`` is ``automatic`` (else a person starts it).
+    """
+    if not plan.ready:
+        return None, plan.reason
+    if not automatic:
+        return None, (f"{plan.reason} — automation.first_champion is by_hand: start the first retrain yourself "
+                      "(job request_retrain, or Materialize candidate_model)")
+    return "bootstrap", plan.reason
+
+
 def drift_signal(signals: Sequence[BatchSignal], settings: PolicySettings) -> tuple[str | None, str]:
     """The trigger and reason the recent batches call for, or (None, why not).
 

@@ -183,3 +183,14 @@ def test_a_reason_names_the_batch_once():
     signal = BatchSignal("batch_0007", data_drift=True, summary="batch batch_0007: actionable drift — 4 of 7 features")
     trigger, reason = drift_signal([signal], LOOSE)
     assert trigger == "data_drift" and reason == "actionable drift on batch batch_0007: actionable drift — 4 of 7 features"
+
+
+def test_a_first_champion_by_hand_is_never_started_by_the_sensor_and_says_who_starts_it():
+    from retrain_assets.core.policy import first_champion_signal
+
+    ready = first_champion_plan([("b1", 600), ("b2", 600)], **FIRST)
+    assert first_champion_signal(ready) == ("bootstrap", ready.reason)
+    trigger, reason = first_champion_signal(ready, automatic=False)
+    assert trigger is None and "by_hand" in reason and "request_retrain" in reason
+    missing = first_champion_plan([("b1", 100)], **FIRST)
+    assert first_champion_signal(missing) == (None, missing.reason)
