@@ -69,10 +69,11 @@ ui: install
 
 # Re-resolve the pinned environment (after changing setup.py) and record it in constraints.txt.
 lock:
-	rm -rf /tmp/retrain-lock && $(PYTHON) -m venv /tmp/retrain-lock
-	/tmp/retrain-lock/bin/python -m pip install --quiet --upgrade pip
-	/tmp/retrain-lock/bin/python -m pip install --quiet -e '.[dev]'
-	/tmp/retrain-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	@venv="$$(mktemp -d -t retrain-lock.XXXXXX)"; trap 'rm -rf "$$venv"' EXIT; \
+	 $(PYTHON) -m venv "$$venv" && \
+	 "$$venv/bin/python" -m pip install --quiet --upgrade pip && \
+	 "$$venv/bin/python" -m pip install --quiet -e '.[dev]' && \
+	 "$$venv/bin/python" -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 # Removes the venv and the demo's folders that `make demo` made (they hold its marker file);
 # anything else under $(DEMO_DIR), such as kept/ (files the demo moved aside), stays.

@@ -235,6 +235,10 @@ def reject_file(
         fingerprint_hex = fingerprint(path)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     target = target_dir / f"{stamp}__{path.name}"
+    copy = 1
+    while target.exists() or Path(f"{target}.reason.json").exists():  # never overwrite an earlier refusal
+        copy += 1
+        target = target_dir / f"{stamp}-{copy}__{path.name}"
     shutil.move(str(path), str(target))
     record = {
         "batch_id": batch_id,

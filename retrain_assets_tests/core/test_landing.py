@@ -284,6 +284,18 @@ def test_rejections_keep_every_version_oldest_first(tmp_path):
     assert len(list((rejected / "b1").iterdir())) == 4  # two files, two reason files
 
 
+def test_two_refusals_at_the_same_instant_never_overwrite_each_other(tmp_path):
+    landing_dir, rejected = tmp_path / "landing", tmp_path / "rejected"
+    when = datetime(2024, 1, 2, tzinfo=timezone.utc)
+    first = reject_file(_put(landing_dir, "b1.csv", CSV_TEXT), rejected, reason="one", stage="raw_data", now=when)
+    second = reject_file(_put(landing_dir, "b1.csv", CSV_TEXT + "x\n"), rejected, reason="two", stage="raw_data",
+                         now=when)
+    assert first.moved_to != second.moved_to
+    assert first.moved_to.read_text(encoding="utf-8") == CSV_TEXT
+    assert second.moved_to.read_text(encoding="utf-8") == CSV_TEXT + "x\n"
+    assert sorted(r["reason"] for r in list_rejections(rejected)) == ["one", "two"]
+
+
 def test_reject_file_with_a_bad_id_goes_to_a_safe_folder(tmp_path):
     path = _put(tmp_path / "landing", "bad id!.csv", CSV_TEXT)
     rejection = reject_file(path, tmp_path / "rejected", reason="bad name", stage="landing_sensor")
