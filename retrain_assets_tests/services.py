@@ -209,7 +209,7 @@ def postgres_bin_dir() -> Path:
     found = [p.parent for p in POSTGRES_ROOT.glob("*/bin/initdb") if (p.parent / "postgres").exists()]
     if not found:
         pytest.fail(
-            f"PostgreSQL server binaries not found ({POSTGRES_ROOT}/*/bin/initdb): `.ci/run` installs the "
+            f"PostgreSQL server binaries not found ({POSTGRES_ROOT}/*/bin/initdb): `make test` installs the "
             "`postgresql` package on CI; on your machine run `sudo apt-get install postgresql`"
         )
     return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
@@ -224,7 +224,7 @@ def _server_user() -> tuple[list[str], int | None, int | None]:
         user = pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
         pytest.fail(f"running as root and there is no {POSTGRES_OS_USER!r} user to run PostgreSQL as: "
-                    "the `postgresql` package creates it (`.ci/run` installs it)")
+                    "the `postgresql` package creates it (`make test` installs it: scripts/system-packages.sh)")
     # setpriv execs the command (no PAM session, no extra process): the server is the group leader.
     prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
     return prefix, user.pw_uid, user.pw_gid
