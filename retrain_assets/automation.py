@@ -136,12 +136,23 @@ def retrain_request(decision: policy.Decision, key: str) -> dg.RunRequest:
     )
 
 
-def _new_materializations(instance: dg.DagsterInstance, key: str, cursor: str | None):
+def _new_materializations(instance: dg.DagsterInstance, key: str, cursor: str | None, *, first_tick_newest: bool = False):
+    """Materializations of ``key`` after the cursor (a storage id), oldest first. With no cursor yet and
+    ``first_tick_newest``, only the newest: a sensor that starts (a new deployment, the UI after
+    `make demo`) acts on the current state, not on every event of its history (docs/decisions.md)."""
+    if cursor is None and first_tick_newest:
+        return list(reversed(instance.fetch_materializations(dg.AssetKey(key), limit=1).records))
     after = int(cursor) if cursor else None
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=1000, ascending=True
     )
     return result.records
+
+
+def _own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> bool:
+    """Whether a run is of a job of this code location (the implicit asset job included)."""
+    repository = context.repository_def
+    return repository is None or repository.has_job(run.job_name)
 
 
 def _alert(cfg, context, title: str, details: str):
@@ -212,17 +223,32 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
             "below its holdout metric (or a River detector fires while it gets worse); alerts on both."
         ),
     )
-    def performance_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+    def performance_sensor(
+        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+    ):
         """Rolls back a worse new champion; requests a retrain on a metric decline; alerts."""
-        records = _new_materializations(context.instance, PRODUCTION_METRICS, context.cursor)
+        records = _new_materializations(context.instance, PRODUCTION_METRICS, context.cursor, first_tick_newest=True)
         if not records:
             return dg.SkipReason("no new production metrics")
         context.update_cursor(str(records[-1].storage_id))
         cfg = settings.load()
         batches = {r.partition_key for r in records if r.partition_key}
+        champion = registry.champion_version()
+        if champion is None:
+            return dg.SkipReason(f"no champion yet: nothing to judge on {', '.join(sorted(batches))}")
         with warehouse.get_connection() as conn:
             metrics = storage.read_production_metrics(conn)
-            fresh = metrics[metrics["batch_id"].isin(batches)]
+            measured = metrics[metrics["batch_id"].isin(batches)]
+            # A batch scored by an earlier champion says nothing about this one: acting on it would
+            # roll back or retrain the wrong model.
+            fresh = measured[measured["champion_version"] == champion]
+            if fresh.empty:
+                scored_by = sorted({str(v) for v in measured["champion_version"].dropna()})
+                return dg.SkipReason(
+                    f"{', '.join(sorted(batches))} scored by {', '.join('v' + v for v in scored_by) or 'no champion'}, "
+                    f"not by champion v{champion}: nothing to act on"
+                )
+            batches = set(fresh["batch_id"])
             rollback = fresh[fresh["rollback_recommended"]]
             if not rollback.empty:
                 row = rollback.iloc[-1]
@@ -272,35 +298,111 @@ def request_retrain_job():
     record_retrain_request()
 
 
-@dg.run_status_sensor(
-    name=BUSINESS_CHANGE_SENSOR,
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[request_retrain_job],
-    request_job=retrain_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns a successful request_retrain run into a retrain run tagged business_change with its reason.",
-)
-def business_change_sensor(context: dg.RunStatusSensorContext, settings: RetrainSettings, warehouse: Warehouse):
-    """Turns a request_retrain run into a retrain (budget and one-at-a-time still apply)."""
-    reason = context.dagster_run.run_config["ops"]["record_retrain_request"]["config"]["reason"].strip()
-    cfg = settings.load()
-    with warehouse.get_connection() as conn:
-        decision = decide_retrain(context.instance, conn, cfg, trigger="business_change", reason=reason)
-    if not decision.retrain:
-        _alert(cfg, context, "requested retrain not started", decision.reason)
-        return dg.SkipReason(decision.reason)
-    return retrain_request(decision, context.dagster_run.run_id)
+REQUEST_EVENTS_SCANNED = 200
+"""Run-success events read per page by business_change_sensor (all jobs: open-source event storage
+cannot filter them by job name)."""
+
+
+def _request_config_reason(run: dg.DagsterRun) -> str:
+    return run.run_config["ops"]["record_retrain_request"]["config"]["reason"].strip()
+
+
+def _newest_success_event_id(instance: dg.DagsterInstance) -> int:
+    newest = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_SUCCESS, limit=1).records
+    return newest[0].storage_id if newest else 0
+
+
+def _requests_since(instance: dg.DagsterInstance, after: int) -> tuple[list[dg.DagsterRun], int]:
+    """request_retrain runs that succeeded after run-success event ``after``, in the order they
+    finished, and the storage id of the last event read. Runs of every origin count: the CLI's
+    (`dagster job execute`, no code-location origin), the launchpad's and the GraphQL API's."""
+    found: list[dg.DagsterRun] = []
+    while True:
+        events = instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_SUCCESS, after_storage_id=after),
+            limit=REQUEST_EVENTS_SCANNED, ascending=True,
+        ).records
+        if not events:
+            return found, after
+        run_ids = [event.event_log_entry.run_id for event in events]
+        runs = {r.dagster_run.run_id: r.dagster_run for r in instance.get_run_records(dg.RunsFilter(run_ids=run_ids))}
+        found += [runs[i] for i in run_ids if i in runs and runs[i].job_name == REQUEST_RETRAIN_JOB]
+        after = events[-1].storage_id
+        if len(events) < REQUEST_EVENTS_SCANNED:
+            return found, after
+
+
+def _unanswered_request(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """The newest request_retrain run that finished after the newest retrain started (none
+    answers it yet); older requests were answered by that retrain or are history."""
+    retrains, _ = retrain_history(instance)
+    since = max((r.started_at.timestamp() for r in retrains), default=0.0)
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=REQUEST_RETRAIN_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=20
+    )
+    pending = [r for r in records if r.end_time and r.end_time > since]
+    newest = max(pending, key=lambda r: r.end_time, default=None)
+    return [newest.dagster_run] if newest else []
+
+
+def build_business_change_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that turns a person's request_retrain run into a retrain."""
+
+    @dg.sensor(
+        name=BUSINESS_CHANGE_SENSOR,
+        jobs=[retrain_job],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Turns each successful request_retrain run (launchpad, GraphQL or `dagster job execute`) into one retrain "
+            "run tagged business_change with its reason; alerts when the policy refuses it."
+        ),
+    )
+    def business_change_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+        """Turns each request_retrain run into one retrain (budget and one-at-a-time still apply)."""
+        if context.cursor is None:
+            # First tick: start from now; only a request no retrain has answered yet still counts.
+            cursor, requests = _newest_success_event_id(context.instance), _unanswered_request(context.instance)
+        else:
+            requests, cursor = _requests_since(context.instance, int(context.cursor))
+        if not requests:
+            return dg.SensorResult(cursor=str(cursor), skip_reason="no new retrain request")
+        cfg = settings.load()
+        run_requests, refused = [], []
+        with warehouse.get_connection() as conn:
+            history, running, signals = retrain_state(context.instance, conn)
+            for request in requests:
+                reason = _request_config_reason(request)
+                decision = decide_retrain(context.instance, conn, cfg, trigger="business_change", reason=reason,
+                                          state=(history, running, signals))
+                if not decision.retrain:
+                    refused.append(f"request {request.run_id[:8]}: {decision.reason}")
+                    _alert(cfg, context, "requested retrain not started", decision.reason)
+                    continue
+                context.log.info(f"retrain requested by run {request.run_id[:8]} (business change): {reason}")
+                run_requests.append(retrain_request(decision, request.run_id))
+                running = True  # the next request of this tick waits like one after a queued retrain
+        return dg.SensorResult(run_requests=run_requests, cursor=str(cursor),
+                               skip_reason=None if run_requests else "; ".join(refused))
+
+    return business_change_sensor
 
 
 @dg.run_failure_sensor(
     name=ALERT_SENSOR,
+    # Without it Dagster matches only runs launched from this code location: a run of
+    # `dagster job execute` has no code-location origin and would never be alerted.
+    monitor_all_code_locations=True,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run; names the gates of a blocked promotion.",
+    description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run of this project's jobs, "
+    "however launched (daemon, launchpad, CLI); names the gates of a blocked promotion.",
 )
 def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
     """Alerts on failed runs; a retrain blocked by its gates is reported as a blocked promotion."""
-    cfg = settings.load()
     run = context.dagster_run
+    if not _own_run(context, run):
+        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
+    cfg = settings.load()
     evaluations = context.instance.event_log_storage.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
@@ -335,9 +437,10 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     )
     def approval_alert_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
         """Alerts when a candidate awaits approval; records and alerts expired approval requests."""
+        first_tick = context.cursor is None
         state = json.loads(context.cursor) if context.cursor else {}
         awaited: dict[str, str] = state.get("awaiting", {})  # entry id -> when it was requested (ISO, UTC)
-        records = _new_materializations(context.instance, PRODUCTION_MODEL, state.get("after"))
+        records = _new_materializations(context.instance, PRODUCTION_MODEL, state.get("after"), first_tick_newest=first_tick)
         after = str(records[-1].storage_id) if records else state.get("after")
         requested = [
             r.asset_materialization.metadata["approval_entry_id"].value for r in records
@@ -347,7 +450,7 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         name, max_age = cfg.registered_model_name, cfg.promotion.approval_max_age_hours
         now = datetime.now(timezone.utc)
         due = [e for e, at in awaited.items() if (now - datetime.fromisoformat(at)).total_seconds() > max_age * 3600]
-        if not requested and not due:
+        if not requested and not due and not first_tick:
             context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
             return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
                                  else "no candidate awaits approval")
@@ -361,7 +464,8 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             if settled.status == "expired":
                 _alert(cfg, context, "approval expired", f"v{settled.to_version} was not approved in time and will not "
                        f"be promoted: {settled.note}")
-        for entry in dict.fromkeys(requested):
+        # First tick: the ledger is the current state; every request still open awaits a person.
+        for entry in dict.fromkeys(list(still_open) if first_tick else requested):
             request = still_open.get(entry)
             if request is None or entry in awaited:
                 continue

@@ -18,10 +18,10 @@ from retrain_assets.assets.production import production_metrics
 from retrain_assets.automation import (
     alert_on_run_failure,
     build_approval_sensor,
+    build_business_change_sensor,
     build_drift_sensor,
     build_performance_sensor,
     build_retrain_schedule,
-    business_change_sensor,
     request_retrain_job,
 )
 from retrain_assets.assets.serving import (
@@ -53,7 +53,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
             build_drift_sensor(interval),
             build_performance_sensor(interval),
             build_approval_sensor(interval),
-            business_change_sensor,
+            build_business_change_sensor(interval),
             alert_on_run_failure,
         ],
         executor=executor_for(settings.automation.executor, settings.automation.executor_config),

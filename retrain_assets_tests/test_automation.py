@@ -229,27 +229,56 @@ def test_a_new_champion_that_does_worse_is_rolled_back(champion: Retrainer, webh
     last = r.ledger().iloc[-1]
     assert last["action"] == "rollback" and "post-promotion watch on batch batch_0006" in last["reason"]
 
+    # A sensor that starts with no cursor (a new deployment, the UI after `make demo`) must not
+    # replay that rollback or its alert: batch_0006 was scored by v2, which no longer serves.
+    alerts = len(webhook.texts())
+    r.__dict__["cursors"].pop(PERFORMANCE_SENSOR)
+    fresh = evaluate(r, PERFORMANCE_SENSOR)
+    assert not run_requests(fresh) and "scored by v2, not by champion v1: nothing to act on" in fresh.skip_message
+    assert len(webhook.texts()) == alerts
 
-def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer):
+def request_retrain(r: Retrainer, reason: str):
+    """A person's request_retrain run, executed in-process: like `dagster job execute`, it has no
+    code-location origin (the daemon's run-status sensors never matched such a run)."""
+    config = {"ops": {"record_retrain_request": {"config": {"reason": reason}}}}
+    run = r.defs.resolve_job_def(REQUEST_RETRAIN_JOB).execute_in_process(instance=r.instance, run_config=config)
+    assert run.success and r.instance.get_run_by_id(run.run_id).remote_job_origin is None
+    return run
+
+
+def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer, webhook: Webhook):
     r = champion
-    job = r.defs.resolve_job_def(REQUEST_RETRAIN_JOB)
     with pytest.raises(dg.DagsterInvalidConfigError, match="reason"):
-        job.execute_in_process(instance=r.instance)
-    config = {"ops": {"record_retrain_request": {"config": {"reason": "new pricing from 2026-12-01"}}}}
-    run = job.execute_in_process(instance=r.instance, run_config=config)
-    assert run.success
-    sensor = r.defs.resolve_sensor_def(BUSINESS_CHANGE_SENSOR)
-    event = next(e for e in run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=BUSINESS_CHANGE_SENSOR, dagster_event=event, dagster_instance=r.instance,
-        dagster_run=r.instance.get_run_by_id(run.run_id),
-        resources=resources_for(r.defs, sensor),
-    )
-    request = sensor(context)
-    assert isinstance(request, dg.RunRequest) and request.job_name == RETRAIN_JOB
-    assert request.tags == {TAG_TRIGGER: "business_change", TAG_REASON: "new pricing from 2026-12-01"}
-    result = launch(r, request)
+        r.defs.resolve_job_def(REQUEST_RETRAIN_JOB).execute_in_process(instance=r.instance)
+    assert evaluate(r, BUSINESS_CHANGE_SENSOR).skip_message == "no new retrain request"
+    run = request_retrain(r, "new pricing from 2026-12-01")
+    requests = run_requests(evaluate(r, BUSINESS_CHANGE_SENSOR))
+    assert len(requests) == 1 and requests[0].job_name == RETRAIN_JOB
+    assert requests[0].run_key == f"business_change:{run.run_id}"  # the daemon launches it once
+    assert (requests[0].tags[TAG_TRIGGER], requests[0].tags[TAG_REASON]) == ("business_change", "new pricing from 2026-12-01")
+    assert evaluate(r, BUSINESS_CHANGE_SENSOR).skip_message == "no new retrain request"
+    result = launch(r, requests[0])
     assert r.tags(r.alias(reg.CHALLENGER_ALIAS))[reg.TAG_TRIGGER] == "business_change", failure_text(result)
+
+    # Two requests seen in one tick: one retrain; the other is refused (one at a time) and alerted.
+    first, _ = request_retrain(r, "new pricing, part one"), request_retrain(r, "new pricing, part two")
+    result = evaluate(r, BUSINESS_CHANGE_SENSOR)
+    assert [q.run_key for q in run_requests(result)] == [f"business_change:{first.run_id}"]
+    assert any("requested retrain not started" in t and "already queued or running" in t for t in webhook.texts())
+
+
+def test_a_new_business_change_sensor_answers_only_a_request_no_retrain_answered(champion: Retrainer):
+    """With no cursor (a new deployment), the sensor starts from now: a request made since the newest
+    retrain started still gets one; one made before it was answered by that retrain."""
+    r = champion
+    request_retrain(r, "answered by the retrain that follows")
+    assert r.retrain().success
+    assert not run_requests(evaluate(r, BUSINESS_CHANGE_SENSOR))
+    r.__dict__["cursors"].pop(BUSINESS_CHANGE_SENSOR)
+    older, newer = request_retrain(r, "waiting for the daemon"), request_retrain(r, "waiting too")
+    requests = run_requests(evaluate(r, BUSINESS_CHANGE_SENSOR))
+    assert [q.run_key for q in requests] == [f"business_change:{newer.run_id}"], older.run_id
+    assert evaluate(r, BUSINESS_CHANGE_SENSOR).skip_message == "no new retrain request"
 
 
 def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webhook: Webhook):
@@ -295,3 +324,27 @@ def test_the_first_retrain_starts_once_two_labelled_batches_exist(tmp_path, inst
     requests = run_requests(evaluate(r, DRIFT_SENSOR))
     assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "bootstrap"
     assert launch(r, requests[0]).success and r.alias(reg.CHAMPION_ALIAS) == "1"
+
+
+def test_the_performance_sensor_judges_no_champion_when_there_is_none(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    r.land(1, rows=1000)
+    first = evaluate(r, PERFORMANCE_SENSOR)
+    r.land(2, rows=1000)
+    second = evaluate(r, PERFORMANCE_SENSOR)
+    for result, batch in ((first, "batch_0001"), (second, "batch_0002")):
+        assert not run_requests(result) and result.skip_message == f"no champion yet: nothing to judge on {batch}"
+
+
+def test_a_new_performance_sensor_starts_from_the_newest_metrics_not_from_history(champion: Retrainer, webhook: Webhook):
+    """With no cursor the sensor acts on the current state, the newest production metrics: a decline
+    on an earlier batch (here under a floor raised for that batch only) is history, not replayed."""
+    r = champion
+    r.reconfigure(**{"gates.metric_floor": 0.95})
+    r.land(4, rows=1000)
+    r.reconfigure(**{"gates.metric_floor": 0.6})
+    r.land(5, rows=1000)
+    r.__dict__["cursors"].pop(PERFORMANCE_SENSOR)
+    result = evaluate(r, PERFORMANCE_SENSOR)
+    assert not run_requests(result) and result.skip_message == "the champion holds up on batch_0005"
+    assert not any("champion degrading" in t for t in webhook.texts())
