@@ -129,11 +129,6 @@ def candidate_model(
             training_batches=dg.MetadataValue.json(window.train_batches),
         )
     X_train, y_train = training_xy(train_frame, target, task)
-    if task == "classification" and y_train.nunique() > 2:
-        raise refusal(
-            f"target {target!r} has {y_train.nunique()} classes; the promotion gates judge binary classifiers "
-            "(ROC AUC, accuracy, F1 on the positive class) only. The champion is untouched."
-        )
 
     trained = train(
         train_frame, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed,

@@ -54,8 +54,9 @@ class HoldoutScores:
     """Both models on the same holdout rows.
 
     Attributes:
-        y_true: 0/1 with the candidate's positive class as 1 (binary classification) or values.
-        candidate_scores: Positive-class probabilities or predictions.
+        y_true: 0/1 with the candidate's positive class as 1 (binary), class indices (multiclass,
+            see :meth:`Champion.label_codes`) or values.
+        candidate_scores: Positive-class probabilities, a probability matrix (multiclass) or predictions.
         candidate_pred: Class labels or predictions.
         champion_scores: The champion's, or None without a champion.
         champion_pred: The champion's labels/predictions, or None.
@@ -87,7 +88,7 @@ def holdout_scores(
     """Score the candidate and the champion on the labelled holdout rows.
 
     Args:
-        task: classification (binary) or regression.
+        task: classification (binary or multiclass) or regression.
         target: The label column.
         candidate: The trained candidate (wrapped as a :class:`Champion` for its scoring).
         champion: The production model, or None.
@@ -98,7 +99,7 @@ def holdout_scores(
 
     Raises:
         IncomparableModels: When the champion's classes differ from the candidate's.
-        ValueError: For more than two classes (the gates judge binary classifiers) or no rows.
+        ValueError: When the holdout has no labelled rows.
     """
     rows = holdout[holdout[target].notna()].reset_index(drop=True)
     if rows.empty:
@@ -110,9 +111,9 @@ def holdout_scores(
         cand_pred = np.asarray(candidate.model.predict(X))
     positive = None
     if task == "classification":
-        classes = list(getattr(candidate.model, "classes_", []))
-        positive = classes[1]
-        y_true = (y.to_numpy(dtype=object) == positive).astype(int)
+        classes = candidate.classes
+        positive = classes[1] if len(classes) == 2 else None  # multiclass: scores are a matrix, labels indices
+        y_true = candidate.label_codes(y)
     else:
         y_true = y.to_numpy(dtype=float)
     champ_scores = champ_pred = None

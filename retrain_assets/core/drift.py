@@ -575,6 +575,42 @@ def compare_numeric(reference: np.ndarray, current: np.ndarray, settings: DriftS
     return row
 
 
+def prediction_drift(
+    reference: np.ndarray, current: np.ndarray, settings: DriftSettings | None = None, classes: Sequence | None = None
+) -> dict:
+    """Whether a model's scores moved between reference and current rows.
+
+    Binary classifier or regressor (1-D scores): :func:`compare_numeric` on the scores. Multiclass
+    (a probability matrix): the predicted-class distribution (:func:`compare_categorical`) and the
+    largest probability (the model's confidence, :func:`compare_numeric`), each at ``alpha / 2``
+    (Bonferroni over the two tests); drifted when either is.
+
+    Args:
+        reference: The model's scores on the reference rows.
+        current: Its scores on the current rows.
+        settings: Thresholds; defaults to ``DriftSettings()``.
+        classes: Names of the probability columns (multiclass), for the predicted-class table.
+
+    Returns:
+        A dict with ``drifted`` and ``reason`` (plus the per-test rows for a multiclass model).
+    """
+    settings = settings or DriftSettings()
+    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    if ref.ndim == 1:
+        return compare_numeric(ref, cur, settings)
+    names = np.asarray(list(classes) if classes is not None else range(ref.shape[1]), dtype=object)
+    half = replace(settings, alpha=settings.alpha / 2)
+    predicted = compare_categorical(pd.Series(names[ref.argmax(axis=1)]), pd.Series(names[cur.argmax(axis=1)]), half)
+    confidence = compare_numeric(ref.max(axis=1), cur.max(axis=1), half)
+    return {
+        "drifted": bool(predicted["drifted"] or confidence["drifted"]),
+        "reason": f"predicted classes: {predicted['reason']}; largest probability: {confidence['reason']}",
+        "test": "chi-square on the predicted class and KS on the largest probability, each at alpha/2",
+        "predicted_class": predicted,
+        "confidence": confidence,
+    }
+
+
 def _row_total(values_sorted: np.ndarray, missing: int, infinite: int) -> int:
     """All values of one side: finite + missing + infinite."""
     return len(values_sorted) + missing + infinite

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from retrain_assets.core.drift import DriftResult, DriftSettings, compare_numeric, detect_drift
+from retrain_assets.core.drift import DriftResult, DriftSettings, detect_drift, prediction_drift
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.performance import (
     ConceptDriftResult,
+    absent_classes,
     concept_drift,
     error_stream,
     estimate_performance,
@@ -55,11 +56,17 @@ def model_input(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     return frame.drop(columns=[c for c in (*INTERNAL_COLUMNS, target) if c in frame.columns])
 
 
-def binary_labels(champion: Champion, labels: pd.Series) -> np.ndarray:
-    """Labels as 0/1 with the champion's positive class (its ``classes_[1]``) as 1."""
-    classes = getattr(champion.model, "classes_", None)
-    positive = classes[1] if classes is not None and len(classes) == 2 else 1
-    return (labels.to_numpy() == positive).astype(int)
+def missing_classes_note(champion: Champion, codes: np.ndarray, metric: str) -> str | None:
+    """What a multiclass champion's metric cannot say on labels lacking some of its classes, or None."""
+    classes = champion.classes
+    if len(classes) <= 2:
+        return None
+    absent = absent_classes(codes, classes)
+    if not absent:
+        return None
+    what = (f"one-vs-rest {metric} is undefined (NaN) without rows of every class" if metric == "roc_auc"
+            else f"{metric} is computed over the classes present")
+    return f"class(es) {', '.join(map(repr, absent))} have no labelled row in this batch: {what}"
 
 
 @dataclass
@@ -236,22 +243,25 @@ def monitor_batch(
     scored_reference = holdout if holdout is not None and not holdout.empty else reference
     ref_scores = champion.scores(model_input(scored_reference, target))
     cur_scores = champion.scores(model_input(order, target))
-    result.prediction = compare_numeric(ref_scores, cur_scores, settings)
+    result.prediction = prediction_drift(ref_scores, cur_scores, settings, classes=champion.classes)
     task = cfg.dataset.task
     metric = cfg.metric
     if labelled:
         rows = order[target].notna().to_numpy()
-        y = binary_labels(champion, order[target][rows]) if task == "classification" else order[target][rows].to_numpy(float)
+        y = champion.label_codes(order[target][rows]) if task == "classification" else order[target][rows].to_numpy(float)
         warmup = holdout_pair = None
         holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
         if holdout is not None and not holdout.empty and target in holdout.columns:
             h = holdout[holdout[target].notna()]
             h_scores = champion.scores(model_input(h, target))
-            h_y = binary_labels(champion, h[target]) if task == "classification" else h[target].to_numpy(float)
+            h_y = champion.label_codes(h[target]) if task == "classification" else h[target].to_numpy(float)
             warmup = error_stream(task, h_y, h_scores)
             holdout_pair = (h_y, h_scores)
             if holdout_metric is None:
                 holdout_metric = score_metric(metric, h_y, h_scores)
+        absent = missing_classes_note(champion, y, metric)
+        if absent:
+            result.notes.append(absent)
         if holdout_metric is None:
             result.notes.append("the champion has no holdout metric recorded: concept drift not judged")
         else:

@@ -8,6 +8,11 @@ label-free estimate for batches that arrive without labels. Pure Python (no Dags
   boundary is visible.
 * :func:`estimate_performance` — CBPE-style confidence-based estimate of accuracy and ROC AUC for
   unlabelled batches (valid when the classifier's probabilities are calibrated).
+
+Scores: a binary classifier's are its positive-class probabilities (1-D, labels 0/1); a multiclass
+classifier's are its probability matrix (rows × classes, labels the class's column index, -1 for a
+class the model does not know); a regressor's are its predictions. ``roc_auc`` of a multiclass
+model is one-vs-rest, macro-averaged over the model's classes, and ``f1`` is macro-averaged.
 """
 
 from __future__ import annotations
@@ -45,26 +50,77 @@ def rank_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def predicted_class(scores: np.ndarray) -> np.ndarray:
+    """The predicted class of every row: 1 where the positive-class probability is at least 0.5
+    (binary, 1-D scores), else the column of the largest probability (multiclass, a matrix)."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 2:
+        return np.argmax(scores, axis=1)
+    return (scores >= 0.5).astype(int)
+
+
+def score_values(scores: np.ndarray) -> np.ndarray:
+    """One number per row for score distributions: the positive-class probability (binary), the
+    largest class probability (multiclass: the model's confidence) or the prediction (regression)."""
+    scores = np.asarray(scores, dtype=float)
+    return scores.max(axis=1) if scores.ndim == 2 else scores
+
+
+def ovr_macro_auc(codes: np.ndarray, proba: np.ndarray) -> float:
+    """One-vs-rest ROC AUC averaged over the columns of ``proba`` (the model's classes).
+
+    Equal to ``roc_auc_score(codes, proba, multi_class="ovr", average="macro", labels=range(k))``:
+    NaN when a class has no rows (its one-vs-rest AUC is undefined; :func:`absent_classes` says
+    which), rather than an average over fewer classes than the model knows.
+    """
+    codes = np.asarray(codes)
+    proba = np.asarray(proba, dtype=float)
+    return float(np.mean([rank_auc((codes == c).astype(int), proba[:, c]) for c in range(proba.shape[1])]))
+
+
+def absent_classes(codes: np.ndarray, classes: Sequence) -> list:
+    """The classes (of a multiclass model's ``classes``) with no row among the labels ``codes``."""
+    present = set(np.asarray(codes).tolist())
+    return [c for i, c in enumerate(classes) if i not in present]
+
+
+def macro_f1(codes: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """F1 averaged over the classes seen in the labels or the predictions (a class absent from both
+    has no F1 and is left out, as sklearn's ``zero_division=np.nan`` does)."""
+    codes, predicted = np.asarray(codes), np.asarray(predicted)
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (codes == c))
+        wrong = np.sum((predicted == c) != (codes == c))  # false positives + false negatives
+        if 2 * tp + wrong:
+            f1s.append(2 * tp / (2 * tp + wrong))
+    return float(np.mean(f1s)) if f1s else float("nan")
+
+
 def score_metric(metric: str, y_true: np.ndarray, scores: np.ndarray) -> float:
     """One metric value.
 
     Args:
-        metric: roc_auc, accuracy, f1 (binary classification; ``scores`` are positive-class
-            probabilities) or rmse, mae (regression; ``scores`` are predictions).
-        y_true: True labels (0/1) or values.
+        metric: roc_auc, accuracy, f1 (classification; ``scores`` are positive-class probabilities
+            or a multiclass probability matrix, see the module docstring) or rmse, mae (regression;
+            ``scores`` are predictions).
+        y_true: True labels (0/1 or class indices) or values.
         scores: Probabilities or predictions.
 
     Returns:
-        The metric; NaN when undefined (e.g. ROC AUC on a single class).
+        The metric; NaN when undefined (e.g. ROC AUC on a single class, or with a class absent).
     """
     y_true = np.asarray(y_true)
     scores = np.asarray(scores, dtype=float)
+    multiclass = scores.ndim == 2
     if metric == "roc_auc":
-        return rank_auc(y_true, scores)
+        return ovr_macro_auc(y_true, scores) if multiclass else rank_auc(y_true, scores)
     if metric == "accuracy":
-        return float(np.mean((scores >= 0.5).astype(int) == y_true))
+        return float(np.mean(predicted_class(scores) == y_true))
     if metric == "f1":
-        return float(skm.f1_score(y_true, (scores >= 0.5).astype(int), zero_division=0.0))
+        if multiclass:
+            return macro_f1(y_true, predicted_class(scores), scores.shape[1])
+        return float(skm.f1_score(y_true, predicted_class(scores), zero_division=0.0))
     if metric == "rmse":
         return float(np.sqrt(np.mean((y_true.astype(float) - scores) ** 2)))
     if metric == "mae":
@@ -138,11 +194,11 @@ def bootstrap_draws(metric: str, y_true: Sequence, scores: Sequence, *, n_boot: 
 
 
 def error_stream(task: Task, y_true: Sequence, scores: Sequence) -> np.ndarray:
-    """Per-row error: 0/1 misclassification (threshold 0.5) or absolute error (regression)."""
+    """Per-row error: 0/1 misclassification (:func:`predicted_class`) or absolute error (regression)."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=float)
     if task == "classification":
-        return ((s >= 0.5).astype(int) != y).astype(float)
+        return (predicted_class(s) != y).astype(float)
     return np.abs(y.astype(float) - s)
 
 
@@ -337,20 +393,29 @@ def expected_roc_auc(proba: np.ndarray) -> float:
 
 
 def estimate_performance(metric: str, proba: Sequence) -> dict:
-    """Label-free estimate of a binary classifier's metric on a batch (CBPE-style).
+    """Label-free estimate of a classifier's metric on a batch (CBPE-style).
+
+    Binary: expected ROC AUC (:func:`expected_roc_auc`) and expected accuracy (mean probability of
+    the predicted class). Multiclass: expected accuracy is the mean largest probability; expected
+    one-vs-rest ROC AUC is :func:`expected_roc_auc` of each class's column (each row belongs to the
+    class with its probability), macro-averaged — what :func:`ovr_macro_auc` measures with labels.
 
     Args:
         metric: roc_auc or accuracy (others are not estimated).
-        proba: Positive-class probabilities of the champion on the batch.
+        proba: Positive-class probabilities (binary) or the probability matrix (multiclass).
 
     Returns:
         ``{"metric", "estimate", "method", "n"}``; the estimate assumes calibrated probabilities.
     """
     p = np.asarray(proba, dtype=float)
     if metric == "roc_auc":
-        estimate = expected_roc_auc(p)
+        if p.ndim == 2:
+            estimate = float(np.mean([expected_roc_auc(p[:, c]) for c in range(p.shape[1])]))
+        else:
+            estimate = expected_roc_auc(p)
     elif metric == "accuracy":
-        estimate = float(np.mean(np.maximum(p, 1 - p))) if len(p) else float("nan")
+        confidence = p.max(axis=1) if p.ndim == 2 else np.maximum(p, 1 - p)
+        estimate = float(np.mean(confidence)) if len(p) else float("nan")
     else:
         raise ValueError(f"no label-free estimate for {metric!r}; estimates exist for roc_auc and accuracy")
     return {"metric": metric, "estimate": estimate, "method": "CBPE (confidence-based; assumes calibrated probabilities)",

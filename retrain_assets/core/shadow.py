@@ -23,8 +23,14 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.core import gates
-from retrain_assets.core.monitoring import binary_labels, model_input
-from retrain_assets.core.performance import HIGHER_IS_BETTER, estimate_performance, score_metric
+from retrain_assets.core.monitoring import model_input
+from retrain_assets.core.performance import (
+    HIGHER_IS_BETTER,
+    estimate_performance,
+    predicted_class,
+    score_metric,
+    score_values,
+)
 from retrain_assets.core.registry import Champion
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -34,7 +40,7 @@ Z95 = 1.959963984540054
 
 
 def _classes(model: Champion) -> list:
-    return [v.item() if hasattr(v, "item") else v for v in getattr(model.model, "classes_", [])]
+    return model.classes
 
 
 @dataclass
@@ -141,8 +147,8 @@ def paired_draws(
     n = len(y_true)
     first, second = np.empty(n_boot), np.empty(n_boot)
     if metric == "roc_auc":
-        champion_auc = gates._WeightedAuc(y_true, champion_scores)  # the paired bootstrap's own, shared
-        challenger_auc = gates._WeightedAuc(y_true, challenger_scores)
+        champion_auc = gates._weighted_auc(y_true, champion_scores)  # the paired bootstrap's own, shared
+        challenger_auc = gates._weighted_auc(y_true, challenger_scores)
         for i in range(n_boot):
             weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
             first[i], second[i] = champion_auc(weights), challenger_auc(weights)
@@ -196,12 +202,15 @@ def shadow_score(
     X = model_input(batch, target)
     champ_scores, chall_scores = champion.scores(X), challenger.scores(X)
     out = ShadowScores(batch_id, champion.version, challenger.version, labelled, metric, len(batch))
-    out.champion_quantiles = [float(q) for q in np.quantile(champ_scores, QUANTILES)]
-    out.challenger_quantiles = [float(q) for q in np.quantile(chall_scores, QUANTILES)]
-    out.champion_mean_score, out.challenger_mean_score = float(np.mean(champ_scores)), float(np.mean(chall_scores))
+    champ_values, chall_values = score_values(champ_scores), score_values(chall_scores)
+    out.champion_quantiles = [float(q) for q in np.quantile(champ_values, QUANTILES)]
+    out.challenger_quantiles = [float(q) for q in np.quantile(chall_values, QUANTILES)]
+    out.champion_mean_score, out.challenger_mean_score = float(np.mean(champ_values)), float(np.mean(chall_values))
     if task == "classification":
-        champ_pred, chall_pred = (champ_scores >= 0.5).astype(int), (chall_scores >= 0.5).astype(int)
-        out.champion_positive_rate, out.challenger_positive_rate = float(champ_pred.mean()), float(chall_pred.mean())
+        champ_pred, chall_pred = predicted_class(champ_scores), predicted_class(chall_scores)
+        if champ_scores.ndim == 1:  # a multiclass model has no positive class
+            out.champion_positive_rate = float(champ_pred.mean())
+            out.challenger_positive_rate = float(chall_pred.mean())
     else:
         champ_pred, chall_pred = champ_scores, chall_scores
     flipped, _, _ = gates.flip_rate(chall_pred, champ_pred, task=task)
@@ -211,7 +220,7 @@ def shadow_score(
     if labelled:
         has_label = batch[target].notna().to_numpy()
         rows = batch[has_label]
-        y = binary_labels(champion, rows[target]) if task == "classification" else rows[target].to_numpy(float)
+        y = champion.label_codes(rows[target]) if task == "classification" else rows[target].to_numpy(float)
         a, b = champ_scores[has_label], chall_scores[has_label]
         champ_draws, chall_draws = paired_draws(metric, y, a, b, n_boot=cfg.gates.bootstrap_resamples, seed=seed)
         out.champion_metric, out.challenger_metric = score_metric(metric, y, a), score_metric(metric, y, b)
@@ -235,7 +244,9 @@ def shadow_score(
             out.challenger_estimated_metric = float(estimate_performance(est, chall_scores)["estimate"])
             parts.append(f"estimated {est} challenger v{challenger.version} {out.challenger_estimated_metric:.3f} vs "
                          f"champion v{champion.version} {out.champion_estimated_metric:.3f} (confidence-based)")
-            parts.append(f"predicted positive rate {out.challenger_positive_rate:.1%} vs {out.champion_positive_rate:.1%}")
+            if out.champion_positive_rate is not None:
+                parts.append(f"predicted positive rate {out.challenger_positive_rate:.1%} vs "
+                             f"{out.champion_positive_rate:.1%}")
         parts.append(f"mean score {out.challenger_mean_score:.3f} vs {out.champion_mean_score:.3f}; "
                      f"predictions agree on {out.agreement:.1%} of {out.rows} rows")
         out.summary = "; ".join(parts)

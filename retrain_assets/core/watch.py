@@ -12,7 +12,7 @@ import pandas as pd
 
 from retrain_assets.core import gates
 from retrain_assets.core.holdout import holdout_rows
-from retrain_assets.core.monitoring import binary_labels, model_input
+from retrain_assets.core.monitoring import missing_classes_note, model_input
 from retrain_assets.core.performance import (
     concept_drift,
     error_stream,
@@ -57,7 +57,7 @@ class ProductionMetrics:
 
 
 def _labels(model: Champion, frame: pd.DataFrame, target: str, task: str):
-    return binary_labels(model, frame[target]) if task == "classification" else frame[target].to_numpy(float)
+    return model.label_codes(frame[target]) if task == "classification" else frame[target].to_numpy(float)
 
 
 def measure_batch(
@@ -153,5 +153,8 @@ def measure_batch(
             f"(95% CI from {out.watch_ci_low:+.3f})"
             + ("; significantly worse: roll back" if out.rollback_recommended else "; no significant loss")
         )
+    absent = missing_classes_note(champion, y, metric) if task == "classification" else None
+    if absent:
+        parts.append(absent)
     out.summary = f"batch {batch_id}: " + "; ".join(parts)
     return out
