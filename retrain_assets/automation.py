@@ -139,7 +139,7 @@ def retrain_request(decision: policy.Decision, key: str) -> dg.RunRequest:
 def _new_materializations(instance: dg.DagsterInstance, key: str, cursor: str | None, *, first_tick_newest: bool = False):
     """Materializations of ``key`` after the cursor (a storage id), oldest first. With no cursor yet and
     ``first_tick_newest``, only the newest: a sensor that starts (a new deployment, the UI after
-    `make demo`) acts on the current state, not on every event of its history (docs/decisions.md)."""
+    `make demo`) acts on the current state, not on every event of its history (README: Automation)."""
     if cursor is None and first_tick_newest:
         return list(reversed(instance.fetch_materializations(dg.AssetKey(key), limit=1).records))
     after = int(cursor) if cursor else None
@@ -196,8 +196,10 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             if trigger == "performance_decline":  # the performance sensor owns metric declines
                 trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
             if registry.champion_version() is None:
-                plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn))
-                trigger, reason = ("bootstrap" if plan.ready else None), plan.reason
+                trigger, reason = policy.first_champion_signal(
+                    cfg.training.first_champion_plan(storage.labelled_row_counts(conn)),
+                    automatic=cfg.automation.first_champion == "automatic",
+                )
             decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason, state=state)
         context.update_cursor(cursor)
         if not decision.retrain:

@@ -16,9 +16,9 @@ The story a person sees:
    opens from the metadata table as a picture — the PNG itself, inlined in the metadata as a
    Markdown image with a ``data:`` URI — and is the same picture as the file beside it.
 
-Nothing else may start a retrain meanwhile: the drift sensor would bootstrap a champion as soon as
-two labelled batches exist, so the config asks for more new labelled rows than will ever arrive
-(``automation.min_new_labelled_rows``); the test waits until the sensor has looked and held back.
+Nothing else may start a retrain meanwhile: the drift sensor would train a first champion as soon as
+the labelled rows allow, so the config leaves the first champion to a person
+(``automation.first_champion: by_hand``); the test waits until the sensor has looked and held back.
 
 A loaded machine (CI runs the suite on two xdist workers on two cores) makes the page slow, never
 different, so every wait is on the condition itself, with generous timeouts: the URL state the page
@@ -30,7 +30,7 @@ keys typed meanwhile, is marked as seen in the temp DAGSTER_HOME before the UI o
 
 Screenshots of each step go to ``$RETRAIN_TEST_ARTIFACTS`` if set, else ``test-artifacts/ui/`` in
 the repository (git-ignored); their paths are printed. No browser is downloaded: the test uses
-/usr/bin/chromium, which `.ci/run` installs.
+/usr/bin/chromium, which `make test` installs when missing (scripts/system-packages.sh).
 """
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 UNREACHABLE_FLOOR = 0.99
 """gates.metric_floor for this test: the candidate scores ~0.8 ROC AUC on the demo data."""
-NEVER_ENOUGH_ROWS = 1_000_000_000
-"""automation.min_new_labelled_rows for this test: the sensors never retrain by themselves."""
 ROWS = 600
 """Rows per batch: enough for every gate but metric_floor to pass (data_sufficiency needs 100 holdout rows)."""
 
@@ -138,7 +136,7 @@ def platform(tmp_path: Path):
     """`dagster dev` on a temp home where two labelled batches are already ingested."""
     config_path = write_config(tmp_path, **{
         "gates.metric_floor": UNREACHABLE_FLOOR,
-        "automation.min_new_labelled_rows": NEVER_ENOUGH_ROWS,
+        "automation.first_champion": "by_hand",  # the sensors never retrain by themselves
         "automation.sensor_interval_seconds": 5,
         # The safety-net schedule (default Mondays 03:00) must not fire during the test.
         "automation.schedule_cron": "0 3 1 1 *",
@@ -174,7 +172,7 @@ def page(tmp_path: Path):
     """A page in Debian's headless Chromium with a fresh profile; no browser is downloaded."""
     if not CHROMIUM.exists():
         pytest.fail(
-            f"Debian's Chromium is not installed at {CHROMIUM}: `.ci/run` installs it (apt-get install chromium); "
+            f"Debian's Chromium is not installed at {CHROMIUM}: `make test` installs it (scripts/system-packages.sh test); "
             "this test drives it and never downloads a browser"
         )
     from playwright.sync_api import sync_playwright
@@ -208,7 +206,7 @@ def drift_sensor_held_back(instance: dg.DagsterInstance) -> str | None:
         if state.instigator_name != DRIFT_SENSOR:
             continue
         for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id):
-            if tick.status == TickStatus.SKIPPED and "new labelled rows" in (tick.skip_reason or ""):
+            if tick.status == TickStatus.SKIPPED and "by_hand" in (tick.skip_reason or ""):
                 return tick.skip_reason
     return None
 
@@ -332,7 +330,7 @@ def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(pla
         # The drift sensor has looked at the two batches and held back (before anyone clicks).
         held_back = dev.wait_for(f"{DRIFT_SENSOR} to tick on the two batches", lambda: drift_sensor_held_back(instance),
                                  SENSOR_TIMEOUT)
-        assert "no champion yet" in held_back, held_back  # it would bootstrap one, but for the rows
+        assert "no champion yet" in held_back, held_back  # it would bootstrap one, but a person starts it
 
         try:
             # 1. The asset graph: every group expanded, all six assets shown.
