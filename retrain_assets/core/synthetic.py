@@ -49,12 +49,15 @@ __all__ = [
     "TIME_COLUMN",
     "TARGET",
     "REGRESSION_TARGET",
+    "MULTICLASS_TARGET",
+    "PLANS",
     "CONCEPTS",
     "CORRUPTION_KINDS",
     "DEMO_PLAN",
     "make_batch",
     "true_churn_probability",
     "expected_monthly_spend",
+    "true_plan_probabilities",
     "write_batch",
     "write_demo_batches",
 ]
@@ -73,8 +76,9 @@ SCENARIOS: tuple[str, ...] = (
 )
 """Names accepted by ``make_batch(scenario=...)``."""
 
-TASKS: tuple[str, ...] = ("classification", "regression")
-"""Names accepted by ``make_batch(task=...)``."""
+TASKS: tuple[str, ...] = ("classification", "regression", "multiclass")
+"""Names accepted by ``make_batch(task=...)``: ``multiclass`` is a classification with three classes
+(:data:`PLANS`), labelled as text or as integers (``make_batch(plan_labels=...)``)."""
 
 CONCEPTS: tuple[str, ...] = ("base", "shifted")
 """Labelling rules accepted by :func:`true_churn_probability`."""
@@ -83,6 +87,11 @@ ID_COLUMN = "customer_id"
 TIME_COLUMN = "event_time"
 TARGET = "churned"
 REGRESSION_TARGET = "monthly_spend_next"
+MULTICLASS_TARGET = "plan_next"
+PLANS: tuple[str, ...] = ("bronze", "silver", "gold")
+"""Classes of the multiclass target, in the order of :func:`true_plan_probabilities`' columns; as
+integers they are 0, 1, 2 in this order."""
+PLAN_LABELS: tuple[str, ...] = ("text", "integer")
 
 FEATURES: dict[str, str] = {
     "tenure_months": "numeric",
@@ -167,6 +176,18 @@ _RULES: dict[str, dict[str, float]] = {
     },
 }
 _REG_NOISE_SD = 6.0
+
+# multinomial logit of the plan a customer takes next (bronze is the reference class: logit 0)
+_PLAN_RULES: dict[str, dict[str, dict[str, float]]] = {
+    "base": {
+        "silver": {"intercept": 0.3, "charges": 0.08, "tenure": 0.03, "calls": 0.0, "one_year": 1.2, "two_year": 0.6},
+        "gold": {"intercept": -0.8, "charges": 0.14, "tenure": 0.07, "calls": -0.5, "one_year": 0.9, "two_year": 2.4},
+    },
+    "shifted": {  # price now pushes customers down, support calls up
+        "silver": {"intercept": 0.3, "charges": -0.08, "tenure": 0.03, "calls": 0.45, "one_year": 1.2, "two_year": 0.6},
+        "gold": {"intercept": -0.8, "charges": -0.14, "tenure": 0.07, "calls": 0.7, "one_year": 0.9, "two_year": 2.4},
+    },
+}
 
 _DEMO_FORMATS = ("csv", "parquet")
 _WRITERS = (".csv", ".parquet")
@@ -301,6 +322,46 @@ def true_churn_probability(df: pd.DataFrame, concept: str = "base") -> np.ndarra
         return 1.0 / (1.0 + np.exp(-logit))
 
 
+def true_plan_probabilities(df: pd.DataFrame, concept: str = "base") -> np.ndarray:
+    """Return the true probability of each plan (:data:`PLANS` order) for every row.
+
+    The multiclass label of ``make_batch(task="multiclass")`` is drawn from these probabilities
+    (a multinomial logit: higher charges, longer tenure and longer contracts lead to better plans,
+    support calls away from gold). Under ``"shifted"`` charges push customers *down* and support
+    calls push them up.
+
+    Args:
+        df: Frame with ``tenure_months``, ``monthly_charges``, ``support_calls`` and ``contract``.
+        concept: ``"base"`` or ``"shifted"``.
+
+    Returns:
+        Array of shape ``(len(df), 3)``; rows sum to 1.
+
+    Raises:
+        ValueError: If ``concept`` is unknown, a required column is missing, or a numeric column is
+            not numeric.
+    """
+    concept = _check_choice("concept", concept, CONCEPTS)
+    _require_columns(df, ["tenure_months", "monthly_charges", "support_calls", "contract"], "true_plan_probabilities")
+    tenure = _numeric_column(df, "tenure_months")
+    charges = _numeric_column(df, "monthly_charges")
+    calls = _numeric_column(df, "support_calls")
+    contract = df["contract"].astype(object).to_numpy()
+    logits = [np.zeros(len(df))]
+    for plan in PLANS[1:]:
+        c = _PLAN_RULES[concept][plan]
+        logits.append(
+            c["intercept"] + c["charges"] * (charges - 65.0) + c["tenure"] * (tenure - 24.0)
+            + c["calls"] * (calls - 1.5) + c["one_year"] * (contract == "one_year")
+            + c["two_year"] * (contract == "two_year")
+        )
+    z = np.column_stack(logits)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
 def expected_monthly_spend(df: pd.DataFrame, concept: str = "base") -> np.ndarray:
     """Return the noise-free regression target (next month's spend).
 
@@ -429,7 +490,7 @@ def _corrupt(df: pd.DataFrame, rng: np.random.Generator, fraction: float, target
             df.iloc[row, df.columns.get_loc(col)] = unknown[col]
     r = rows_of("missing_target")
     if r.size:
-        df[target] = df[target].astype(float)
+        df[target] = df[target].astype(float if pd.api.types.is_numeric_dtype(df[target]) else object)
         df.iloc[r, df.columns.get_loc(target)] = np.nan
     r = rows_of("non_numeric_age")
     if r.size:
@@ -459,12 +520,14 @@ def make_batch(
     drift_strength: float = 1.0,
     label_noise: float = 0.2,
     corrupt_fraction: float = 0.12,
+    plan_labels: str = "text",
 ) -> pd.DataFrame:
     """Generate one seeded batch of synthetic customer-churn data.
 
     Columns, in order: ``customer_id``, ``event_time``, the features of
-    :data:`FEATURES`, then the target - ``churned`` (0/1) for classification or
-    ``monthly_spend_next`` (float) for regression - except for the
+    :data:`FEATURES`, then the target - ``churned`` (0/1) for classification,
+    ``monthly_spend_next`` (float) for regression or ``plan_next`` (one of
+    :data:`PLANS`, or 0/1/2 with ``plan_labels="integer"``) for multiclass - except for the
     ``unlabelled`` scenario, which has no target column.
 
     Customer ids are ``f"C{batch_index:04d}{i:06d}"``, so they are unique within
@@ -495,6 +558,7 @@ def make_batch(
             by other scenarios.
         label_noise: Share of rows whose target is altered in ``label_noise``.
         corrupt_fraction: Share of rows given a defect in ``corrupt``.
+        plan_labels: ``"text"`` or ``"integer"`` labels of the multiclass target.
 
     Returns:
         The generated frame.
@@ -507,6 +571,7 @@ def make_batch(
     seed = _check_int("seed", seed, low=0)
     scenario = _check_choice("scenario", scenario, SCENARIOS)
     task = _check_choice("task", task, TASKS)
+    plan_labels = _check_choice("plan_labels", plan_labels, PLAN_LABELS)
     batch_index = _check_int("batch_index", batch_index, low=0, high=_MAX_BATCH_INDEX)
     if isinstance(drift_strength, bool) or not isinstance(drift_strength, numbers.Real):
         raise TypeError(f"drift_strength must be a float, got {type(drift_strength).__name__}.")
@@ -539,10 +604,14 @@ def make_batch(
     concept = "shifted" if scenario == "concept_drift" else "base"
     u = label_rng.random(n_rows)
     noise = label_rng.normal(0.0, _REG_NOISE_SD, n_rows)
-    target = TARGET if task == "classification" else REGRESSION_TARGET
+    target = {"classification": TARGET, "regression": REGRESSION_TARGET, "multiclass": MULTICLASS_TARGET}[task]
+    plans = np.array(PLANS, dtype=object) if plan_labels == "text" else np.arange(len(PLANS), dtype=np.int64)
     if scenario != "unlabelled":
         if task == "classification":
             df[TARGET] = (u < true_churn_probability(df, concept)).astype(np.int64)
+        elif task == "multiclass":  # the same uniform draw, inverted through the cumulative probabilities
+            cumulative = np.cumsum(true_plan_probabilities(df, concept), axis=1)
+            df[MULTICLASS_TARGET] = plans[np.minimum((u[:, None] > cumulative).sum(axis=1), len(PLANS) - 1)]
         else:
             spend = expected_monthly_spend(df, concept) + noise
             df[REGRESSION_TARGET] = np.round(np.clip(spend, 0.0, None), 2)
@@ -554,6 +623,9 @@ def make_batch(
         col = df.columns.get_loc(target)
         if task == "classification":
             df.iloc[rows, col] = 1 - df.iloc[rows, col].to_numpy()
+        elif task == "multiclass":  # another plan, drawn uniformly from the other two
+            current = pd.Index(plans).get_indexer(df.iloc[rows, col].to_numpy())
+            df.iloc[rows, col] = plans[(current + scen_rng.integers(1, len(PLANS), k)) % len(PLANS)]
         else:
             df.iloc[rows, col] = scen_rng.permutation(df.iloc[rows, col].to_numpy())
         df.attrs["noisy_rows"] = [int(r) for r in rows]
