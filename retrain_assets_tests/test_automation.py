@@ -237,6 +237,7 @@ def test_a_new_champion_that_does_worse_is_rolled_back(champion: Retrainer, webh
     assert not run_requests(fresh) and "scored by v2, not by champion v1: nothing to act on" in fresh.skip_message
     assert len(webhook.texts()) == alerts
 
+
 def request_retrain(r: Retrainer, reason: str):
     """A person's request_retrain run, executed in-process: like `dagster job execute`, it has no
     code-location origin (the daemon's run-status sensors never matched such a run)."""
@@ -315,15 +316,29 @@ def test_the_safety_net_schedule_skips_when_a_retrain_ran_in_the_period(champion
     assert len(due.run_requests) == 1 and due.run_requests[0].tags[TAG_TRIGGER] == "schedule"
 
 
-def test_the_first_retrain_starts_once_two_labelled_batches_exist(tmp_path, instance):
-    r = Retrainer(tmp_path, instance, **LOOSE)
+def test_one_large_labelled_batch_starts_the_first_retrain_whatever_the_replacing_minimums(tmp_path, instance):
+    # 500 new labelled rows and 3 batches of cooldown are for a retrain that replaces a champion.
+    r = Retrainer(tmp_path, instance, **{**LOOSE, "automation.min_new_labelled_rows": 100_000,
+                                         "automation.cooldown_batches": 3})
     r.land(1, rows=1000)
-    waiting = evaluate(r, DRIFT_SENSOR)
-    assert not run_requests(waiting) and "no champion yet: 1 labelled batch(es)" in waiting.skip_message
-    r.land(2, rows=1000)
     requests = run_requests(evaluate(r, DRIFT_SENSOR))
     assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "bootstrap"
+    assert "judge on the newest 500 rows of batch_0001" in requests[0].tags[TAG_REASON]
     assert launch(r, requests[0]).success and r.alias(reg.CHAMPION_ALIAS) == "1"
+
+
+def test_small_batches_wait_for_the_first_retrain_saying_exactly_what_is_missing(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    r.land(1, rows=150)
+    waiting = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(waiting), waiting.skip_message
+    assert ("no champion yet: 150 labelled rows in 1 batch(es) (batch_0001); the first retrain needs at least 200 "
+            "rows to learn from and 100 newer rows to judge on, and they give 75 to learn from and 75 to judge on"
+            ) in waiting.skip_message
+    r.land(2, rows=250)
+    requests = run_requests(evaluate(r, DRIFT_SENSOR))
+    assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "bootstrap"
+    assert "learn from batch_0001, the oldest 125 rows of batch_0002 (275 labelled rows)" in requests[0].tags[TAG_REASON]
 
 
 def test_the_performance_sensor_judges_no_champion_when_there_is_none(tmp_path, instance):
