@@ -25,6 +25,8 @@ TASKS = {
                            {"task": "multiclass", "plan_labels": "integer"}),
     "regression": ({"dataset.target": synthetic.REGRESSION_TARGET, "dataset.task": "regression",
                     "schema.classes": None}, {"task": "regression"}),
+    "regression-mae": ({"dataset.target": synthetic.REGRESSION_TARGET, "dataset.task": "regression",
+                        "schema.classes": None, "model.metric": "mae"}, {"task": "regression"}),
 }
 LOOSE = {"automation.cooldown_minutes": 0, "automation.cooldown_batches": 1, "automation.min_new_labelled_rows": 0}
 
@@ -64,7 +66,7 @@ def test_a_task_runs_from_landing_to_a_drift_triggered_retrain_judged_by_the_gat
     assert set(gate_evaluations(instance, first[0].run_id)) == set(GATE_NAMES)
     champion = reg.load_champion(settings.mlflow_tracking_uri, settings.registered_model_name)
     metric = settings.metric
-    assert champion.metric == metric == ("rmse" if task == "regression" else "roc_auc")
+    assert champion.metric == metric == {"regression": "rmse", "regression-mae": "mae"}.get(task, "roc_auc")
     if task.startswith("multiclass"):
         expected = list(synthetic.PLANS) if task.endswith("text") else [0, 1, 2]
         assert sorted(champion.classes, key=str) == sorted(expected, key=str)
@@ -72,10 +74,23 @@ def test_a_task_runs_from_landing_to_a_drift_triggered_retrain_judged_by_the_gat
     else:
         assert champion.holdout_metric < 15  # rmse of a target with noise sd 6
 
-    # A drifted batch -> drift report -> a retrain the gates judge against the champion.
-    ws.land("batch_0003", batch(3, "covariate_drift", **make))
+    # An unlabelled batch: a label-free estimate (CBPE) for a classifier, honestly none for a regressor.
+    ws.land("batch_0003", batch(3, "unlabelled", **make))
     outcomes, landing_cursor = run_landing_once(defs, instance, landing_cursor)
     assert outcomes == [("batch_0003", True)]
+    meta = instance.fetch_materializations(dg.AssetKey(DRIFT_REPORT), limit=1).records[0].asset_materialization.metadata
+    if task.startswith("regression"):
+        assert f"estimated_{metric}" not in meta
+    else:  # CBPE calibrated on the champion's holdout: near the OvR macro AUC measured there
+        assert abs(meta[f"estimated_{metric}"].value - champion.holdout_metric) < 0.05
+    lines = run_automation(defs, instance, cursors, settings)
+    assert not [line for line in lines if "->" in line], lines  # no drift: no run
+    assert len(retrain_runs(instance)) == 1
+
+    # A drifted batch -> drift report -> a retrain the gates judge against the champion.
+    ws.land("batch_0004", batch(4, "covariate_drift", **make))
+    outcomes, landing_cursor = run_landing_once(defs, instance, landing_cursor)
+    assert outcomes == [("batch_0004", True)]
     report = instance.fetch_materializations(dg.AssetKey(DRIFT_REPORT), limit=1).records[0]
     meta = report.asset_materialization.metadata
     assert meta["prediction_drift"].value is not None  # the champion's predictions were compared
@@ -98,3 +113,7 @@ def test_a_task_runs_from_landing_to_a_drift_triggered_retrain_judged_by_the_gat
     stability = judged["prediction_stability"]  # judged, or waived only for a confirmed concept drift
     assert not stability["waived"] or "concept drift confirmed" in stability["summary"], stability
     assert tags[reg.TAG_GATES_PASSED] == ("true" if all(gates.values()) else "false")
+    print(f"{task}: champion v1 holdout {metric} {champion.holdout_metric:.3f}; retrain v{version} "
+          f"({runs[1].tags[TAG_TRIGGER]}) gates passed {tags[reg.TAG_GATES_PASSED]}: "
+          f"{judged['champion_comparison']['summary']}; failed: {tags.get(reg.TAG_FAILED_GATES)!r} "
+          f"{[g['summary'] for g in judged.values() if not g['passed']]}")

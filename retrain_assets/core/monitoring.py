@@ -56,6 +56,17 @@ def model_input(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     return frame.drop(columns=[c for c in (*INTERNAL_COLUMNS, target) if c in frame.columns])
 
 
+def scored_holdout(champion: Champion, holdout: pd.DataFrame | None, target: str, task: str):
+    """(labels, scores) of the champion on its labelled holdout rows, or None without any."""
+    if holdout is None or holdout.empty or target not in holdout.columns:
+        return None
+    h = holdout[holdout[target].notna()]
+    if h.empty:
+        return None
+    labels = champion.label_codes(h[target]) if task == "classification" else h[target].to_numpy(float)
+    return labels, champion.scores(model_input(h, target))
+
+
 def missing_classes_note(champion: Champion, codes: np.ndarray, metric: str) -> str | None:
     """What a multiclass champion's metric cannot say on labels lacking some of its classes, or None."""
     classes = champion.classes
@@ -246,19 +257,16 @@ def monitor_batch(
     result.prediction = prediction_drift(ref_scores, cur_scores, settings, classes=champion.classes)
     task = cfg.dataset.task
     metric = cfg.metric
+    holdout_pair = scored_holdout(champion, holdout, target, task)
     if labelled:
         rows = order[target].notna().to_numpy()
         y = champion.label_codes(order[target][rows]) if task == "classification" else order[target][rows].to_numpy(float)
-        warmup = holdout_pair = None
+        warmup = None
         holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
-        if holdout is not None and not holdout.empty and target in holdout.columns:
-            h = holdout[holdout[target].notna()]
-            h_scores = champion.scores(model_input(h, target))
-            h_y = champion.label_codes(h[target]) if task == "classification" else h[target].to_numpy(float)
-            warmup = error_stream(task, h_y, h_scores)
-            holdout_pair = (h_y, h_scores)
+        if holdout_pair is not None:
+            warmup = error_stream(task, *holdout_pair)
             if holdout_metric is None:
-                holdout_metric = score_metric(metric, h_y, h_scores)
+                holdout_metric = score_metric(metric, *holdout_pair)
         absent = missing_classes_note(champion, y, metric)
         if absent:
             result.notes.append(absent)
@@ -271,7 +279,8 @@ def monitor_batch(
                 n_boot=cfg.drift.bootstrap_resamples,
             )
     elif task == "classification":
-        estimate = estimate_performance(metric if metric in ("roc_auc", "accuracy") else "accuracy", cur_scores)
+        estimate = estimate_performance(metric if metric in ("roc_auc", "accuracy") else "accuracy", cur_scores,
+                                        reference=holdout_pair)
         result.estimated_metric = float(estimate["estimate"])
         if estimate["metric"] != metric:
             result.notes.append(f"{metric} cannot be estimated without labels; accuracy is estimated instead")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from retrain_assets.core import gates
 from retrain_assets.core.holdout import holdout_rows
-from retrain_assets.core.monitoring import missing_classes_note, model_input
+from retrain_assets.core.monitoring import missing_classes_note, model_input, scored_holdout
 from retrain_assets.core.performance import (
     concept_drift,
     error_stream,
@@ -90,10 +90,13 @@ def measure_batch(
         return out
     floor = cfg.gates.metric_floor if cfg.gates.metric_floor is not None else gates.DEFAULT_FLOORS.get(metric)
     out.floor = floor
+    if holdout is not None:
+        holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
+    holdout_pair = scored_holdout(champion, holdout, target, task)
     if not labelled:
         if task == "classification":
             estimate = estimate_performance(metric if metric in ("roc_auc", "accuracy") else "accuracy",
-                                            champion.scores(model_input(batch, target)))
+                                            champion.scores(model_input(batch, target)), reference=holdout_pair)
             out.estimated_metric = float(estimate["estimate"])
             out.summary = (f"batch {batch_id}: no labels; champion v{champion.version} estimated "
                            f"{estimate['metric']} {out.estimated_metric:.3f} (confidence-based)")
@@ -102,20 +105,14 @@ def measure_batch(
         return out
 
     rows = batch[batch[target].notna()]
-    if holdout is not None:
-        holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
     y = _labels(champion, rows, target, task)
     scores = champion.scores(model_input(rows, target))
     holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
-    warmup = holdout_pair = None
-    if holdout is not None and not holdout.empty:
-        h = holdout[holdout[target].notna()]
-        h_scores = champion.scores(model_input(h, target))
-        h_y = _labels(champion, h, target, task)
-        warmup = error_stream(task, h_y, h_scores)
-        holdout_pair = (h_y, h_scores)
+    warmup = None
+    if holdout_pair is not None:
+        warmup = error_stream(task, *holdout_pair)
         if holdout_metric is None:
-            holdout_metric = score_metric(metric, h_y, h_scores)
+            holdout_metric = score_metric(metric, *holdout_pair)
     out.holdout_metric = holdout_metric
     if holdout_metric is None:
         out.batch_metric = score_metric(metric, y, scores)

@@ -75,6 +75,25 @@ def test_cbpe_estimates_multiclass_metrics_close_to_the_realised_ones(metric):
     assert estimate_performance("accuracy", p)["estimate"] == pytest.approx(p.max(axis=1).mean())
 
 
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy"])
+def test_cbpe_calibrated_on_the_holdout_corrects_over_confident_probabilities(metric, k):
+    def sample(n, seed):
+        y, p = calibrated(n, k=k, seed=seed)
+        sharp = p ** 3 / (p ** 3).sum(axis=1, keepdims=True)  # an over-confident model's probabilities
+        return (y, sharp[:, 1]) if k == 2 else (y, sharp)
+
+    holdout, batch = sample(3000, 30), sample(3000, 31)
+    realised = score_metric(metric, *batch)
+    raw = estimate_performance(metric, batch[1])
+    fixed = estimate_performance(metric, batch[1], reference=holdout)
+    assert abs(raw["estimate"] - realised) > 0.04  # the uncalibrated estimate is far off
+    assert fixed["estimate"] == pytest.approx(realised, abs=0.02)
+    assert "calibrated on the champion's holdout" in fixed["method"]
+    too_few = estimate_performance(metric, batch[1], reference=(holdout[0][:50], holdout[1][:50]))
+    assert too_few["estimate"] == raw["estimate"]
+
+
 # --------------------------------------------------------------------------
 # Gates
 # --------------------------------------------------------------------------
