@@ -246,8 +246,13 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
             fresh = measured[measured["champion_version"] == champion]
             if fresh.empty:
                 scored_by = sorted({str(v) for v in measured["champion_version"].dropna()})
+                if not scored_by:
+                    return dg.SkipReason(
+                        f"{', '.join(sorted(batches))} arrived before any champion existed (now v{champion}): "
+                        "nothing to act on"
+                    )
                 return dg.SkipReason(
-                    f"{', '.join(sorted(batches))} scored by {', '.join('v' + v for v in scored_by) or 'no champion'}, "
+                    f"{', '.join(sorted(batches))} scored by {', '.join('v' + v for v in scored_by)}, "
                     f"not by champion v{champion}: nothing to act on"
                 )
             batches = set(fresh["batch_id"])
