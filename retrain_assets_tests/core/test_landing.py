@@ -134,8 +134,10 @@ def _duplicate_name_parquet(path: Path) -> None:
         pytest.param("b.csv", "id,city\n1,Paris\n2,café\n".encode("latin-1"), "byte 0xe9", id="latin-1"),
         pytest.param("b.csv", b"a,b\n1,\x00\x00\x01\n", "NUL bytes (line 2)", id="nul-bytes"),
         pytest.param("b.csv", bytes(range(256)) * 4, "not valid utf-8", id="binary-garbage"),
-        pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3, "not a readable Parquet", id="corrupt-parquet"),
-        pytest.param("b.parquet", CSV_TEXT.encode(), "not a readable Parquet", id="csv-named-parquet"),
+        pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3, "Parquet file cut short", id="corrupt-parquet"),
+        pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3 + b"PAR1", "not a readable Parquet", id="bad-parquet"),
+        pytest.param("b.parquet", CSV_TEXT.encode(), "holds CSV text, not Parquet: name it <batch_id>.csv",
+                     id="csv-named-parquet"),
         pytest.param("b.csv", b"a,b\n1,2\n3,4,5\n", "line 3", id="ragged-row"),
         pytest.param("b.csv", b'a,b\n"unclosed,2\n3,4\n', "not a well-formed CSV", id="unclosed-quote"),
         pytest.param("b.csv", b"a,b,a\n1,2,3\n", "repeats column name(s) ['a']", id="duplicate-header"),
@@ -502,3 +504,137 @@ def test_find_batch_file(tmp_path):
     _put(tmp_path, "b2.csv", b"x")
     assert find_batch_file(tmp_path, "b1") == [tmp_path / "b1.parquet"]
     assert find_batch_file(tmp_path, "b3") == []
+
+
+# --------------------------------------------------------------------------
+# Sniffing what a file really is (issue 12, class 4)
+# --------------------------------------------------------------------------
+
+SNIFF_FRAME = pd.DataFrame({"id": ["C1", "C2", "C3"], "charge": [12.5, 3.25, 7.0], "plan": ["a", "b", "c"]})
+
+
+def _xlsx_bytes() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+def _zip_bytes() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("b.csv", SNIFF_FRAME.to_csv(index=False))
+    return buffer.getvalue()
+
+
+def _parquet_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    SNIFF_FRAME.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, make, fragments",
+    [
+        pytest.param("b.csv", lambda: __import__("gzip").compress(SNIFF_FRAME.to_csv(index=False).encode()),
+                     ["gzip", "gunzip"], id="gzip-as-csv"),
+        pytest.param("b.csv", _zip_bytes, ["zip archive", "unzip"], id="zip-as-csv"),
+        pytest.param("b.csv", _xlsx_bytes, ["Excel workbook", "save the sheet as CSV"], id="xlsx-as-csv"),
+        pytest.param("b.csv", _parquet_bytes, ["a Parquet file", "<batch_id>.parquet"], id="parquet-as-csv"),
+        pytest.param("b.csv", lambda: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + b"\x00" * 64, ["PDF", "export"], id="pdf"),
+        pytest.param("b.csv", lambda: SNIFF_FRAME.to_csv(index=False).encode("utf-16"), ["UTF-16", "dataset.encoding"],
+                     id="utf16"),
+        pytest.param("b.csv", lambda: SNIFF_FRAME.to_csv(index=False, sep=";").encode(),
+                     ["separated by ';'", "dataset.csv_delimiter: ';'"], id="semicolon"),
+        pytest.param("b.csv", lambda: SNIFF_FRAME.to_csv(index=False, sep="\t").encode(),
+                     ["separated by tab", "dataset.csv_delimiter: tab"], id="tab"),
+        pytest.param("b.csv", lambda: SNIFF_FRAME.to_csv(index=False, sep="|").encode(),
+                     ["separated by '|'", "dataset.csv_delimiter: '|'"], id="pipe"),
+        pytest.param("b.csv", lambda: SNIFF_FRAME.to_csv(index=False, sep=";", decimal=",").encode(),
+                     ["separated by ';'", "decimal commas"], id="decimal-comma"),
+        pytest.param("b.csv", lambda: ("sep=,\n" + SNIFF_FRAME.to_csv(index=False)).encode(),
+                     ["'sep=,' line", "remove that first line"], id="sep-hint"),
+        pytest.param("b.csv", lambda: ("sep=;\n" + SNIFF_FRAME.to_csv(index=False, sep=";")).encode(),
+                     ["'sep=;' line", "dataset.csv_delimiter: ';'"], id="sep-hint-semicolon"),
+        pytest.param("b.parquet", lambda: __import__("gzip").compress(b"a,b\n1,2\n"), ["gzip", "not a Parquet file"],
+                     id="gzip-as-parquet"),
+    ],
+)
+def test_files_that_are_not_what_their_name_says_are_named_for_what_they_are(tmp_path, name, make, fragments):
+    path = _put(tmp_path, name, make())
+    with pytest.raises(BatchReadError) as info:
+        read_batch(path)
+    message = str(info.value)
+    assert repr(name) in message
+    for fragment in fragments:
+        assert fragment in message, message
+    for misleading in ("column missing", "not valid utf-8", "have no name"):
+        assert misleading not in message
+
+
+@pytest.mark.parametrize(
+    "text, delimiter",
+    [
+        ("id\nC1\nC2\n", ","),  # one column: nothing to sniff
+        ("id;note\nC1;a,b\n", ";"),  # the configured ';' with commas inside values
+        ('id,note\nC1,"a;b;c"\n', ","),  # semicolons only inside a quoted value
+        ("id,charge\nC1,12.5\n", ","),
+    ],
+)
+def test_sniffing_leaves_files_in_the_configured_dialect_alone(tmp_path, text, delimiter):
+    assert landing.sniff_problem(_put(tmp_path, "b.csv", text), delimiter=delimiter) is None
+    assert len(read_batch(tmp_path / "b.csv", delimiter=delimiter)) >= 1
+
+
+def test_a_semicolon_file_reads_once_the_delimiter_is_set(tmp_path):
+    path = _put(tmp_path, "b.csv", SNIFF_FRAME.to_csv(index=False, sep=";"))
+    frame = read_batch(path, delimiter=";")
+    assert list(frame.columns) == [ROW_COLUMN, "id", "charge", "plan"]
+
+
+# --------------------------------------------------------------------------
+# Paths and batch ids from any source (issue 12, security)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_id", ["../outside/x", "a/b", "..", ".hidden", "_tmp", "", "x" * 129, "a\\b", None])
+def test_check_batch_id_refuses_what_a_file_name_could_not_be(batch_id):
+    with pytest.raises(landing.UnsafePathError) as info:
+        landing.check_batch_id(batch_id, source="partition key")
+    assert "partition key" in str(info.value) and "batch id" in str(info.value)
+
+
+@pytest.mark.parametrize("batch_id", ["b0001", "2024-05-01", "v1.2", "batch_0007"])
+def test_check_batch_id_accepts_landed_names(batch_id):
+    assert landing.check_batch_id(batch_id, source="run tag") == batch_id
+
+
+def test_contained_refuses_dotdot_and_links_out(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    outside = _put(tmp_path, "secret.csv", CSV_TEXT)
+    (folder / "link.csv").symlink_to(outside)
+    (folder / "inner.csv").symlink_to(_put(folder, "b1.csv", CSV_TEXT))
+    assert landing.contained(folder / "b1.csv", folder, what="file") == folder.resolve() / "b1.csv"
+    assert landing.contained(folder / "inner.csv", folder, what="file") == folder.resolve() / "inner.csv"
+    for bad in (folder / ".." / "secret.csv", folder / "link.csv", outside, folder / ".."):
+        with pytest.raises(landing.UnsafePathError, match="outside|not a file name"):
+            landing.contained(bad, folder, what="the landed file")
+
+
+def test_reject_file_never_moves_a_file_from_outside_the_landing_folder(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    outside = _put(tmp_path, "b1.csv", CSV_TEXT)
+    with pytest.raises(landing.UnsafePathError):
+        reject_file(outside, tmp_path / "rejected", reason="x", stage="raw_data", landing_dir=folder)
+    assert outside.read_text() == CSV_TEXT and not (tmp_path / "rejected").exists()
