@@ -35,15 +35,26 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             now_ts=time.time(),
             settle_seconds=cfg.automation.settle_seconds,
             was_rejected=lambda batch_id, fp: fp in landing.rejected_fingerprints(cfg.rejected_dir, batch_id),
+            ready_marker=cfg.automation.ready_marker,
+            reference_batches=cfg.drift.reference_batches,
         )
+        for notice in plan.new_notices:  # logged once; the skip message repeats the count
+            context.log.warning(f"left in the landing folder: {notice}")
         for refused in plan.refused:
             if not refused.path.exists():
                 continue
-            rejection = landing.reject_file(
-                refused.path, cfg.rejected_dir, reason=refused.reason, stage=LANDING_SENSOR,
-                fingerprint_hex=refused.fingerprint,
-            )
+            try:
+                rejection = landing.reject_file(
+                    refused.path, cfg.rejected_dir, reason=refused.reason, stage=LANDING_SENSOR,
+                    fingerprint_hex=refused.fingerprint, landing_dir=cfg.dataset.landing_dir,
+                )
+            except OSError as error:  # e.g. the rejected area is not writable: say so, take the other files
+                context.log.error(f"could not move refused {refused.path.name} to {cfg.rejected_dir}: {error}; "
+                                  f"it stays in the landing folder ({refused.reason})")
+                continue
             context.log.warning(f"refused {refused.path.name}: {refused.reason} (moved to {rejection.moved_to})")
+        for batch_id, latest in plan.out_of_order.items():
+            context.log.warning(landing.out_of_order_message(batch_id, latest, cfg.drift.reference_batches))
 
         known = set(context.instance.get_dynamic_partitions(batch_partitions.name))
         new_ids = [b.batch_id for b in plan.new if b.batch_id not in known]
@@ -65,8 +76,20 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             parts = []
             if plan.settling:
                 parts.append(f"waiting for {len(plan.settling)} file(s) to settle: {plan.settling[:5]}")
+            if plan.waiting_marker:
+                parts.append(
+                    f"waiting for the ready marker <name>{landing.READY_SUFFIX} (automation.ready_marker: done_file) "
+                    f"of {len(plan.waiting_marker)} file(s): {plan.waiting_marker[:5]}"
+                )
             if plan.refused:
                 parts.append(f"refused {len(plan.refused)} file(s)")
+            if plan.left:
+                parts.append(
+                    f"left {len(plan.left)} entr(y/ies) that cannot be read as batches in place (see the tick log): "
+                    + "; ".join(list(plan.left.values())[:3])
+                )
+            if plan.ignored:
+                parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")
             parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
             skip_reason = f"no new batch in {cfg.dataset.landing_dir}: " + "; ".join(parts)
         return dg.SensorResult(

@@ -329,6 +329,14 @@ class AutomationSettings(_Section):
         ge=0.0,
         description="A landed file is picked up only once it has not changed for this long (so half-copied files are not read).",
     )
+    ready_marker: Literal["none", "done_file"] = Field(
+        default="none",
+        description=(
+            "none: a settled file is read; done_file: <batch_id>.csv (or .parquet) is read only once the writer "
+            "has also dropped <batch_id>.csv.done beside it (for writers that pause longer than settle_seconds). "
+            "Either way, names starting with '.', '~' or '_' or ending in .tmp/.part are ignored until renamed."
+        ),
+    )
     cooldown_minutes: float = Field(
         default=60.0, ge=0, description="Minutes after a retrain started before drift or decline may start another."
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.constants import DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
+from retrain_assets.constants import BATCH_EXTENSIONS, DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
 from retrain_assets.core import landing, storage
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
@@ -14,25 +14,59 @@ from retrain_assets.resources import RetrainSettings, Warehouse
 from retrain_assets.settings import Settings
 
 
+def _refuse(message: str) -> dg.Failure:
+    return dg.Failure(description=message, allow_retries=False)
+
+
 def locate_batch_file(settings: Settings, batch_id: str, tagged_path: str | None) -> Path:
-    """The landed file of a batch: the one the sensor saw, else ``<batch_id>.csv|.parquet`` in landing_dir."""
-    if tagged_path and Path(tagged_path).is_file():
-        return Path(tagged_path)
-    found = landing.find_batch_file(settings.dataset.landing_dir, batch_id)
+    """The landed file of a batch, inside landing_dir: the one the sensor saw, else ``<batch_id>.csv|.parquet``.
+
+    The batch id and the run tag are not trusted: the id must follow the landing rule for file
+    names, and the tagged path must resolve inside landing_dir (links included) and be named after
+    the batch, or the run fails without reading or moving anything.
+    """
+    landing_dir = settings.dataset.landing_dir
+    try:
+        landing.check_batch_id(batch_id, source="partition key")
+    except landing.UnsafePathError as error:
+        raise _refuse(f"{error} (partitions added by hand must be named like landed files)") from None
+    if tagged_path:
+        try:
+            tagged = landing.contained(Path(tagged_path), landing_dir, what=f"run tag {TAG_FILE}")
+        except landing.UnsafePathError as error:
+            raise _refuse(f"batch {batch_id!r}: {error}") from None
+        if landing.batch_id_of(tagged) != batch_id or tagged.suffix not in BATCH_EXTENSIONS:
+            raise _refuse(
+                f"batch {batch_id!r}: run tag {TAG_FILE} names {tagged.name!r}, which is not {batch_id}.csv or "
+                f"{batch_id}.parquet; nothing was read or moved"
+            )
+        if tagged.is_file():
+            return tagged
+    found = landing.find_batch_file(landing_dir, batch_id)
     if len(found) == 1:
-        return found[0]
+        try:
+            return landing.contained(found[0], landing_dir, what="the landed file")
+        except landing.UnsafePathError as error:
+            raise _refuse(f"batch {batch_id!r}: {error}") from None
     if not found:
+        raise _refuse(
+            f"batch {batch_id!r}: no file {batch_id}.csv or {batch_id}.parquet in "
+            f"{landing_dir}" + (f" (the sensor saw {tagged_path}, now gone)" if tagged_path else "")
+        )
+    raise _refuse(f"batch {batch_id!r} exists as several files {[p.name for p in found]}; keep exactly one")
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        return landing.fingerprint(path)
+    except OSError as error:
         raise dg.Failure(
             description=(
-                f"batch {batch_id!r}: no file {batch_id}.csv or {batch_id}.parquet in "
-                f"{settings.dataset.landing_dir}" + (f" (the sensor saw {tagged_path}, now gone)" if tagged_path else "")
+                f"cannot read {path.name!r} ({error.strerror or error}): make it readable by the user running "
+                "Dagster and re-execute this run; the file is left where it is"
             ),
             allow_retries=False,
-        )
-    raise dg.Failure(
-        description=f"batch {batch_id!r} exists as several files {[p.name for p in found]}; keep exactly one",
-        allow_retries=False,
-    )
+        ) from None
 
 
 @dg.asset(
@@ -48,7 +82,7 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     cfg = settings.load()
     batch_id = context.partition_key
     path = locate_batch_file(cfg, batch_id, context.run.tags.get(TAG_FILE))
-    fp = landing.fingerprint(path)
+    fp = _fingerprint(path)
     seen = context.run.tags.get(TAG_FINGERPRINT)
     if seen and seen != fp:
         raise dg.Failure(
@@ -61,15 +95,22 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
 
     with warehouse.get_connection() as conn:
         prior = storage.ingested_record(conn, batch_id)
+        statuses = storage.batch_statuses(conn)
     if prior is not None and prior.fingerprint != fp and prior.fingerprint not in landing.rejected_fingerprints(
         cfg.rejected_dir, batch_id
     ):
-        reason = (
-            f"batch {batch_id!r} was already ingested from {prior.file_name!r} (sha256 {prior.fingerprint[:12]}…) "
-            f"on {prior.ingested_at:%Y-%m-%d %H:%M} UTC; {path.name!r} has different contents "
-            f"(sha256 {fp[:12]}…). Ingested batches are never overwritten: land the data under a new batch id."
-        )
-        rejection = landing.reject_file(path, cfg.rejected_dir, reason=reason, stage=RAW_DATA, fingerprint_hex=fp)
+        added = landing.extension_of(path, prior.fingerprint, prior.size_bytes)
+        if added:
+            reason = landing.extension_message(batch_id, path.name, added, prior.size_bytes, None)
+        else:
+            reason = (
+                f"batch {batch_id!r} was already ingested from {prior.file_name!r} (sha256 {prior.fingerprint[:12]}…) "
+                f"on {prior.ingested_at:%Y-%m-%d %H:%M} UTC; {path.name!r} has different contents "
+                f"(sha256 {fp[:12]}…). Ingested batches are never overwritten: land the data under a new batch id "
+                f"(or replace the batch with the replace_batch job, batch_id: {batch_id}; the old one is kept)."
+            )
+        rejection = landing.reject_file(path, cfg.rejected_dir, reason=reason, stage=RAW_DATA, fingerprint_hex=fp,
+                                        landing_dir=cfg.dataset.landing_dir)
         raise dg.Failure(description=f"{reason} The file was moved to {rejection.moved_to}.",
                          metadata={"moved_to": dg.MetadataValue.path(str(rejection.moved_to))}, allow_retries=False)
 
@@ -78,7 +119,8 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     try:
         frame = landing.read_batch(path, encoding=cfg.dataset.encoding, delimiter=cfg.dataset.csv_delimiter)
     except landing.BatchReadError as error:
-        rejection = landing.reject_file(path, cfg.rejected_dir, reason=str(error), stage=RAW_DATA, fingerprint_hex=fp)
+        rejection = landing.reject_file(path, cfg.rejected_dir, reason=str(error), stage=RAW_DATA, fingerprint_hex=fp,
+                                        landing_dir=cfg.dataset.landing_dir)
         context.log.error(f"{error}; moved to {rejection.moved_to}")
         raise dg.Failure(
             description=f"{error}. Nothing was ingested; the file was moved to {rejection.moved_to}.",
@@ -104,6 +146,11 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
         storage.write_raw_batch(conn, record, frame)
     labelled = cfg.dataset.target in columns
     context.log.info(f"ingested {path.name}: {len(frame)} rows, {len(columns)} columns, labelled={labelled}")
+    later = sorted(b for b in statuses["batch_id"].tolist() if b > batch_id)
+    arrival = "in order"
+    if later:
+        arrival = landing.out_of_order_message(batch_id, later[-1], cfg.drift.reference_batches)
+        context.log.warning(arrival)
     return dg.MaterializeResult(
         metadata={
             "file": dg.MetadataValue.path(str(path)),
@@ -114,6 +161,7 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
             "size_bytes": size,
             "arrived_at": dg.MetadataValue.timestamp(arrived_at),
             "labelled": labelled,
+            "arrival": arrival,
             "duckdb_table": storage.raw_table(batch_id),
             "preview": dg.MetadataValue.md(markdown_table(frame.head(5))),
             "dagster/column_schema": dg.TableSchema(

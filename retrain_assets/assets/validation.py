@@ -16,13 +16,22 @@ from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
 
 
-def _move_rejected_file(record: storage.IngestionRecord, rejected_dir: Path, reason: str) -> Path | None:
-    """Move the landed file of a held-back batch to the rejected area (if it is still there, unchanged)."""
+def _move_rejected_file(
+    record: storage.IngestionRecord, rejected_dir: Path, reason: str, landing_dir: Path | None = None
+) -> Path | None:
+    """Move the landed file of a held-back batch to the rejected area (if it is still there, unchanged,
+    and inside landing_dir: a recorded path that leads elsewhere is never moved)."""
     path = Path(record.file_path)
+    if landing_dir is not None:
+        try:
+            path = landing.contained(path, landing_dir, what="the recorded landed file")
+        except landing.UnsafePathError:
+            return None
     if not path.is_file() or landing.fingerprint(path) != record.fingerprint:
         return None
     return landing.reject_file(
-        path, rejected_dir, reason=reason, stage=VALIDATED_DATA, fingerprint_hex=record.fingerprint
+        path, rejected_dir, reason=reason, stage=VALIDATED_DATA, fingerprint_hex=record.fingerprint,
+        landing_dir=landing_dir,
     ).moved_to
 
 
@@ -73,7 +82,7 @@ def validated_data(
 
     moved_to = None
     if not report.passed:
-        moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary)
+        moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
         context.log.error(report.summary)
     elif report.quarantined_rows:
         context.log.warning(report.summary)

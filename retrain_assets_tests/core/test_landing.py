@@ -346,12 +346,13 @@ def test_changed_bytes_under_an_accepted_id_are_refused(tmp_path):
     _put(tmp_path, "b1.csv", CSV_TEXT)
     first = _scan(tmp_path)
     old_fp = first.new[0].fingerprint
-    path = _put(tmp_path, "b1.csv", CSV_TEXT + "013,pro,50\n")
+    path = _put(tmp_path, "b1.csv", CSV_TEXT.replace("41", "42"))
     plan = _scan(tmp_path, first.state)
     assert plan.new == [] and plan.already_done == []
     [refused] = plan.refused
     assert refused.path == path and refused.fingerprint == fingerprint(path)
-    assert "'b1'" in refused.reason and "new batch id" in refused.reason
+    assert "'b1'" in refused.reason and "new batch id" in refused.reason and not refused.extends
+    assert "extends" not in refused.reason
     assert old_fp[:12] in refused.reason
     assert plan.state.accepted == {"b1": old_fp}  # history is not rewritten
     assert "b1.csv" not in plan.state.stat_cache
@@ -638,3 +639,85 @@ def test_reject_file_never_moves_a_file_from_outside_the_landing_folder(tmp_path
     with pytest.raises(landing.UnsafePathError):
         reject_file(outside, tmp_path / "rejected", reason="x", stage="raw_data", landing_dir=folder)
     assert outside.read_text() == CSV_TEXT and not (tmp_path / "rejected").exists()
+
+
+def test_a_file_that_grew_is_named_as_an_extension_with_the_replace_command(tmp_path):
+    _put(tmp_path, "b1.csv", CSV_TEXT)
+    first = _scan(tmp_path)
+    assert first.state.sizes == {"b1": len(CSV_TEXT)}
+    _put(tmp_path, "b1.csv", CSV_TEXT + "013,pro,50\n014,basic,33\n")
+    plan = _scan(tmp_path, LandingState.from_json(first.state.to_json()))  # as kept in the cursor
+    [refused] = plan.refused
+    assert refused.extends
+    assert "extends the ingested batch 'b1': 2 more rows" in refused.reason
+    assert "replace_batch" in refused.reason and "batch_id: b1" in refused.reason
+    assert plan.state.accepted == first.state.accepted
+
+
+def test_a_file_that_grew_but_changed_its_start_is_not_an_extension(tmp_path):
+    _put(tmp_path, "b1.csv", CSV_TEXT)
+    first = _scan(tmp_path)
+    _put(tmp_path, "b1.csv", CSV_TEXT.replace("007", "008") + "013,pro,50\n")
+    [refused] = _scan(tmp_path, first.state).refused
+    assert not refused.extends and "different contents" in refused.reason
+
+
+def test_an_id_sorting_before_taken_batches_is_new_and_flagged_out_of_order(tmp_path):
+    _put(tmp_path, "b2.csv", CSV_TEXT)
+    first = _scan(tmp_path)
+    _put(tmp_path, "a1.csv", CSV_TEXT)
+    _put(tmp_path, "c3.csv", CSV_TEXT)
+    plan = _scan(tmp_path, first.state)
+    assert [b.batch_id for b in plan.new] == ["a1", "c3"]
+    assert plan.out_of_order == {"a1": "b2"}
+    note = landing.out_of_order_message("a1", "b2", 3)
+    assert "out of order" in note and "reference" in note and "holdout" in note and "training window" in note
+
+
+def test_ready_marker_done_file_waits_for_the_marker(tmp_path):
+    _put(tmp_path, "b1.csv", CSV_TEXT)
+    waiting = _scan(tmp_path, ready_marker="done_file")
+    assert waiting.new == [] and waiting.waiting_marker == ["b1.csv"] and waiting.refused == []
+    _put(tmp_path, "b1.csv.done", b"")
+    ready = _scan(tmp_path, ready_marker="done_file")
+    assert [b.batch_id for b in ready.new] == ["b1"] and "b1.csv.done" in ready.ignored
+
+
+def test_entries_that_are_not_readable_files_are_left_in_place_and_reported_once(tmp_path, monkeypatch):
+    landing_dir = tmp_path / "landing"
+    landing_dir.mkdir()
+    outside = _put(tmp_path, "secret.csv", CSV_TEXT)
+    (landing_dir / "b1.csv").symlink_to(outside)
+    (landing_dir / "b2.csv").symlink_to(tmp_path / "nothing.csv")
+    (landing_dir / "b3.csv").mkdir()
+    _put(landing_dir, "b4.csv", CSV_TEXT)
+    _put(landing_dir, "b5.csv", CSV_TEXT)
+    real_open = open
+
+    def unreadable(path, *args, **kwargs):
+        if str(path).endswith("b4.csv"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", unreadable)
+    plan = _scan(landing_dir)
+    assert [b.batch_id for b in plan.new] == ["b5"]  # never blocked by the others
+    assert plan.refused == []
+    assert set(plan.left) == {"b1.csv", "b2.csv", "b3.csv", "b4.csv"}
+    assert "outside the landing folder" in plan.left["b1.csv"] and "never read" in plan.left["b1.csv"]
+    assert "dangling symbolic link" in plan.left["b2.csv"]
+    assert "directory" in plan.left["b3.csv"]
+    assert "Permission denied" in plan.left["b4.csv"] and "taken once readable" in plan.left["b4.csv"]
+    assert len(plan.new_notices) == 4
+    again = _scan(landing_dir, LandingState.from_json(plan.state.to_json()))
+    assert again.new_notices == [] and set(again.left) == set(plan.left)
+    monkeypatch.setattr("builtins.open", real_open)
+    readable = _scan(landing_dir, again.state)
+    assert [b.batch_id for b in readable.new] == ["b4"]
+    assert outside.read_text() == CSV_TEXT
+
+
+def test_a_missing_landing_folder_is_reported_once(tmp_path):
+    plan = _scan(tmp_path / "nowhere")
+    assert plan.new_notices and "does not exist" in plan.new_notices[0] and "dataset.landing_dir" in plan.new_notices[0]
+    assert _scan(tmp_path / "nowhere", plan.state).new_notices == []
