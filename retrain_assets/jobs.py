@@ -13,7 +13,10 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     VALIDATED_DATA,
 )
+from retrain_assets.assets.ingestion import replace_batch
 from retrain_assets.partitions import batch_partitions
+
+REPLACE_BATCH_JOB = "replace_batch"
 
 ingest_job = dg.define_asset_job(
     name=INGEST_JOB,
@@ -34,3 +37,15 @@ retrain_job = dg.define_asset_job(
         "move the champion alias to it (one MLflow run per Dagster run)."
     ),
 )
+
+
+@dg.job(
+    name=REPLACE_BATCH_JOB,
+    description=(
+        "Replace an ingested batch with a complete file (config batch_id, optional file): the old rows and file are "
+        "kept in the rejected area and the file is landed for the landing sensor to ingest."
+    ),
+)
+def replace_batch_job():
+    """Replace an ingested batch with a complete file; the old rows and file are kept in the rejected area."""
+    replace_batch()

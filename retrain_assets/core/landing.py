@@ -471,6 +471,51 @@ def list_rejections(rejected_dir: Path) -> list[dict]:
     return sorted(records, key=lambda r: r.get("rejected_at", ""))
 
 
+REPLACED_STAGE = "replace_batch"
+"""The stage recorded beside the rows and file of a batch that was replaced."""
+
+
+def latest_rejected_file(rejected_dir: Path, batch_id: str) -> Path | None:
+    """The newest file refused for a batch id that is still in the rejected area, or None."""
+    check_batch_id(batch_id, source="batch id")
+    for record in reversed(list_rejections(rejected_dir)):
+        moved_to = Path(record.get("moved_to", ""))
+        if record.get("batch_id") == batch_id and record.get("stage") != REPLACED_STAGE and moved_to.is_file():
+            return moved_to
+    return None
+
+
+def keep_replaced_rows(
+    rows: pd.DataFrame, rejected_dir: Path, batch_id: str, *, fingerprint_hex: str, reason: str,
+    now: datetime | None = None,
+) -> Path:
+    """Keep the stored rows of a batch that is being replaced, as Parquet with a reason file, in the rejected area.
+
+    The reason file records the replaced version's fingerprint, so that version counts as
+    rejected and a new file may be taken in under the same batch id. Nothing is overwritten.
+
+    Returns:
+        The Parquet file written.
+    """
+    check_batch_id(batch_id, source="batch id")
+    now = now or datetime.now(timezone.utc)
+    folder = contained(rejected_dir / batch_id, rejected_dir, what="the rejected folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    target = folder / f"{stamp}__replaced-rows__{batch_id}.parquet"
+    copy = 1
+    while target.exists():
+        copy += 1
+        target = folder / f"{stamp}-{copy}__replaced-rows__{batch_id}.parquet"
+    rows.to_parquet(target, index=False)
+    record = {
+        "batch_id": batch_id, "file": target.name, "original_path": None, "moved_to": str(target), "reason": reason,
+        "stage": REPLACED_STAGE, "fingerprint": fingerprint_hex, "rejected_at": now.isoformat(),
+    }
+    Path(f"{target}.reason.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return target
+
+
 # --- Deciding what is new --------------------------------------------------------------------
 
 
