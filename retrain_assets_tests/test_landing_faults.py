@@ -346,3 +346,39 @@ def test_a_held_back_batch_whose_recorded_path_leads_out_is_not_moved(workspace,
     workspace.landing.mkdir(parents=True)
     assert _move_rejected_file(record, workspace.rejected, "held back", workspace.landing) is None
     assert victim.exists() and not workspace.rejected.exists()
+
+
+@pytest.mark.cli
+def test_the_replace_command_the_refusal_gives_works_from_the_cli(workspace, defs, instance, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from retrain_assets.constants import REPO_ROOT
+
+    path = workspace.land("b0001", _csv(1, 200))
+    first = tick(defs, instance)
+    assert ingest(defs, instance, "b0001", tags=first.run_requests[0].tags).success
+    workspace.land("b0001", path.read_text(encoding="utf-8") + "".join(_csv(2, 10).splitlines(keepends=True)[1:]))
+    second = tick(defs, instance, cursor=first.cursor)
+    [reason] = _reasons(workspace, "b0001")
+    assert "-j replace_batch -c replace.yaml" in reason["reason"]
+    config = tmp_path / "replace.yaml"
+    config.write_text(yaml.safe_dump({"ops": {"replace_batch": {"config": {"batch_id": "b0001"}}}}))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RETRAIN_CONFIG": str(workspace.config_path)}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    done = subprocess.run(
+        [dagster, "job", "execute", "-m", "retrain_assets.definitions", "-j", "replace_batch", "-c", str(config)],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    third = tick(defs, instance, cursor=second.cursor)
+    run = ingest(defs, instance, "b0001", tags=third.run_requests[0].tags)
+    assert run.success and _raw_rows(workspace, "b0001") == 210

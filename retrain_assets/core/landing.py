@@ -756,16 +756,18 @@ def scan_landing(
         if problem:
             leave(path.name, problem)
             continue
-        if ready_marker == "done_file" and not name_problem(path) and not (landing_dir / f"{path.name}{READY_SUFFIX}").exists():
-            plan.waiting_marker.append(path.name)
-            continue
         try:
             st = path.stat()
+            cached = state.stat_cache.get(path.name)
+            unchanged = bool(cached) and cached[0] == st.st_size and cached[1] == st.st_mtime_ns
+            if (ready_marker == "done_file" and not unchanged and not name_problem(path)
+                    and not (landing_dir / f"{path.name}{READY_SUFFIX}").exists()):
+                plan.waiting_marker.append(path.name)  # a marker removed after the file was taken in is fine
+                continue
             if now_ts - st.st_mtime < settle_seconds:
                 plan.settling.append(path.name)
                 continue
-            cached = state.stat_cache.get(path.name)
-            if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            if unchanged:
                 fp = cached[2]
             else:
                 fp = fingerprint(path)

@@ -681,6 +681,9 @@ def test_ready_marker_done_file_waits_for_the_marker(tmp_path):
     _put(tmp_path, "b1.csv.done", b"")
     ready = _scan(tmp_path, ready_marker="done_file")
     assert [b.batch_id for b in ready.new] == ["b1"] and "b1.csv.done" in ready.ignored
+    (tmp_path / "b1.csv.done").unlink()  # the writer cleans up its marker after the batch was taken in
+    later = _scan(tmp_path, ready.state, ready_marker="done_file")
+    assert later.already_done == ["b1"] and later.waiting_marker == []
 
 
 def test_entries_that_are_not_readable_files_are_left_in_place_and_reported_once(tmp_path, monkeypatch):
