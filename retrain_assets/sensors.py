@@ -66,7 +66,10 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                     TAG_FILE: str(batch.path),
                     TAG_FINGERPRINT: batch.fingerprint,
                     TAG_TRIGGER: "new_data",
-                    TAG_REASON: f"new batch file {batch.path.name}",
+                    TAG_REASON: f"new batch file {batch.path.name}" + (
+                        f", out of order (its id sorts before {plan.out_of_order[batch.batch_id]!r})"
+                        if batch.batch_id in plan.out_of_order else ""
+                    ),
                 },
             )
             for batch in plan.new
@@ -85,8 +88,8 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 parts.append(f"refused {len(plan.refused)} file(s)")
             if plan.left:
                 parts.append(
-                    f"left {len(plan.left)} entr(y/ies) that cannot be read as batches in place (see the tick log): "
-                    + "; ".join(list(plan.left.values())[:3])
+                    f"left {len(plan.left)} entr(y/ies) that cannot be read as batches in place (the tick log says "
+                    "why and what to do): " + "; ".join(why.split(": ", 1)[0] for why in list(plan.left.values())[:5])
                 )
             if plan.ignored:
                 parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")

@@ -12,7 +12,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from retrain_assets.constants import TAG_FILE
+from retrain_assets.constants import TAG_FILE, TAG_REASON
 from retrain_assets.core import landing, storage
 from retrain_assets_tests.conftest import (
     Workspace,
@@ -283,6 +283,7 @@ def test_a_batch_that_sorts_before_taken_batches_is_ingested_with_an_out_of_orde
     workspace.land("a0001", _csv(1))
     second = tick(defs, instance, cursor=first.cursor)
     [request] = second.run_requests
+    assert "out of order (its id sorts before 'b0002')" in request.tags[TAG_REASON]
     [note] = [m for m in _warnings(logs) if "out of order" in m]
     assert "'a0001'" in note and "'b0002'" in note and "reference" in note and "holdout" in note
     run = ingest(defs, instance, "a0001", tags=request.tags)

@@ -245,12 +245,12 @@ def sniff_problem(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") 
     sep = max(found, key=lambda c: fields(header, c))
     decimal = ""
     if first is not None and sep != "," and any(_DECIMAL_COMMA.search(line) for line in lines[1:20]):
-        decimal = (" Its numbers use decimal commas (e.g. '12,5'), which are not read as numbers: export them "
-                   "with a decimal point.")
+        decimal = ("; its numbers also use decimal commas (e.g. '12,5'), which are not read as numbers: export them "
+                   "with a decimal point")
     return (
         f"file {name!r} is separated by {_shown(sep)} ({fields(header, sep)} columns in its header), not by the "
         f"configured delimiter {_shown(delimiter)}: set dataset.csv_delimiter: {_shown(sep)} in the config, or save "
-        f"it {_shown(delimiter)}-separated.{decimal}"
+        f"it {_shown(delimiter)}-separated{decimal}"
     )
 
 
@@ -743,8 +743,8 @@ def scan_landing(
         leave(str(landing_dir), f"cannot list the landing folder {landing_dir}: {error.strerror or error}")
     if entries is None:
         if not plan.left:
-            leave(str(landing_dir), f"the landing folder {landing_dir} does not exist (or is not a folder): create it "
-                                    "or correct dataset.landing_dir")
+            leave(str(landing_dir), f"the landing folder {landing_dir} (dataset.landing_dir) does not exist or is not "
+                                    "a folder: create it or correct the setting")
         return plan
 
     candidates: dict[str, list[tuple[Path, str, int]]] = {}
