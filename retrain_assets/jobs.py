@@ -13,7 +13,7 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     VALIDATED_DATA,
 )
-from retrain_assets.assets.ingestion import replace_batch
+from retrain_assets.assets.ingestion import replace_ingested_batch
 from retrain_assets.partitions import batch_partitions
 
 REPLACE_BATCH_JOB = "replace_batch"
@@ -48,4 +48,4 @@ retrain_job = dg.define_asset_job(
 )
 def replace_batch_job():
     """Replace an ingested batch with a complete file; the old rows and file are kept in the rejected area."""
-    replace_batch()
+    replace_ingested_batch()

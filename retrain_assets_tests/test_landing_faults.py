@@ -236,7 +236,7 @@ def test_an_extended_batch_is_refused_as_such_and_replace_batch_reingests_it_kee
     assert any("extends" in m for m in _warnings(logs))
 
     replaced = defs.resolve_job_def("replace_batch").execute_in_process(
-        instance=instance, run_config={"ops": {"replace_batch": {"config": {"batch_id": "b0001"}}}}, raise_on_error=False
+        instance=instance, run_config={"ops": {"replace_ingested_batch": {"config": {"batch_id": "b0001"}}}}, raise_on_error=False
     )
     assert replaced.success, failure_text(replaced)
     third = tick(defs, instance, cursor=second.cursor)
@@ -260,7 +260,7 @@ def test_replace_batch_refuses_ids_and_files_that_lead_out(workspace, defs, inst
     assert ingest(defs, instance, "b0001").success
     config = {"batch_id": batch_id, **({"file": file} if file else {})}
     result = defs.resolve_job_def("replace_batch").execute_in_process(
-        instance=instance, run_config={"ops": {"replace_batch": {"config": config}}}, raise_on_error=False
+        instance=instance, run_config={"ops": {"replace_ingested_batch": {"config": config}}}, raise_on_error=False
     )
     assert not result.success
     assert "batch id" in failure_text(result) or "outside the landing folder" in failure_text(result)
@@ -369,7 +369,9 @@ def test_the_replace_command_the_refusal_gives_works_from_the_cli(workspace, def
     [reason] = _reasons(workspace, "b0001")
     assert "-j replace_batch -c replace.yaml" in reason["reason"]
     config = tmp_path / "replace.yaml"
-    config.write_text(yaml.safe_dump({"ops": {"replace_batch": {"config": {"batch_id": "b0001"}}}}))
+    printed = reason["reason"].split("launchpad config '", 1)[1].split("'", 1)[0]  # the config the message gives
+    assert yaml.safe_load(printed) == {"ops": {"replace_ingested_batch": {"config": {"batch_id": "b0001"}}}}
+    config.write_text(printed)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")

@@ -216,7 +216,7 @@ def _replacement_file(cfg: Settings, batch_id: str, given: str | None) -> Path:
 
 
 @dg.op(out=dg.Out(dg.Nothing))
-def replace_batch(
+def replace_ingested_batch(
     context: dg.OpExecutionContext, config: ReplaceBatchConfig, settings: RetrainSettings, warehouse: Warehouse
 ) -> None:
     """Replace an ingested batch with a complete file: old rows and file kept in the rejected area, the new file landed for the sensor."""

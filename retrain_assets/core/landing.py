@@ -195,8 +195,8 @@ def sniff_problem(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") 
     if suffix == ".parquet":
         if head.startswith(b"PAR1"):
             if tail != b"PAR1":
-                return (f"file {name!r} is a Parquet file cut short (no Parquet footer at its end): it was probably "
-                        "copied while still being written; land the complete file under a new batch id")
+                return (f"file {name!r} is not a readable Parquet file: it is cut short (no Parquet footer at its end), "
+                        "probably copied while still being written; land the complete file")
             return None
         for magic, what, todo in _MAGIC:
             if head.startswith(magic) and magic != b"PAR1":
@@ -655,7 +655,7 @@ def extension_message(batch_id: str, file_name: str, added: tuple[int, int], pri
         f"{file_name!r} extends the ingested batch {batch_id!r}: {added_lines} more rows/lines ({added_bytes} bytes) "
         f"appended after the {prior_size} bytes that were ingested{pause}. The ingested batch is kept as it was. "
         f"To replace it with the complete file, run the replace_batch job (launchpad config "
-        f"'ops: {{replace_batch: {{config: {{batch_id: {batch_id}}}}}}}', or "
+        f"'ops: {{replace_ingested_batch: {{config: {{batch_id: {batch_id}}}}}}}', or "
         f"`dagster job execute -m retrain_assets.definitions -j replace_batch -c replace.yaml` with that config); "
         "the old rows and file are kept in the rejected area"
     )

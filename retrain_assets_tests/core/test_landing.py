@@ -134,7 +134,7 @@ def _duplicate_name_parquet(path: Path) -> None:
         pytest.param("b.csv", "id,city\n1,Paris\n2,café\n".encode("latin-1"), "byte 0xe9", id="latin-1"),
         pytest.param("b.csv", b"a,b\n1,\x00\x00\x01\n", "NUL bytes (line 2)", id="nul-bytes"),
         pytest.param("b.csv", bytes(range(256)) * 4, "not valid utf-8", id="binary-garbage"),
-        pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3, "Parquet file cut short", id="corrupt-parquet"),
+        pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3, "cut short (no Parquet footer", id="corrupt-parquet"),
         pytest.param("b.parquet", b"PAR1" + bytes(range(256)) * 3 + b"PAR1", "not a readable Parquet", id="bad-parquet"),
         pytest.param("b.parquet", CSV_TEXT.encode(), "holds CSV text, not Parquet: name it <batch_id>.csv",
                      id="csv-named-parquet"),
