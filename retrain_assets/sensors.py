@@ -48,7 +48,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                     refused.path, cfg.rejected_dir, reason=refused.reason, stage=LANDING_SENSOR,
                     fingerprint_hex=refused.fingerprint, landing_dir=cfg.dataset.landing_dir,
                 )
-            except OSError as error:  # e.g. the rejected area is not writable: say so, take the other files
+            except (OSError, landing.UnsafePathError) as error:  # e.g. rejected/ not writable: say so, go on
                 context.log.error(f"could not move refused {refused.path.name} to {cfg.rejected_dir}: {error}; "
                                   f"it stays in the landing folder ({refused.reason})")
                 continue

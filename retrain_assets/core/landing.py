@@ -806,7 +806,9 @@ def scan_landing(
         if known == fp:
             plan.already_done.append(batch_id)
         elif known is not None and not was_rejected(batch_id, known):
-            prior_size = state.sizes.get(batch_id)
+            prior_size = state.sizes.get(batch_id) or next(  # cursors written before `sizes` existed
+                (entry[0] for entry in state.stat_cache.values() if len(entry) == 3 and entry[2] == known), None
+            )
             try:
                 added = extension_of(path, known, prior_size)
             except OSError:

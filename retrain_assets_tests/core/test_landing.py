@@ -724,3 +724,13 @@ def test_a_missing_landing_folder_is_reported_once(tmp_path):
     plan = _scan(tmp_path / "nowhere")
     assert plan.new_notices and "does not exist" in plan.new_notices[0] and "dataset.landing_dir" in plan.new_notices[0]
     assert _scan(tmp_path / "nowhere", plan.state).new_notices == []
+
+
+def test_an_extension_is_recognised_from_a_cursor_written_before_sizes_were_kept(tmp_path):
+    _put(tmp_path, "b1.csv", CSV_TEXT)
+    first = _scan(tmp_path)
+    old_cursor = json.loads(first.state.to_json())
+    old_cursor.pop("sizes")
+    _put(tmp_path, "b1.csv", CSV_TEXT + "013,pro,50\n")
+    [refused] = _scan(tmp_path, LandingState.from_json(json.dumps(old_cursor))).refused
+    assert refused.extends and "1 more rows" in refused.reason
