@@ -243,6 +243,7 @@ def test_an_extended_batch_is_refused_as_such_and_replace_batch_reingests_it_kee
     assert [r.partition_key for r in third.run_requests] == ["b0001"]
     run = ingest(defs, instance, "b0001", tags=third.run_requests[0].tags)
     assert run.success, failure_text(run)
+    assert _raw_metadata(run)["arrival"].value == "replaces an earlier version of this batch"
     assert _raw_rows(workspace, "b0001") == 230
     kept = {p.name: p for p in (workspace.rejected / "b0001").iterdir()}
     [rows_file] = [p for name, p in kept.items() if "replaced-rows" in name and name.endswith(".parquet")]
@@ -252,6 +253,27 @@ def test_an_extended_batch_is_refused_as_such_and_replace_batch_reingests_it_kee
     assert path.read_text(encoding="utf-8") == complete
     fourth = tick(defs, instance, cursor=third.cursor)
     assert not fourth.run_requests
+
+
+def test_replace_batch_with_a_corrected_file_keeps_the_old_file_and_rows(workspace, defs, instance):
+    old = workspace.land("b0001", _csv(1, 200))
+    first = tick(defs, instance)
+    assert ingest(defs, instance, "b0001", tags=first.run_requests[0].tags).success
+    old_bytes = old.read_bytes()
+    corrected = workspace.land("_b0001-corrected", _csv(7, 150))  # an ignored name: the sensor leaves it alone
+    replaced = defs.resolve_job_def("replace_batch").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"ops": {"replace_ingested_batch": {"config": {"batch_id": "b0001", "file": str(corrected)}}}},
+    )
+    assert replaced.success, failure_text(replaced)
+    kept = workspace.rejected_files("b0001")
+    assert any(p.read_bytes() == old_bytes for p in kept), "the replaced file is kept"
+    assert any(p.suffix == ".parquet" and len(pd.read_parquet(p)) == 200 for p in kept), "and its rows"
+    assert old.read_bytes() == corrected.read_bytes() and corrected.exists()
+    second = tick(defs, instance, cursor=first.cursor)
+    run = ingest(defs, instance, "b0001", tags=second.run_requests[0].tags)
+    assert run.success, failure_text(run)
+    assert _raw_rows(workspace, "b0001") == 150
 
 
 @pytest.mark.parametrize("batch_id, file", [("../outside/x", None), ("b0001", "/etc/hostname")])

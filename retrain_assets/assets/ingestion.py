@@ -150,8 +150,8 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     labelled = cfg.dataset.target in columns
     context.log.info(f"ingested {path.name}: {len(frame)} rows, {len(columns)} columns, labelled={labelled}")
     later = sorted(b for b in statuses["batch_id"].tolist() if b > batch_id)
-    arrival = "in order"
-    if later:
+    arrival = "in order" if prior is None else "replaces an earlier version of this batch"
+    if later and prior is None:
         arrival = landing.out_of_order_message(batch_id, later[-1], cfg.drift.reference_batches)
         context.log.warning(arrival)
     return dg.MaterializeResult(
@@ -239,7 +239,7 @@ def replace_ingested_batch(
     if new_fp == prior.fingerprint:
         raise _refuse(f"{source.name!r} has the same contents as the ingested batch {batch_id!r}: nothing to replace")
     try:  # the file must read as a batch before anything is moved
-        landing.read_batch(source, encoding=cfg.dataset.encoding, delimiter=cfg.dataset.csv_delimiter)
+        landing.read_batch(source, encoding=cfg.dataset.encoding, delimiter=cfg.dataset.csv_delimiter, check_name=False)
     except landing.BatchReadError as error:
         raise _refuse(f"the replacement cannot be read ({error}); batch {batch_id!r} was left as it was") from None
     destination = landing_dir / f"{batch_id}{ext}"
@@ -262,6 +262,8 @@ def replace_ingested_batch(
     if source.resolve() != destination.resolve():
         staging = landing_dir / f"_replace-{batch_id}{ext}"  # an ignored name until the atomic rename
         shutil.copy2(source, staging)
+        if destination.exists():  # something landed meanwhile: never overwrite it
+            raise _refuse(f"{destination} appeared while replacing; the replacement waits in {staging}")
         os.replace(staging, destination)
     if cfg.automation.ready_marker == "done_file":
         Path(f"{destination}{landing.READY_SUFFIX}").touch()

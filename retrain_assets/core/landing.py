@@ -258,7 +258,7 @@ def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
+def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",", check_name: bool = True) -> pd.DataFrame:
     """Read a landed batch exactly as it arrived.
 
     CSV values are kept as text (``None`` for empty cells and the usual missing markers) so that
@@ -269,6 +269,8 @@ def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> 
         path: A ``.csv`` or ``.parquet`` file.
         encoding: Text encoding of CSV files.
         delimiter: CSV field separator.
+        check_name: Refuse a name that cannot be a batch (off for a replacement file kept under
+            another name; its extension still says how it is read).
 
     Returns:
         The batch with a leading ``_row`` column.
@@ -278,7 +280,7 @@ def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> 
             is not a parseable CSV/Parquet file, or has blank/duplicated column names.
     """
     name = path.name
-    problem = name_problem(path)
+    problem = name_problem(path) if check_name else None
     if problem:
         raise BatchReadError(problem)
     size = path.stat().st_size
