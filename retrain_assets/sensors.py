@@ -12,6 +12,30 @@ from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings
 
 
+def _skip_message(plan: landing.LandingPlan, landing_dir) -> str:
+    """Why a tick requested nothing: what waits, what was refused, left in place or ignored (with the rule)."""
+    parts = []
+    if plan.settling:
+        parts.append(f"waiting for {len(plan.settling)} file(s) to settle: {plan.settling[:5]}")
+    if plan.waiting_marker:
+        parts.append(
+            f"waiting for the ready marker <name>{landing.READY_SUFFIX} (automation.ready_marker: done_file) "
+            f"of {len(plan.waiting_marker)} file(s): {plan.waiting_marker[:5]}"
+        )
+    if plan.refused:
+        parts.append(f"refused {len(plan.refused)} file(s)")
+    if plan.left:
+        left = len(plan.left)
+        parts.append(
+            f"left {left} {'entry' if left == 1 else 'entries'} that cannot be read as batches in place (the tick "
+            "log says why and what to do): " + "; ".join(why.split(": ", 1)[0] for why in list(plan.left.values())[:5])
+        )
+    if plan.ignored:
+        parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")
+    parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
+    return f"no new batch in {landing_dir}: " + "; ".join(parts)
+
+
 def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     """The landing sensor, ticking at the configured interval."""
 
@@ -36,7 +60,6 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             settle_seconds=cfg.automation.settle_seconds,
             was_rejected=lambda batch_id, fp: fp in landing.rejected_fingerprints(cfg.rejected_dir, batch_id),
             ready_marker=cfg.automation.ready_marker,
-            reference_batches=cfg.drift.reference_batches,
         )
         for notice in plan.new_notices:  # logged once; the skip message repeats the count
             context.log.warning(f"left in the landing folder: {notice}")
@@ -74,27 +97,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             )
             for batch in plan.new
         ]
-        skip_reason = None
-        if not run_requests:
-            parts = []
-            if plan.settling:
-                parts.append(f"waiting for {len(plan.settling)} file(s) to settle: {plan.settling[:5]}")
-            if plan.waiting_marker:
-                parts.append(
-                    f"waiting for the ready marker <name>{landing.READY_SUFFIX} (automation.ready_marker: done_file) "
-                    f"of {len(plan.waiting_marker)} file(s): {plan.waiting_marker[:5]}"
-                )
-            if plan.refused:
-                parts.append(f"refused {len(plan.refused)} file(s)")
-            if plan.left:
-                parts.append(
-                    f"left {len(plan.left)} entr(y/ies) that cannot be read as batches in place (the tick log says "
-                    "why and what to do): " + "; ".join(why.split(": ", 1)[0] for why in list(plan.left.values())[:5])
-                )
-            if plan.ignored:
-                parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")
-            parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
-            skip_reason = f"no new batch in {cfg.dataset.landing_dir}: " + "; ".join(parts)
+        skip_reason = None if run_requests else _skip_message(plan, cfg.dataset.landing_dir)
         return dg.SensorResult(
             run_requests=run_requests,
             dynamic_partitions_requests=[batch_partitions.build_add_request(new_ids)] if new_ids else [],

@@ -703,7 +703,6 @@ def scan_landing(
     settle_seconds: float,
     was_rejected: Callable[[str, str], bool] = lambda batch_id, fp: False,
     ready_marker: str = "none",
-    reference_batches: int = 0,
 ) -> LandingPlan:
     """Decide what to do with every file in the landing folder.
 
@@ -724,7 +723,6 @@ def scan_landing(
         was_rejected: ``(batch_id, fingerprint) -> bool``: whether that version was refused later
             (by ingestion or validation) or replaced, which allows a new file under the same id.
         ready_marker: ``none`` or ``done_file`` (automation.ready_marker).
-        reference_batches: drift.reference_batches, for the out-of-order note.
 
     Returns:
         The plan; ``plan.state`` is the state to store after acting on it.
