@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,8 +21,15 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
+from retrain_assets.core.paths import (  # noqa: F401 - part of this module's interface
+    BATCH_ID_PATTERN,
+    UnsafePathError,
+    batch_id_problem,
+    check_batch_id,
+    contained,
+)
+from retrain_assets.core.sniff import sniff_problem
 
-BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ROW_COLUMN = "_row"  # 1-based data row number within the landed file (CSV: line number minus one)
 _IGNORED_PREFIXES = (".", "~", "_")
 _IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".swp", ".partial", ".filepart")
@@ -39,70 +45,6 @@ IGNORED_RULE = (
 
 class BatchReadError(ValueError):
     """A landed file cannot be read as a batch; the message names the file and what is wrong."""
-
-
-class UnsafePathError(ValueError):
-    """A batch id or path would lead outside the folder it must stay in; the message says which."""
-
-
-def batch_id_problem(batch_id: object) -> str | None:
-    """Why a string cannot be a batch id (the rule landed file names follow), or None if it can."""
-    if isinstance(batch_id, str) and BATCH_ID_PATTERN.fullmatch(batch_id):
-        return None
-    return (
-        f"batch id {batch_id!r} must start with a letter or digit and use only letters, digits, '.', '_' "
-        "and '-' (at most 128 characters), e.g. 2024-05-01 or batch_0007"
-    )
-
-
-def check_batch_id(batch_id: object, *, source: str) -> str:
-    """The batch id, checked with the landing rule whatever it came from.
-
-    Args:
-        batch_id: A partition key, run tag or config value.
-        source: Where it came from, for the message (e.g. ``"partition key"``).
-
-    Returns:
-        ``batch_id`` unchanged.
-
-    Raises:
-        UnsafePathError: It is not a batch id (``../x``, ``a/b``, a leading ``.`` or ``_``, ...).
-    """
-    problem = batch_id_problem(batch_id)
-    if problem:
-        raise UnsafePathError(f"{source}: {problem}; nothing was read, moved or written")
-    return batch_id  # type: ignore[return-value]
-
-
-def contained(path: Path, folder: Path, *, what: str) -> Path:
-    """``path`` as it lies in ``folder``, refused if it or what it links to is outside ``folder``.
-
-    Both the entry itself (its folder resolved) and its target (every link followed) must lie in
-    ``folder`` (resolved), so neither ``..`` nor a symlink leads out. The one check every path the
-    platform reads, moves or writes goes through (landing folder, rejected area, storage root).
-
-    Args:
-        path: The path to check (need not exist).
-        folder: The folder it must stay in.
-        what: What the path is, for the message (e.g. ``"the landed file"``).
-
-    Returns:
-        The entry's absolute path, its parent resolved (a symlink stays a symlink).
-
-    Raises:
-        UnsafePathError: It leads outside ``folder``.
-    """
-    root = Path(folder).resolve()
-    path = Path(path)
-    if path.name in ("", ".", ".."):
-        raise UnsafePathError(f"{what} {str(path)!r} is not a file name inside {root}")
-    entry = path.absolute().parent.resolve() / path.name
-    target = path.resolve()
-    for place in (entry, target):
-        if place != root and root not in place.parents:
-            via = f" (it links to {target})" if place is target and target != entry else ""
-            raise UnsafePathError(f"{what} {str(path)!r} is outside {root}{via}; nothing was read or moved")
-    return entry
 
 
 def is_ignored_name(name: str) -> bool:
@@ -143,115 +85,6 @@ def fingerprint(path: Path, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-_MAGIC = (
-    (b"\x1f\x8b", "a gzip-compressed file", "decompress it (gunzip) and land the CSV inside"),
-    (b"PAR1", "a Parquet file", "name it <batch_id>.parquet"),
-    (b"%PDF", "a PDF document", "export the data as CSV (or Parquet) instead"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or other Office file", "save the sheet as CSV (UTF-8) instead"),
-    (b"\xff\xfe", "UTF-16 text (byte-order mark FF FE)", "save it as UTF-8, or set dataset.encoding: utf-16"),
-    (b"\xfe\xff", "UTF-16 text (byte-order mark FE FF)", "save it as UTF-8, or set dataset.encoding: utf-16"),
-)
-_CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
-_SEP_HINT = re.compile(r'^"?sep=(.?)"?\s*$', re.IGNORECASE)
-_DECIMAL_COMMA = re.compile(r"(?:^|[;\t|])-?\d+,\d+(?=$|[;\t|])")
-
-
-def _shown(delimiter: str) -> str:
-    return "tab ('\\t')" if delimiter == "\t" else repr(delimiter)
-
-
-def sniff_problem(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> str | None:
-    """What a landed file really is when that is not what its name says, or None.
-
-    Looks at the first 64 KiB (and the last bytes of a Parquet file): compressed files, archives
-    (a zip, or an Excel ``.xlsx`` workbook), PDF and Parquet files named ``.csv``; CSV text named
-    ``.parquet``; and CSV text separated by another delimiter than ``delimiter`` (counted on the
-    header line, confirmed on the first data line), with decimal commas, or led by an Excel
-    ``sep=`` line. The one place the read path sniffs content.
-
-    Args:
-        path: The landed file (``.csv`` or ``.parquet``).
-        encoding: The configured text encoding (dataset.encoding).
-        delimiter: The configured CSV field separator (dataset.csv_delimiter).
-
-    Returns:
-        A sentence naming the file, what it is and what to do, or None when it looks like its name.
-    """
-    name = path.name
-    with open(path, "rb") as handle:
-        head = handle.read(1 << 16)
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 4))
-        tail = handle.read(4)
-    if head.startswith(b"PK\x03\x04"):
-        if b"[Content_Types].xml" in head or b"xl/" in head:
-            return (f"file {name!r} is an Excel workbook (.xlsx, a zip archive), not CSV text: save the sheet as "
-                    "CSV (UTF-8) or Parquet and land that")
-        return f"file {name!r} is a zip archive, not CSV text: unzip it and land the CSV or Parquet file inside"
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        if head.startswith(b"PAR1"):
-            if tail != b"PAR1":
-                return (f"file {name!r} is not a readable Parquet file: it is cut short (no Parquet footer at its end), "
-                        "probably copied while still being written; land the complete file")
-            return None
-        for magic, what, todo in _MAGIC:
-            if head.startswith(magic) and magic != b"PAR1":
-                return f"file {name!r} is {what}, not a Parquet file: {todo} (as .csv) or convert it to Parquet"
-        if head and b"\x00" not in head[:4096]:
-            try:
-                head[:4096].decode(encoding)
-            except UnicodeDecodeError:
-                return None
-            return (f"file {name!r} holds CSV text, not Parquet: name it <batch_id>.csv, or convert it to Parquet")
-        return None
-    for magic, what, todo in _MAGIC:
-        if head.startswith(magic):
-            if magic in (b"\xff\xfe", b"\xfe\xff") and encoding.lower().replace("-", "").startswith("utf16"):
-                return None
-            return f"file {name!r} is {what}, not CSV text: {todo}"
-    try:
-        text = head.decode(encoding, errors="ignore" if len(head) == 1 << 16 else "strict")
-    except UnicodeDecodeError:
-        return None  # the reader names the byte and the line
-    text = text.lstrip("\ufeff")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    hint = _SEP_HINT.match(lines[0])
-    if hint:
-        sep = hint.group(1) or delimiter
-        todo = "remove that first line" + (
-            "" if sep == delimiter else f" and set dataset.csv_delimiter: {_shown(sep)}"
-        )
-        return (f"file {name!r} starts with an Excel 'sep={sep}' line (delimiter {_shown(sep)}) before its header: "
-                f"{todo} (export as 'CSV UTF-8' to avoid it)")
-    header, first = lines[0], (lines[1] if len(lines) > 1 else None)
-
-    def fields(line: str, sep: str) -> int:
-        return len(next(csv.reader([line], delimiter=sep), []))
-
-    if fields(header, delimiter) > 1:
-        return None
-    found = [
-        sep for sep in _CANDIDATE_DELIMITERS
-        if sep != delimiter and fields(header, sep) > 1 and (first is None or fields(first, sep) == fields(header, sep))
-    ]
-    if not found:
-        return None
-    sep = max(found, key=lambda c: fields(header, c))
-    decimal = ""
-    if first is not None and sep != "," and any(_DECIMAL_COMMA.search(line) for line in lines[1:20]):
-        decimal = ("; its numbers also use decimal commas (e.g. '12,5'), which are not read as numbers: export them "
-                   "with a decimal point")
-    return (
-        f"file {name!r} is separated by {_shown(sep)} ({fields(header, sep)} columns in its header), not by the "
-        f"configured delimiter {_shown(delimiter)}: set dataset.csv_delimiter: {_shown(sep)} in the config, or save "
-        f"it {_shown(delimiter)}-separated{decimal}"
-    )
 
 
 def _line_of_offset(data: bytes, offset: int) -> int:
