@@ -407,3 +407,15 @@ def test_the_replace_command_the_refusal_gives_works_from_the_cli(workspace, def
     third = tick(defs, instance, cursor=second.cursor)
     run = ingest(defs, instance, "b0001", tags=third.run_requests[0].tags)
     assert run.success and _raw_rows(workspace, "b0001") == 210
+
+
+def test_a_run_by_hand_never_reads_a_landed_link_that_leads_out(workspace, defs, instance):
+    secret = workspace.root / "outside-secret.csv"
+    secret.write_text(_csv(9), encoding="utf-8")
+    workspace.landing.mkdir(parents=True)
+    (workspace.landing / "b0001.csv").symlink_to(secret)
+    run = ingest(defs, instance, "b0001")  # e.g. "Materialize" on a partition added by hand
+    assert not run.success
+    assert "outside" in failure_text(run) and "links to" in failure_text(run)
+    assert (workspace.landing / "b0001.csv").is_symlink() and secret.read_text(encoding="utf-8") == _csv(9)
+    assert not workspace.rejected.exists()
