@@ -15,6 +15,7 @@ from retrain_assets.core import storage
 from retrain_assets.core.registry import (
     CHAMPION_ALIAS,
     Champion,
+    UnsafeModelError,
     alias_version,
     ensure_experiment,
     is_tracking_server,
@@ -58,8 +59,15 @@ class ModelRegistry(dg.ConfigurableResource):
     model_name: str = Field(description="Registered model name.")
 
     def champion(self) -> Champion | None:
-        """The version holding alias `champion`, loaded; None before the first promotion."""
-        return load_champion(self.tracking_uri, self.model_name)
+        """The version holding alias `champion`, loaded; None before the first promotion.
+
+        A version the platform may not load (pickle, foreign types) fails the step with the reason,
+        and nothing from its file is run.
+        """
+        try:
+            return load_champion(self.tracking_uri, self.model_name)
+        except UnsafeModelError as error:
+            raise dg.Failure(description=str(error)) from None
 
     def champion_version(self) -> str | None:
         """The version holding alias `champion` (not loaded); None before the first promotion."""
