@@ -21,6 +21,7 @@ from retrain_assets.core.registry import (
     is_tracking_server,
     load_champion,
 )
+from retrain_assets.core.redact import redact_url
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -55,8 +56,20 @@ class Warehouse(DuckDBResource):
 class ModelRegistry(dg.ConfigurableResource):
     """The MLflow model registry: which version is the champion and what it was trained on."""
 
-    tracking_uri: str = Field(description="MLflow tracking/registry URI (default: SQLite under storage.root).")
-    model_name: str = Field(description="Registered model name.")
+    config_path: str = Field(
+        description="Path of the YAML config naming the MLflow registry (mlflow.tracking_uri) and model "
+        "(model.name): the URI, which may hold credentials, is read from it when needed, never shown here."
+    )
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking/registry URI in force (credentials included: never show it unredacted)."""
+        return load_settings(self.config_path).mlflow_tracking_uri
+
+    @property
+    def model_name(self) -> str:
+        """Registered model name."""
+        return load_settings(self.config_path).registered_model_name
 
     def champion(self) -> Champion | None:
         """The version holding alias `champion`, loaded; None before the first promotion.
@@ -107,7 +120,7 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
     resource = dg.ResourceDefinition(
         resource_fn=init,
         config_schema=mlflow_tracking.config_schema,
-        description=f"MLflow tracking (dagster-mlflow) at {tracking_uri}, experiment {experiment!r}.",
+        description=f"MLflow tracking (dagster-mlflow) at {redact_url(tracking_uri)}, experiment {experiment!r}.",
     )
     config = {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri}
     if local_artifacts is not None:
