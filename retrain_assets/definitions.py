@@ -61,9 +61,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
         resources={
             "settings": RetrainSettings(config_path=str(path)),
             "warehouse": Warehouse(database=str(settings.duckdb_path)),
-            "registry": ModelRegistry(
-                tracking_uri=settings.mlflow_tracking_uri, model_name=settings.registered_model_name
-            ),
+            "registry": ModelRegistry(config_path=str(path)),
             MLFLOW_RESOURCE: mlflow_tracking_resource(
                 settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifacts_dir
             ),

@@ -43,6 +43,7 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
 )
 from retrain_assets.core import landing, storage, synthetic
+from retrain_assets.core.redact import redact_url
 from retrain_assets.definitions import build_definitions
 from retrain_assets.demo_folder import DemoFolder
 from retrain_assets.resources import resources_for
@@ -235,7 +236,7 @@ def report(settings) -> str:
         f"Refused and held-back files are kept under {settings.rejected_dir}",
         f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}",
         f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}",
-        f"Models: MLflow registry {settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri` it); "
+        f"Models: MLflow registry {redact_url(settings.mlflow_tracking_uri)} (`mlflow ui --backend-store-uri` it); "
         "promotions in the DuckDB table promotion_ledger",
     ):
         lines.append(wrap(line))

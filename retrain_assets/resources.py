@@ -15,11 +15,13 @@ from retrain_assets.core import storage
 from retrain_assets.core.registry import (
     CHAMPION_ALIAS,
     Champion,
+    UnsafeModelError,
     alias_version,
     ensure_experiment,
     is_tracking_server,
     load_champion,
 )
+from retrain_assets.core.redact import redact_url
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -54,12 +56,31 @@ class Warehouse(DuckDBResource):
 class ModelRegistry(dg.ConfigurableResource):
     """The MLflow model registry: which version is the champion and what it was trained on."""
 
-    tracking_uri: str = Field(description="MLflow tracking/registry URI (default: SQLite under storage.root).")
-    model_name: str = Field(description="Registered model name.")
+    config_path: str = Field(
+        description="Path of the YAML config naming the MLflow registry (mlflow.tracking_uri) and model "
+        "(model.name): the URI, which may hold credentials, is read from it when needed, never shown here."
+    )
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking/registry URI in force (credentials included: never show it unredacted)."""
+        return load_settings(self.config_path).mlflow_tracking_uri
+
+    @property
+    def model_name(self) -> str:
+        """Registered model name."""
+        return load_settings(self.config_path).registered_model_name
 
     def champion(self) -> Champion | None:
-        """The version holding alias `champion`, loaded; None before the first promotion."""
-        return load_champion(self.tracking_uri, self.model_name)
+        """The version holding alias `champion`, loaded; None before the first promotion.
+
+        A version the platform may not load (pickle, foreign types) fails the step with the reason,
+        and nothing from its file is run.
+        """
+        try:
+            return load_champion(self.tracking_uri, self.model_name)
+        except UnsafeModelError as error:
+            raise dg.Failure(description=str(error)) from None
 
     def champion_version(self) -> str | None:
         """The version holding alias `champion` (not loaded); None before the first promotion."""
@@ -99,7 +120,7 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
     resource = dg.ResourceDefinition(
         resource_fn=init,
         config_schema=mlflow_tracking.config_schema,
-        description=f"MLflow tracking (dagster-mlflow) at {tracking_uri}, experiment {experiment!r}.",
+        description=f"MLflow tracking (dagster-mlflow) at {redact_url(tracking_uri)}, experiment {experiment!r}.",
     )
     config = {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri}
     if local_artifacts is not None:

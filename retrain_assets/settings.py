@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
+from retrain_assets.core.alerts import unset_variables, webhook_problem
+from retrain_assets.core.redact import redact, split_credentials
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
 
 
@@ -444,6 +446,24 @@ class AlertSettings(_Section):
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout for one alert.")
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_a_reachable_kind_of_url(cls, value: str | None) -> str | None:
+        """http(s) with a host once $VARS are expanded; an unset $VAR is named, the secret never shown."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        missing = unset_variables(value)
+        if missing:
+            raise ValueError(
+                f"refers to ${missing[0]}, which is not set in this environment: set it where the Dagster webserver, "
+                "daemon and runs start (its value is never shown), or remove alerts.webhook_url to log alerts only"
+            )
+        problem = webhook_problem(os.path.expandvars(value))
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class Settings(_Section):
     """The whole config file."""
@@ -546,9 +566,19 @@ class Settings(_Section):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """The tracking URI in force: the configured one or a SQLite file under storage.root."""
+        """The tracking URI in force: the configured one or a SQLite file under storage.root.
+
+        Credentials in an http(s) URI (``https://user:password@host``) are handed to MLflow through
+        ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` and left out of the URI, which
+        MLflow prints and the platform shows; other URIs are shown redacted (core.redact).
+        """
         if self.mlflow.tracking_uri:
-            return self.mlflow.tracking_uri
+            uri, user, password = split_credentials(_expand(self.mlflow.tracking_uri))
+            if user:
+                os.environ["MLFLOW_TRACKING_USERNAME"] = user
+            if password:
+                os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+            return uri
         return f"sqlite:///{(self.storage.root / 'mlflow.db').as_posix()}"
 
     @property
@@ -595,7 +625,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
             message = "required key is missing"
         given = item.get("input")
         quiet = item["type"] in ("missing", "extra_forbidden", "value_error") or isinstance(given, dict)
-        suffix = "" if quiet else f" (got {given!r})"  # our own validators name the value themselves
+        suffix = "" if quiet else f" (got {redact(repr(given))})"  # our own validators name the value themselves
         lines.append(f"  {key}: {message}{suffix}")
     return "\n".join(lines)
 

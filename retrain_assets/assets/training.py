@@ -16,6 +16,7 @@ from retrain_assets.core import approval, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.monitoring import model_input
 from retrain_assets.core.performance import score_metric
+from retrain_assets.core.redact import redact_url
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.train import (
@@ -260,10 +261,10 @@ def candidate_model(
         "reason": reason,
         "launched_by": launched_by,
         "mlflow_run_id": mlflow_run_id or "none",
-        "mlflow_tracking_uri": cfg.mlflow_tracking_uri,
+        "mlflow_tracking_uri": redact_url(cfg.mlflow_tracking_uri),
     }
     if cfg.mlflow_tracking_uri.startswith("http"):
         metadata["mlflow_model_page"] = dg.MetadataValue.url(
-            f"{cfg.mlflow_tracking_uri.rstrip('/')}/#/models/{cfg.registered_model_name}/versions/{version}"
+            f"{redact_url(cfg.mlflow_tracking_uri).rstrip('/')}/#/models/{cfg.registered_model_name}/versions/{version}"
         )
     return dg.MaterializeResult(metadata=metadata, check_results=[gate_check_result(r) for r in results])

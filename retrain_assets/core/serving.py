@@ -314,10 +314,16 @@ def _predictions_to_list(result: Any) -> list[Any]:
 def _measure(model_uri: str, sample_path: str, repeats: int, report: dict[str, Any]) -> None:
     """Load, read, warm up and time; fills ``report`` as it goes, ``report["stage"]`` = current stage."""
     report["stage"] = "load"
+    import mlflow.artifacts
     import mlflow.pyfunc
 
+    from retrain_assets.core.registry import check_safe_model
+
     started = time.perf_counter()
-    model = mlflow.pyfunc.load_model(model_uri)
+    with tempfile.TemporaryDirectory(prefix="retrain-smoke-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        check_safe_model(local, model_uri)  # never unpickle: the same rule as every other load
+        model = mlflow.pyfunc.load_model(str(local))
     report["load_seconds"] = time.perf_counter() - started
 
     report["stage"] = "read_sample"
