@@ -143,6 +143,18 @@ class ValidationSettings(_Section):
     examples_per_expectation: int = Field(
         default=5, ge=1, le=100, description="How many failing values to show per expectation."
     )
+    range_margin: float = Field(
+        default=3.0, gt=0, description=(
+            "Numeric columns without schema.ranges: a value further than this many times the reference batch's "
+            "0.5–99.5% span outside that span is quarantined as implausible (1e308, a unit change)."
+        ),
+    )
+    future_tolerance_hours: float = Field(
+        default=24.0, ge=0, description="Event times later than now plus this are quarantined as in the future."
+    )
+    max_cell_chars: int = Field(
+        default=1000, ge=1, description="Longest text value accepted in a categorical or id column; longer rows are quarantined."
+    )
 
 
 class StorageSettings(_Section):

@@ -10,7 +10,7 @@ from retrain_assets.checks import explain, rules_table, validation_gate, validat
 from retrain_assets.constants import DUCKDB_POOL, RAW_DATA, VALIDATED_DATA, VALIDATION
 from retrain_assets.core import landing, storage
 from retrain_assets.core.schema import SchemaStore, with_classes
-from retrain_assets.core.validation import validate_batch
+from retrain_assets.core.validation import Limits, validate_batch
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
@@ -72,6 +72,11 @@ def validated_data(
         batch_id=batch_id,
         max_invalid_fraction=cfg.validation.max_invalid_fraction,
         examples=cfg.validation.examples_per_expectation,
+        limits=Limits(
+            range_margin=cfg.validation.range_margin,
+            future_tolerance_hours=cfg.validation.future_tolerance_hours,
+            max_cell_chars=cfg.validation.max_cell_chars,
+        ),
     )
     if report.passed and (stored is None or learns_classes):
         store.save(schema, overwrite=stored is not None)

@@ -17,6 +17,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core import expectations
 from retrain_assets.core.landing import ROW_COLUMN
 
 Kind = Literal["numeric", "categorical", "datetime", "id"]
@@ -218,8 +219,9 @@ def infer_schema(
     """Build the schema from hints plus what one batch shows.
 
     Hints always win. A column not hinted is numeric if its values parse as numbers (95% of
-    non-null values), else categorical. Ranges and categories are enforced only when hinted; what
-    the batch shows is recorded under ``observed`` for people to read.
+    non-null values), else categorical. Ranges and categories are enforced as hinted; what the
+    batch shows is recorded under ``observed``, and validation enforces the expectations learnt
+    there (:mod:`retrain_assets.core.expectations`) where no hint says otherwise.
 
     Args:
         batch: The first accepted batch as read (``_row`` included or not).
@@ -263,9 +265,13 @@ def infer_schema(
             finite = values[np.isfinite(values)]
             if len(finite):
                 observed.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()))
+                observed.update(expectations.learn_numeric(values))
         elif kind == "categorical":
-            counts = series.dropna().astype(str).value_counts()
+            counts = strip_text(series.dropna().astype(str)).value_counts()
             observed["categories"] = sorted(counts.index.tolist())[:200]
+        elif kind == "datetime":
+            fmt = expectations.date_format(series)
+            observed.update(expectations.learn_datetime(series, expectations.parse_times(series, fmt)))
         specs.append(
             ColumnSpec(
                 name=name,

@@ -20,11 +20,13 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core import expectations
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
 
@@ -157,9 +159,14 @@ def _examples(rows: np.ndarray, values: pd.Series, limit: int) -> list[tuple[int
     return out
 
 
+SHOWN_CHARS = 200  # a text value shown in a message or kept in a quarantine row is cut to this
+
+
 def _plain(value: Any) -> Any:
     if value is None or value is pd.NA:
         return None
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]}… [{len(value):,} characters in all]"
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
@@ -192,31 +199,53 @@ def _categorical_text(series: pd.Series) -> pd.Series:
     return series.map(one).astype(object)
 
 
-def _parse_timestamps(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        parsed = pd.to_datetime(series, utc=True)
-    else:
-        text = strip_text(series)
-        parsed = pd.to_datetime(text, errors="coerce", utc=True)
-        retry = parsed.isna() & text.notna()
-        if retry.any():
-            parsed.loc[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
-    return parsed.dt.tz_convert(None)
-
-
 @dataclass
 class _Parsed:
     frame: pd.DataFrame
     outcomes: list[RuleOutcome]
     problems: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
-def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: int) -> _Parsed:
-    """Turn text into typed columns; record what does not parse."""
+@dataclass(frozen=True)
+class Limits:
+    """How far values may stray from what the reference showed (validation.* settings).
+
+    Attributes:
+        range_margin: A numeric value further than this many times the reference's 0.5–99.5 %
+            spread outside that span is implausible (columns without a declared range).
+        future_tolerance_hours: Event times later than now plus this are in the future.
+        max_cell_chars: Longest text value accepted in a categorical or id column.
+        now: The time "now" is judged at (UTC); default: the wall clock.
+    """
+
+    range_margin: float = 3.0
+    future_tolerance_hours: float = 24.0
+    max_cell_chars: int = 1000
+    now: datetime | None = None
+
+
+def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: int, limits: Limits) -> _Parsed:
+    """Turn text into typed columns; record what does not parse and what breaks the learnt expectations."""
     frame = pd.DataFrame({ROW_COLUMN: raw[ROW_COLUMN].to_numpy()})
     outcomes: list[RuleOutcome] = []
     problems: list[str] = []
+    notes: list[str] = []
     rows = raw[ROW_COLUMN].to_numpy()
+
+    def row_rule(rule: str, column: str, bad: np.ndarray, description: str, original: pd.Series) -> None:
+        count = int(bad.sum())
+        outcomes.append(RuleOutcome(rule, column, "row", count == 0, count, description,
+                                    _examples(rows[bad], original[bad], examples), rows[bad]))
+
+    def constant(spec, values: pd.Series) -> None:
+        value = expectations.constant_value(values)
+        if value is not None and expectations.varied(spec.observed):
+            problems.append(
+                f"column {spec.name!r} is constant: every one of its {int(values.notna().sum())} values is "
+                f"{_plain(value)!r}, but it varied in the reference batch — a broken feed? A model cannot learn "
+                "from it; fix the export, or declare the change by editing schema.json"
+            )
 
     def parse_rule(column: str, original: pd.Series, parsed: pd.Series, rule: str, what: str) -> None:
         bad = original.notna().to_numpy() & parsed.isna().to_numpy()
@@ -247,13 +276,52 @@ def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: i
                             _examples(rows[infinite], original[infinite], examples), rows[infinite])
             )
             # inf is reported once (above); GX then sees it as missing, not also as out of range.
-            frame[spec.name] = parsed.mask(np.isinf(parsed))
+            parsed = parsed.mask(np.isinf(parsed))
+            learnt = expectations.plausible_range(spec.observed, limits.range_margin)
+            if learnt is not None and spec.min is None and spec.max is None:
+                low, high = learnt
+                bad = (parsed.notna() & ((parsed < low) | (parsed > high))).to_numpy()
+                row_rule("values_in_plausible_range", spec.name, bad,
+                         f"values must lie in the plausible range [{low:.4g}, {high:.4g}] learnt from the reference "
+                         f"batch (its 0.5–99.5% span widened {limits.range_margin:g}× each way; declare "
+                         "schema.ranges to set it yourself)", original)
+            constant(spec, parsed)
+            frame[spec.name] = parsed
         elif spec.kind == "datetime":
-            parsed = _parse_timestamps(original)
+            reference_format = spec.observed.get("date_format")
+            written = expectations.date_format(original)
+            if expectations.format_conflict(reference_format, written):
+                problems.append(
+                    f"column {spec.name!r}: dates are written as {expectations.DATE_FORMATS[written]} in this batch but "
+                    f"as {expectations.DATE_FORMATS[reference_format]} in the reference batch, so the same text would "
+                    f"mean other dates; write them in one format ({expectations.DATE_FORMATS[reference_format]})"
+                )
+            parsed = expectations.parse_times(original, reference_format)
             parse_rule(spec.name, original, parsed, "values_parse_as_timestamps", "timestamps")
+            latest = expectations.latest_plausible(limits.now or datetime.now(timezone.utc), limits.future_tolerance_hours)
+            row_rule("time_not_in_future", spec.name, (parsed > latest).to_numpy(),
+                     f"event times must not be in the future (after {latest:%Y-%m-%d %H:%M} UTC, now plus "
+                     f"{limits.future_tolerance_hours:g} h)", original)
+            earliest = expectations.earliest_plausible(spec.observed)
+            if earliest is not None:
+                row_rule("time_after_earliest_plausible", spec.name, (parsed < earliest).to_numpy(),
+                         f"event times must not be before {earliest:%Y-%m-%d} (the reference began "
+                         f"{spec.observed['earliest'][:10]}; ten times its span earlier, at least a year)", original)
             frame[spec.name] = parsed
         else:
-            frame[spec.name] = _categorical_text(original)
+            text = _categorical_text(original)
+            lengths = text.map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy()
+            row_rule("value_length", spec.name, lengths > limits.max_cell_chars,
+                     f"text values may be at most {limits.max_cell_chars:,} characters long "
+                     "(validation.max_cell_chars); longer ones are quarantined, never stored as a category", original)
+            stripped = strip_text(text)
+            padded = int((stripped.notna() & (stripped != text)).sum())
+            if padded:
+                notes.append(f"column {spec.name!r}: white space around {padded} value(s) removed (e.g. "
+                             f"{_plain(text[stripped != text].dropna().iloc[0])!r})")
+            if spec.kind == "categorical":
+                constant(spec, stripped)
+            frame[spec.name] = stripped
 
     if labelled:
         original = raw[schema.target]
@@ -278,7 +346,7 @@ def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: i
                     f"most {schema.max_classes} classes (is this a regression target? set dataset.task)"
                 )
             frame[schema.target] = labels
-    return _Parsed(frame, outcomes, problems)
+    return _Parsed(frame, outcomes, problems, notes)
 
 
 # --- the GX suite ----------------------------------------------------------------------------
@@ -429,6 +497,7 @@ def validate_batch(
     batch_id: str,
     max_invalid_fraction: float = 0.05,
     examples: int = 5,
+    limits: Limits | None = None,
 ) -> ValidationReport:
     """Validate one batch as read from its file.
 
@@ -438,6 +507,7 @@ def validate_batch(
         batch_id: The batch id (for messages).
         max_invalid_fraction: Largest share of quarantined rows for the batch to pass.
         examples: Failing values to keep per rule.
+        limits: How far values may stray from the reference (default :class:`Limits`).
 
     Returns:
         The report with valid rows, quarantined rows and every rule's outcome.
@@ -447,8 +517,9 @@ def validate_batch(
     raw = raw.drop(columns=[c for c in schema.ignore_columns if c in raw.columns])
     labelled = schema.target in raw.columns
     problems, notes, extra = column_problems(list(raw.columns), schema)
-    parsed = _parse(raw, schema, labelled, examples)
+    parsed = _parse(raw, schema, labelled, examples, limits or Limits())
     problems += parsed.problems
+    notes = notes + parsed.notes
     frame = parsed.frame
     present = [c for c in schema.column_names if c in frame.columns]
 
