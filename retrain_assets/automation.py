@@ -197,7 +197,7 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
             if registry.champion_version() is None:
                 trigger, reason = policy.first_champion_signal(
-                    cfg.training.first_champion_plan(storage.labelled_row_counts(conn)),
+                    cfg.training.first_champion_plan(storage.labelled_row_counts(conn, cfg.dataset.target)),
                     automatic=cfg.automation.first_champion == "automatic",
                 )
             decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason, state=state)

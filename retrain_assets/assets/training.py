@@ -101,7 +101,7 @@ def candidate_model(
         adaptation = cfg.training.adaptation(trigger)
         if registry.champion_version() is None:
             # The first champion, as soon as the labelled data allows: the drift sensor's own rule.
-            plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn))
+            plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn, cfg.dataset.target))
             if not plan.ready and sum(labelled.values()) < 2:
                 raise refusal(f"cannot train: {plan.reason}. The champion is untouched.")
             if plan.ready:

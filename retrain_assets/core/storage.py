@@ -432,14 +432,23 @@ def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     return {batch_id: bool(labelled) for batch_id, labelled in rows}
 
 
-def labelled_row_counts(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
-    """(batch id, valid rows) of each labelled batch that passed validation, in arrival order
-    (a row without its label is quarantined, so every valid row of a labelled batch is labelled)."""
+def labelled_row_counts(conn: duckdb.DuckDBPyConnection, target: str | None = None) -> list[tuple[str, int]]:
+    """(batch id, labelled rows) of each labelled batch that passed validation, in arrival order.
+
+    Rows whose label has not arrived yet are valid but unlabelled: with ``target`` given, only rows
+    holding a label count; without it, every valid row of a labelled batch does.
+    """
     ensure_tables(conn)
     rows = conn.execute(
         "SELECT batch_id, valid_rows FROM batch_validation WHERE passed AND labelled ORDER BY batch_id"
     ).fetchall()
-    return [(batch_id, int(valid_rows or 0)) for batch_id, valid_rows in rows]
+    if target is None or not _table_exists(conn, "validated"):
+        return [(batch_id, int(valid_rows or 0)) for batch_id, valid_rows in rows]
+    columns = {r[0] for r in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'validated'").fetchall()}
+    if target not in columns:
+        return [(batch_id, 0) for batch_id, _ in rows]
+    counts = dict(conn.execute(f"SELECT {BATCH_COLUMN}, count({_q(target)}) FROM validated GROUP BY 1").fetchall())
+    return [(batch_id, int(counts.get(batch_id, 0))) for batch_id, _ in rows]
 
 
 LEDGER_COLUMNS = (

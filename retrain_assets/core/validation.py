@@ -324,7 +324,7 @@ def _parse(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: i
             frame[spec.name] = stripped
 
     if labelled:
-        original = raw[schema.target]
+        original = raw[schema.target].mask(_blank(raw[schema.target]))
         if schema.task == "regression":
             parsed = numeric_parse(original)
             parse_rule(schema.target, original, parsed, "target_parses_as_numbers", "numbers (regression target)")
@@ -387,7 +387,6 @@ def _suite_items(schema: DatasetSchema, present: list[str], labelled: bool, null
                           f"values must be one of: {shown}"))
     if labelled:
         target = schema.target
-        items.append((gxe.ExpectColumnValuesToNotBeNull(column=target), "row", target, "a labelled row needs its target"))
         if schema.task == "classification" and schema.classes is not None:
             items.append((gxe.ExpectColumnValuesToBeInSet(column=target, value_set=list(schema.classes)), "row", target,
                           f"target must be one of the known classes {list(schema.classes)}"))
@@ -515,11 +514,23 @@ def validate_batch(
     if ROW_COLUMN not in raw.columns:
         raise ValueError(f"batch {batch_id}: the frame has no {ROW_COLUMN!r} column; read it with read_batch()")
     raw = raw.drop(columns=[c for c in schema.ignore_columns if c in raw.columns])
+    notes_on_labels: list[str] = []
+    if schema.target in raw.columns and _blank(raw[schema.target]).all():
+        # A target column with no value at all is an unlabelled batch (labels come later), not a failed one.
+        raw = raw.drop(columns=[schema.target])
+        notes_on_labels.append(f"target {schema.target!r} is empty in every row: taken in as an unlabelled batch")
     labelled = schema.target in raw.columns
+    if labelled:
+        missing = int(_blank(raw[schema.target]).sum())
+        if missing:
+            notes_on_labels.append(
+                f"{missing} of {len(raw)} rows have no {schema.target!r} yet: kept as unlabelled rows (used for drift "
+                "and label-free estimates, not for training or scoring until their labels arrive)"
+            )
     problems, notes, extra = column_problems(list(raw.columns), schema)
     parsed = _parse(raw, schema, labelled, examples, limits or Limits())
     problems += parsed.problems
-    notes = notes + parsed.notes
+    notes = notes + parsed.notes + notes_on_labels
     frame = parsed.frame
     present = [c for c in schema.column_names if c in frame.columns]
 
@@ -554,8 +565,9 @@ def validate_batch(
     valid = frame.loc[~is_bad].reset_index(drop=True)
     if labelled and schema.task == "classification" and len(valid):
         labels = valid[schema.target]
-        if pd.api.types.infer_dtype(labels, skipna=False) == "integer":
-            valid[schema.target] = labels.astype("int64")
+        if pd.api.types.infer_dtype(labels, skipna=True) == "integer":
+            # rows whose label is late keep a null: nullable integers then, plain int64 otherwise
+            valid[schema.target] = labels.astype("Int64" if labels.isna().any() else "int64")
     raw_bad = raw.loc[is_bad]
     quarantine = pd.DataFrame({
         ROW_COLUMN: raw_bad[ROW_COLUMN].to_numpy(dtype=np.int64),
@@ -575,6 +587,11 @@ def validate_batch(
         max_invalid_fraction=max_invalid_fraction,
         schema=schema,
     )
+
+
+def _blank(series: pd.Series) -> pd.Series:
+    """Missing or white-space-only cells."""
+    return series.isna() | series.map(lambda v: isinstance(v, str) and not v.strip())
 
 
 def raw_value(raw: pd.DataFrame, column: str | None, row: int, cache: dict) -> Any:

@@ -103,8 +103,9 @@ def check(df: pd.DataFrame, folder: Path, schema: DatasetSchema, batch_id: str =
 
 
 def expected_bad_rows(df: pd.DataFrame) -> set[int]:
-    """1-based rows that must be quarantined: every listed defect plus every copy of a duplicated id."""
-    rows = {pos + 1 for pos in df.attrs["corrupted_rows"]}
+    """1-based rows that must be quarantined: every listed defect (but a missing label, which is a late
+    label: the row stays, unlabelled) plus every copy of a duplicated id."""
+    rows = {pos + 1 for pos, kind in df.attrs["corrupted_rows"].items() if kind != "missing_target"}
     return rows | {int(i) + 1 for i in np.flatnonzero(df[ID_COLUMN].duplicated(keep=False))}
 
 
@@ -180,11 +181,15 @@ def test_demo_like_corrupt_batch_passes_with_defects_quarantined(folder, schema)
     assert set(bad) == expected_bad_rows(df)
     assert len(report.valid) == report.rows - len(bad)
     assert not set(report.valid[ROW_COLUMN]) & set(bad)
-    # a batch with a missing label still yields typed valid rows
-    assert report.valid[TARGET].dtype == np.int64
+    # a batch with a missing label still yields typed valid rows; the unlabelled row stays, label null
+    assert report.valid[TARGET].dtype == "Int64"
+    late = next(p + 1 for p, k in df.attrs["corrupted_rows"].items() if k == "missing_target")
+    assert report.valid.loc[report.valid[ROW_COLUMN] == late, TARGET].isna().all()
     for column in NUMERIC:
         assert report.valid[column].dtype == np.float64, column
     for pos, kind in df.attrs["corrupted_rows"].items():
+        if kind == "missing_target":
+            continue
         rule, column = RULE_OF_DEFECT[kind]
         assert rule in bad[pos + 1], (kind, bad[pos + 1])
         if column is not None:
@@ -397,10 +402,9 @@ def test_parquet_with_nullable_dtypes(folder, schema, clean):
     assert raw[TARGET].dtype == "Int64" and raw["region"].dtype == "string"
     report = validate_batch(raw, schema, batch_id="nullable")
     assert report.passed, report.summary
-    assert quarantined(report) == {3: {"expect_column_values_to_not_be_null"}}
-    assert "(got None)" in report.quarantine["reasons"].iloc[0]
-    assert report.valid[TARGET].dtype == np.int64
-    assert report.valid[TARGET].tolist() == clean[TARGET].drop(index=2).tolist()
+    assert quarantined(report) == {}  # the row without its label is kept, unlabelled
+    assert report.valid[TARGET].dtype == "Int64"
+    assert report.valid[TARGET].isna().tolist() == [False, False, True] + [False] * (len(clean) - 3)
     assert report.valid.loc[report.valid[ROW_COLUMN] == 1, "region"].tolist() == [None]
 
 
@@ -465,13 +469,14 @@ def test_quarantine_keeps_the_row_as_it_arrived(folder, schema):
     by_row = dict(zip(report.quarantine[ROW_COLUMN], report.quarantine["row_json"]))
     raw_by_row = raw.set_index(ROW_COLUMN)
     for pos, kind in df.attrs["corrupted_rows"].items():
+        if kind == "missing_target":  # not a defect: the row is valid, unlabelled
+            assert pos + 1 not in by_row
+            continue
         record = json.loads(by_row[pos + 1])
         assert ROW_COLUMN not in record
         assert record == raw_by_row.loc[pos + 1].to_dict()  # every value as text, as in the file
     age_row = next(p for p, k in df.attrs["corrupted_rows"].items() if k == "non_numeric_age")
     assert json.loads(by_row[age_row + 1])["age"] == df.loc[age_row, "age"]
-    target_row = next(p for p, k in df.attrs["corrupted_rows"].items() if k == "missing_target")
-    assert json.loads(by_row[target_row + 1])[TARGET] is None
     reasons = dict(zip(report.quarantine[ROW_COLUMN], report.quarantine["reasons"]))
     assert f"(got {df.loc[age_row, 'age']!r})" in reasons[age_row + 1]
 
