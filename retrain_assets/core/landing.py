@@ -185,7 +185,27 @@ def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
     repeated = sorted({c for c in header if c.strip() and header.count(c) > 1})
     if repeated:
         raise BatchReadError(f"file {name!r}: the header repeats column name(s) {repeated}")
+    short = _short_row(text, delimiter, len(header))
+    if short is not None:
+        line, fields = short
+        raise BatchReadError(
+            f"file {name!r}: line {line} has {fields} field(s) where the header has {len(header)}: the row was cut "
+            "short or a delimiter is missing (pandas would fill the gap with empty values); fix the row and land the "
+            "file again"
+        )
     return frame.astype(object).where(frame.notna(), None)
+
+
+def _short_row(text: str, delimiter: str, width: int) -> tuple[int, int] | None:
+    """(line, fields) of the first data row with fewer fields than the header (blank lines aside), or None."""
+    if csv.field_size_limit() < len(text):  # one long cell is validation's to judge (max_cell_chars), not the reader's
+        csv.field_size_limit(min(len(text), 2**31 - 1))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    next(reader, None)
+    for row in reader:
+        if row and len(row) < width and any(cell.strip() for cell in row):
+            return reader.line_num, len(row)
+    return None
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -185,8 +185,11 @@ def test_bad_parquet_raises_batch_read_error(tmp_path, writer, fragment):
     assert "'b.parquet'" in str(info.value) and fragment in str(info.value)
 
 
-def test_too_few_fields_are_missing_values_not_an_error(tmp_path):
-    frame = read_batch(_put(tmp_path, "b.csv", "a,b,c\n1\n"))
+def test_a_row_with_too_few_fields_is_refused_not_filled_with_empty_values(tmp_path):
+    """A cut row would otherwise pass as a row of missing values (a missing label is not a defect)."""
+    with pytest.raises(BatchReadError, match="line 3 has 1 field\\(s\\) where the header has 3: the row was cut short"):
+        read_batch(_put(tmp_path, "b.csv", "a,b,c\n1,2,3\n1\n"))
+    frame = read_batch(_put(tmp_path, "c.csv", "a,b,c\n1,,\n\n"))  # empty fields written out, a blank line
     assert frame.drop(columns=ROW_COLUMN).to_dict("records") == [{"a": "1", "b": None, "c": None}]
 
 
