@@ -14,7 +14,7 @@ from retrain_assets.constants import CANDIDATE_MODEL, VALIDATED_DATA, VALIDATION
 from retrain_assets.core.candidate import GATE_DESCRIPTIONS, GATE_NAMES
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
-from retrain_assets.metadata import markdown_table
+from retrain_assets.metadata import inert, markdown_table
 
 validation_gate = dg.AssetCheckSpec(
     name=VALIDATION_GATE,
@@ -43,6 +43,7 @@ def explain(report: ValidationReport, moved_to: Path | None = None) -> str:
         lines += [f"- {o.sentence()} [{o.rule}, {o.level} rule]" for o in failed]
     if report.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in report.notes]
+    lines = [inert(line) for line in lines]  # values and column names come from the landed file
     if moved_to is not None:
         lines += ["", f"The landed file was moved to `{moved_to}`; its rows are in the `quarantine` table."]
     return "\n".join(lines)

@@ -16,9 +16,17 @@ materialization and sent to the browser with the asset's page, so a picture must
 plots of ``core.report`` take 3–45 KB (the UI itself showed a 4 MB one)."""
 
 
+def inert(text: str) -> str:
+    """Text that came from a landed file, made inert for the UI's Markdown: HTML tags show as text
+    (``&lt;script&gt;``) and link/image syntax as brackets, so a cell like ``![x](http://tracker/p.png)``
+    is read, not fetched. Backticks, underscores and emphasis are left alone (they only change looks)."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("[", "\\[").replace("]", "\\]"))
+
+
 def _cell(value: Any, width: int = 60) -> str:
     text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
+    text = inert(text).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

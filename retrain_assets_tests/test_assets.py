@@ -229,7 +229,7 @@ BROKEN = {
     "inf flood": (_inf_flood, ["`monthly_charges`", "values must be finite"]),
     "target renamed": (_target_renamed, ["target 'churned' is missing but 'churn' arrived"]),
     "target of the wrong kind": (_target_continuous, ["target 'churned' has 400 distinct values"]),
-    "target labels unknown": (_target_unknown_labels, ["`churned`", "known classes [0, 1]", "'maybe'"]),
+    "target labels unknown": (_target_unknown_labels, ["`churned`", "known classes \\[0, 1\\]", "'maybe'"]),  # brackets escaped: Markdown shows [0, 1]
 }
 
 

@@ -219,3 +219,33 @@ def test_an_mlflow_password_is_shown_nowhere(mlflow_server, instance, tmp_path, 
     assert mlflow_server.uri in text  # the URI is shown, without its credentials
     # ... which MLflow's HTTP client got from its own variables instead:
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == SECRET
+
+
+# --- cells that are dangerous downstream ------------------------------------------------------------
+
+
+def test_cells_with_html_or_markdown_links_are_shown_inert(workspace, defs, instance):
+    """A landed value reaches the UI's Markdown (explanations, rule tables) and the HTML drift report
+    as text: no tag is rendered, no image or link is fetched from it."""
+    workspace.land("b0001", clean_batch(1))
+    bad = clean_batch(2).astype(object)
+    bad.loc[3, "contract"] = "<script>alert(1)</script>"
+    bad.loc[4, "contract"] = "![x](http://tracker.invalid/p.png)"
+    bad.loc[5, "contract"] = "=HYPERLINK(\"http://evil.invalid\",\"x\")"
+    workspace.land("b0002", bad)
+    for request in tick(defs, instance).run_requests:
+        ingest(defs, instance, request.partition_key, tags=request.tags)
+    shown = []
+    for record in instance.get_run_records():
+        for entry in instance.all_logs(record.dagster_run.run_id):
+            event = entry.dagster_event
+            data = getattr(event, "event_specific_data", None) if event else None
+            metadata = getattr(getattr(data, "materialization", None), "metadata", None) or getattr(data, "metadata", None)
+            if metadata:
+                shown += [str(v.value) for v in metadata.values()]
+    text = "\n".join(shown)
+    assert "script" in text and "tracker.invalid" in text  # the values are shown ...
+    assert "<script" not in text and "[x](http://tracker" not in text  # ... as text
+    reports = list(workspace.settings.storage.root.rglob("*.html"))
+    for report in reports:
+        assert "<script>alert" not in report.read_text(encoding="utf-8")
