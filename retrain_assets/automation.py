@@ -80,10 +80,19 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
     validated = storage.validations_since(conn, since)
     drift = storage.read_drift_reports(conn).set_index("batch_id")
     metrics = storage.read_production_metrics(conn).set_index("batch_id")
+    held = storage.held_label_batches(conn)
     signals = []
     for row in validated.itertuples(index=False):
         report = drift.loc[row.batch_id] if row.batch_id in drift.index else None
         measured = metrics.loc[row.batch_id] if row.batch_id in metrics.index else None
+        if row.batch_id in held:  # suspect labels never trigger a retrain by themselves (core.labels)
+            signals.append(policy.BatchSignal.from_monitoring(
+                row.batch_id,
+                data_drift=None if report is None or pd.isna(report["data_drift"]) else bool(report["data_drift"]),
+                prediction_drift=None, concept_drift=None, degraded=None, below_floor=None, labelled_rows=0,
+                summary=f"{held[row.batch_id]} — its labels are not counted as a retrain trigger",
+            ))
+            continue
 
         def flag(frame_row, column):
             if frame_row is None or pd.isna(frame_row[column]):
@@ -255,6 +264,12 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
                     f"{', '.join(sorted(batches))} scored by {', '.join('v' + v for v in scored_by)}, "
                     f"not by champion v{champion}: nothing to act on"
                 )
+            held = storage.held_label_batches(conn)
+            suspect = fresh[fresh["batch_id"].isin(held)]
+            fresh = fresh[~fresh["batch_id"].isin(held)]
+            if fresh.empty:
+                return dg.SkipReason("; ".join(
+                    f"{b}: {held[b]} — not counted as a retrain trigger" for b in sorted(suspect["batch_id"])))
             batches = set(fresh["batch_id"])
             rollback = fresh[fresh["rollback_recommended"]]
             if not rollback.empty:

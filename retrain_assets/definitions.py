@@ -34,7 +34,7 @@ from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import MLFLOW_RESOURCE
 from retrain_assets.executors import executor_for
-from retrain_assets.jobs import ingest_job, replace_batch_job, retrain_job
+from retrain_assets.jobs import ingest_job, replace_batch_job, retrain_job, review_labels_job
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.sensors import build_landing_sensor
 from retrain_assets.settings import config_path_from_env, load_settings
@@ -47,7 +47,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
     interval = settings.automation.sensor_interval_seconds
     return dg.Definitions(
         assets=[raw_data, validated_data, drift_report, production_metrics, candidate_model, production_model],
-        jobs=[ingest_job, retrain_job, replace_batch_job, rollback_job, request_retrain_job, approve_promotion_job, reject_promotion_job],
+        jobs=[ingest_job, retrain_job, replace_batch_job, review_labels_job, rollback_job, request_retrain_job, approve_promotion_job, reject_promotion_job],
         sensors=[
             build_landing_sensor(interval),
             build_drift_sensor(interval),

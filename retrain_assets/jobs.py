@@ -1,7 +1,10 @@
 """Jobs."""
 
+from typing import Literal
+
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
+from pydantic import Field
 
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
@@ -11,6 +14,7 @@ from retrain_assets.constants import (
     PRODUCTION_MODEL,
     RAW_DATA,
     RETRAIN_JOB,
+    REVIEW_LABELS_JOB,
     VALIDATED_DATA,
 )
 from retrain_assets.assets.ingestion import replace_ingested_batch
@@ -49,3 +53,33 @@ retrain_job = dg.define_asset_job(
 def replace_batch_job():
     """Replace an ingested batch with a complete file; the old rows and file are kept in the rejected area."""
     replace_ingested_batch()
+
+
+class ReviewLabelsConfig(dg.Config):
+    """A person's decision on a batch whose labels were flagged as suspect (drift_report's label_quality)."""
+
+    batch_id: str = Field(description="The batch whose labels were flagged.")
+    decision: Literal["accept", "reject"] = Field(
+        description="accept: its labels are trusted again (training windows, triggers); reject: kept out for good."
+    )
+    reviewer: str = Field(description="Who decides (recorded with the decision).")
+    note: str = Field(default="", description="Why, for the record.")
+
+
+@dg.op(required_resource_keys={"warehouse"})
+def decide_on_labels(context: dg.OpExecutionContext, config: ReviewLabelsConfig) -> None:
+    """Record a person's decision on a batch's suspect labels."""
+    from retrain_assets.core import storage
+
+    with context.resources.warehouse.get_connection() as conn:
+        try:
+            review = storage.review_labels(conn, config.batch_id, config.decision, config.reviewer, config.note)
+        except ValueError as error:
+            raise dg.Failure(description=str(error)) from None
+    context.log.info(f"labels of batch {config.batch_id} {review['status']} by {config.reviewer}: {review['reason']}")
+
+
+@dg.job(name=REVIEW_LABELS_JOB, description="Accept or reject the suspect labels of a batch (drift_report's label_quality).")
+def review_labels_job():
+    """Accept or reject the suspect labels of a batch (drift_report's label_quality)."""
+    decide_on_labels()

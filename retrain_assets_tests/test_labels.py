@@ -46,3 +46,72 @@ def test_rows_whose_labels_are_late_do_not_hold_the_batch_back_nor_reach_trainin
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
         metrics = storage.read_production_metrics(conn).set_index("batch_id")
     assert "batch_0003" in metrics.index and pd.notna(metrics.loc["batch_0003", "batch_metric"])
+
+
+def _held(r: Retrainer) -> dict[str, str]:
+    with duckdb.connect(str(r.settings.duckdb_path)) as conn:
+        return storage.held_label_batches(conn)
+
+
+def _labelled(r: Retrainer) -> dict[str, bool]:
+    with duckdb.connect(str(r.settings.duckdb_path)) as conn:
+        return storage.labelled_batches(conn)
+
+
+def _label_quality(r: Retrainer, batch_id: str) -> str:
+    import dagster as dg
+
+    from retrain_assets.constants import DRIFT_REPORT
+
+    records = r.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DRIFT_REPORT), asset_partitions=[batch_id]), limit=1).records
+    return str(records[0].asset_materialization.metadata["label_quality"].value)
+
+
+def test_inverted_labels_are_flagged_kept_out_of_training_and_never_trigger_until_accepted(tmp_path, instance):
+    from retrain_assets.constants import DRIFT_SENSOR, PERFORMANCE_SENSOR, REVIEW_LABELS_JOB
+    from retrain_assets_tests.test_automation import LOOSE, evaluate, run_requests
+
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    for i in (1, 2, 3):
+        r.land(i, rows=1000)
+    assert r.retrain().success and r.alias(reg.CHAMPION_ALIAS) == "1"
+    for name in (DRIFT_SENSOR, PERFORMANCE_SENSOR):
+        evaluate(r, name)
+    inverted = clean_batch(4, 1000)
+    inverted["churned"] = 1 - inverted["churned"]
+    r.land(4, inverted)
+    quality = _label_quality(r, "batch_0004")
+    assert quality.startswith("SUSPECT (flagged)") and "below chance" in quality and REVIEW_LABELS_JOB in quality
+    assert "batch_0004" in _held(r) and _labelled(r)["batch_0004"] is False
+    # The champion collapses on it, but that is the labels' fault: no trigger.
+    perf = evaluate(r, PERFORMANCE_SENSOR)
+    assert not run_requests(perf) and "not counted as a retrain trigger" in perf.skip_message
+    assert not run_requests(evaluate(r, DRIFT_SENSOR))
+    # A retrain by hand does not learn from it.
+    r.reconfigure(**{"gates.max_flip_rate": 1.0, "gates.comparison_tolerance": 1.0, "gates.slice_tolerance": 1.0})
+    run = r.retrain()
+    assert run.success, failure_text(run)
+    trained = r.tags(r.alias(reg.CHAMPION_ALIAS) or "1")
+    assert "batch_0004" not in trained[reg.TAG_TRAINING_BATCHES] + trained[reg.TAG_HOLDOUT_BATCHES]
+    # A person accepts: the batch's labels count again (the decision is kept if it is judged again).
+    review = r.defs.resolve_job_def(REVIEW_LABELS_JOB).execute_in_process(
+        instance=instance, run_config={"ops": {"decide_on_labels": {"config": {
+            "batch_id": "batch_0004", "decision": "accept", "reviewer": "ana", "note": "relabelled upstream, checked"}}}},
+        raise_on_error=False)
+    assert review.success, failure_text(review)
+    assert "batch_0004" not in _held(r) and _labelled(r)["batch_0004"] is True
+    wrong = r.defs.resolve_job_def(REVIEW_LABELS_JOB).execute_in_process(
+        instance=instance, run_config={"ops": {"decide_on_labels": {"config": {
+            "batch_id": "batch_0001", "decision": "reject", "reviewer": "ana"}}}}, raise_on_error=False)
+    assert not wrong.success and "has no suspect labels to review" in failure_text(wrong)
+
+
+def test_labels_all_one_class_are_flagged_without_a_champion(tmp_path, instance):
+    r = Retrainer(tmp_path, instance)
+    r.land(1, rows=800)
+    one = clean_batch(2, 800)
+    one["churned"] = 0
+    r.land(2, one)
+    assert _label_quality(r, "batch_0002").startswith("SUSPECT (flagged): all 800 labels are '0'")
+    assert _labelled(r) == {"batch_0001": True, "batch_0002": False}

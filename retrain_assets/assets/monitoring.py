@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.assets.validation import validated_data
-from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING
+from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB
 from retrain_assets.core import storage
+from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, monitor_batch, reference_batches_for
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
@@ -116,8 +117,23 @@ def drift_report(
         "created_at": datetime.now(timezone.utc),
         "dagster_run_id": context.run_id,
     }
+    verdict = None
+    if result.labelled and schema is not None and schema.target in current.columns:
+        batch = result.concept.batch if result.concept is not None else None
+        verdict = label_verdict(
+            current[schema.target], task=schema.task, known_classes=schema.classes,
+            metric=batch.metric if batch is not None else None, metric_value=batch.value if batch is not None else None,
+            metric_low=batch.low if batch is not None else None, metric_high=batch.high if batch is not None else None,
+        )
     with warehouse.get_connection() as conn:
         storage.write_drift_report(conn, record)
+        label_status = storage.flag_labels(conn, batch_id, verdict.kind, verdict.reason) if verdict else None
+    if verdict is not None:
+        context.log.warning(
+            f"labels of batch {batch_id} look suspect ({label_status}): {verdict.reason}. They are kept out of training "
+            f"and retrain triggers until a person accepts them: launch job {REVIEW_LABELS_JOB} with batch_id "
+            f"{batch_id!r} and decision accept or reject"
+        )
 
     metadata = {
         "drift_detected": result.drift_detected,
@@ -130,6 +146,11 @@ def drift_report(
         "n_current": len(current),
         "labelled": result.labelled,
         "champion_version": champion.version if champion is not None else "none yet",
+        "label_quality": (
+            f"SUSPECT ({label_status}): {verdict.reason} — kept out of training and retrain triggers until accepted "
+            f"with job {REVIEW_LABELS_JOB}" if verdict is not None
+            else ("ok" if result.labelled else "no labels in this batch")
+        ),
     }
     if result.domain_auc is not None:
         metadata["domain_classifier_auc"] = float(result.domain_auc)

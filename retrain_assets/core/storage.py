@@ -50,6 +50,16 @@ CREATE TABLE IF NOT EXISTS ingestion_log (
     ingested_at TIMESTAMPTZ NOT NULL,
     dagster_run_id VARCHAR
 );
+CREATE TABLE IF NOT EXISTS label_reviews (
+    batch_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    flagged_at TIMESTAMPTZ NOT NULL,
+    reviewer VARCHAR,
+    note VARCHAR,
+    reviewed_at TIMESTAMPTZ
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     batch_id VARCHAR NOT NULL,
     _row BIGINT NOT NULL,
@@ -426,10 +436,58 @@ def jsonable(value: Any) -> Any:
 
 
 def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
-    """Batches that passed validation (arrival order) → whether they carry labels."""
+    """Batches that passed validation (arrival order) → whether they carry labels to learn from
+    (a batch whose labels are flagged or rejected as suspect counts as unlabelled: core.labels)."""
     ensure_tables(conn)
     rows = conn.execute("SELECT batch_id, labelled FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()
-    return {batch_id: bool(labelled) for batch_id, labelled in rows}
+    held = held_label_batches(conn)
+    return {batch_id: bool(labelled) and batch_id not in held for batch_id, labelled in rows}
+
+
+def flag_labels(conn: duckdb.DuckDBPyConnection, batch_id: str, kind: str, reason: str) -> str:
+    """Record suspect labels for a batch (once: a person's decision on it is kept). Returns the status."""
+    ensure_tables(conn)
+    found = conn.execute("SELECT status FROM label_reviews WHERE batch_id = ?", [batch_id]).fetchone()
+    if found is not None and found[0] != "flagged":
+        return str(found[0])
+    conn.execute("DELETE FROM label_reviews WHERE batch_id = ?", [batch_id])
+    conn.execute("INSERT INTO label_reviews VALUES (?, ?, ?, 'flagged', ?, NULL, NULL, NULL)",
+                 [batch_id, kind, reason, datetime.now(timezone.utc)])
+    return "flagged"
+
+
+def review_labels(conn: duckdb.DuckDBPyConnection, batch_id: str, decision: str, reviewer: str, note: str) -> dict[str, Any]:
+    """A person accepts or rejects a batch's flagged labels; returns the review.
+
+    Raises:
+        ValueError: the batch has no flagged labels, or the decision is not accept/reject.
+    """
+    ensure_tables(conn)
+    if decision not in ("accept", "reject"):
+        raise ValueError(f"decision must be 'accept' or 'reject', got {decision!r}")
+    found = conn.execute("SELECT kind, reason, status FROM label_reviews WHERE batch_id = ?", [batch_id]).fetchone()
+    if found is None:
+        flagged = sorted(held_label_batches(conn))
+        raise ValueError(f"batch {batch_id!r} has no suspect labels to review; flagged now: {flagged or 'none'}")
+    status = "accepted" if decision == "accept" else "rejected"
+    now = datetime.now(timezone.utc)
+    conn.execute("UPDATE label_reviews SET status = ?, reviewer = ?, note = ?, reviewed_at = ? WHERE batch_id = ?",
+                 [status, reviewer, note, now, batch_id])
+    return {"batch_id": batch_id, "kind": found[0], "reason": found[1], "status": status, "reviewer": reviewer,
+            "note": note, "reviewed_at": now}
+
+
+def held_label_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Batches whose labels are kept out of training and triggers (flagged, or rejected) → reason."""
+    ensure_tables(conn)
+    rows = conn.execute("SELECT batch_id, status, reason FROM label_reviews WHERE status IN ('flagged', 'rejected')").fetchall()
+    return {batch_id: f"labels {status}: {reason}" for batch_id, status, reason in rows}
+
+
+def read_label_reviews(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every batch whose labels were flagged, with its status and review."""
+    ensure_tables(conn)
+    return conn.execute("SELECT * FROM label_reviews ORDER BY batch_id").df()
 
 
 def labelled_row_counts(conn: duckdb.DuckDBPyConnection, target: str | None = None) -> list[tuple[str, int]]:
@@ -439,9 +497,10 @@ def labelled_row_counts(conn: duckdb.DuckDBPyConnection, target: str | None = No
     holding a label count; without it, every valid row of a labelled batch does.
     """
     ensure_tables(conn)
-    rows = conn.execute(
+    held = held_label_batches(conn)
+    rows = [r for r in conn.execute(
         "SELECT batch_id, valid_rows FROM batch_validation WHERE passed AND labelled ORDER BY batch_id"
-    ).fetchall()
+    ).fetchall() if r[0] not in held]
     if target is None or not _table_exists(conn, "validated"):
         return [(batch_id, int(valid_rows or 0)) for batch_id, valid_rows in rows]
     columns = {r[0] for r in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'validated'").fetchall()}
