@@ -301,6 +301,12 @@ class DriftSettingsModel(_Section):
     min_js: float | None = Field(
         default=None, ge=0, le=1, description="Categorical effect threshold (Jensen-Shannon distance); default: the library's."
     )
+    min_tv: float | None = Field(
+        default=None, ge=0, le=1, description=(
+            "Categorical effect threshold: share of rows that changed category (total variation) beyond sampling "
+            "noise; default: the library's (0.07)."
+        ),
+    )
     domain_classifier: bool = Field(
         default=True, description="Also test for joint shifts with a reference-vs-current classifier (cross-validated ROC AUC)."
     )

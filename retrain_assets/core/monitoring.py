@@ -194,7 +194,7 @@ class BatchMonitoring:
 def drift_settings(cfg) -> DriftSettings:
     """The library settings from the config's drift section (unset thresholds keep the library defaults)."""
     d = cfg.drift
-    overrides = {k: getattr(d, k) for k in ("min_wasserstein", "min_psi", "min_js") if getattr(d, k) is not None}
+    overrides = {k: getattr(d, k) for k in ("min_wasserstein", "min_psi", "min_js", "min_tv") if getattr(d, k) is not None}
     return DriftSettings(alpha=d.alpha, correction=d.correction, domain_classifier=d.domain_classifier, **overrides)
 
 

@@ -485,3 +485,37 @@ def test_no_warnings_on_degenerate_numbers():
         warnings.simplefilter("error")
         row = compare_numeric(np.array([1e308, -1e308] * 40), np.array([1e308, 1.0] * 40))
     assert isinstance(row["drifted"], bool) and row["reason"]
+
+
+# --- categorical shares: total variation beyond noise ----------------------------------------------
+
+
+def _categorical_pair(seed: int, n: int, p_ref, p_cur, levels) -> tuple[pd.Series, pd.Series]:
+    rng = np.random.default_rng(seed)
+    return (pd.Series(np.asarray(levels, dtype=object)[rng.choice(len(levels), n, p=p_ref)]),
+            pd.Series(np.asarray(levels, dtype=object)[rng.choice(len(levels), n, p=p_cur)]))
+
+
+def test_ten_points_of_share_moving_are_flagged_at_5k_rows():
+    """.5/.3/.2 → .4/.3/.3 (TV 0.1, JS ≈ 0.106): the JS floor of 0.1 alone caught it ~83% of the time."""
+    flagged = sum(
+        compare_categorical(*_categorical_pair(seed, 5000, (.5, .3, .2), (.4, .3, .3), list("abc")))["drifted"]
+        for seed in range(40)
+    )
+    assert flagged >= 39, flagged
+    row = compare_categorical(*_categorical_pair(0, 5000, (.5, .3, .2), (.4, .3, .3), list("abc")))
+    assert 0.08 < row["tv"] < 0.12 and row["tv_excess"] < row["tv"]
+    assert "changed category" in row["reason"] or "JS" in row["reason"]
+
+
+def test_many_rare_categories_without_drift_are_not_flagged_at_1k_rows():
+    """50 Zipf levels at 1k rows: the plain TV of two samples of one distribution is ≈0.1; its excess is not."""
+    levels = [f"k{i}" for i in range(50)]
+    p = 1 / np.arange(1, 51)
+    p = p / p.sum()
+    rows = [compare_categorical(*_categorical_pair(seed, 1000, p, p, levels)) for seed in range(40)]
+    assert np.mean([r["tv"] for r in rows]) > 0.08  # what a plain TV floor would have flagged
+    assert max(r["tv_excess"] for r in rows) < DriftSettings().min_tv
+    assert np.mean([r["js"] for r in rows]) > 0.1  # ... and the plain JS distance too (its sampling bias)
+    assert max(r["js_excess"] for r in rows) < DriftSettings().min_js
+    assert sum(r["drifted"] for r in rows) <= 1
