@@ -33,7 +33,7 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
 )
 from retrain_assets.assets.serving import rollback_job
-from retrain_assets.core import approval, policy, storage
+from retrain_assets.core import approval, policy, storage, workers
 from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.jobs import retrain_job
@@ -53,13 +53,37 @@ ACTIVE = (
 # --------------------------------------------------------------------------
 
 
+def fail_dead_runs(instance: dg.DagsterInstance, log=None) -> list[str]:
+    """Mark failed every STARTED run whose recorded worker process is gone (killed, machine lost).
+
+    Dagster then counts it as ended: run monitoring frees its pool slots after
+    ``free_slots_after_run_end_seconds`` (deploy/*/dagster.yaml), alert_on_run_failure alerts it,
+    and the policy no longer waits on it. Returns the ids marked failed.
+    """
+    failed = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=100):
+        run = record.dagster_run
+        worker = run.tags.get(workers.WORKER_TAG)
+        if not workers.worker_gone(worker):
+            continue
+        message = (f"the run worker of run {run.run_id[:8]} ({run.job_name}), process {worker}, is gone (killed or "
+                   "its machine restarted): marked failed so that its pool slots are freed and the next run can start")
+        instance.report_run_failed(run, message)
+        if log is not None:
+            log.warning(message)
+        failed.append(run.run_id)
+    return failed
+
+
 def retrain_history(instance: dg.DagsterInstance) -> tuple[list[policy.RetrainRecord], bool]:
     """Retrain runs so far (any outcome) and whether one is queued or running.
 
     A retrain is a run of the ``retrain`` job or any other run that materializes candidate_model:
     "Materialize" in the asset graph launches Dagster's implicit asset job, and such a run must
-    count for the cooldown, the budget and one-at-a-time like the sensors' own.
+    count for the cooldown, the budget and one-at-a-time like the sensors' own. A run whose worker
+    is gone is marked failed first (:func:`fail_dead_runs`): it is not running.
     """
+    fail_dead_runs(instance)
     records = list(instance.get_run_records(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=500))
     candidate = dg.AssetKey(CANDIDATE_MODEL)
     records += [

@@ -11,7 +11,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from retrain_assets.core import storage
+from retrain_assets.core import storage, workers
 from retrain_assets.core.registry import (
     CHAMPION_ALIAS,
     Champion,
@@ -33,6 +33,14 @@ class RetrainSettings(dg.ConfigurableResource):
     def load(self) -> Settings:
         """The validated settings (re-read only when the file changes)."""
         return load_settings(self.config_path)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In a run, record its worker process (``retrain/worker`` tag) so that a worker killed mid-run
+        can be told from a running one (core.workers); sensors and schedules have no run and skip this."""
+        run = context.dagster_run
+        if run is None or context.instance is None or workers.WORKER_TAG in (run.tags or {}):
+            return
+        context.instance.add_run_tags(run.run_id, {workers.WORKER_TAG: workers.this_worker()})
 
 
 class Warehouse(DuckDBResource):

@@ -6,6 +6,7 @@ import time
 import dagster as dg
 
 from retrain_assets.constants import LANDING_SENSOR, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER
+from retrain_assets.automation import fail_dead_runs
 from retrain_assets.core import landing
 from retrain_assets.jobs import ingest_job
 from retrain_assets.partitions import batch_partitions
@@ -51,6 +52,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings) -> dg.SensorResult:
         """Watches dataset.landing_dir and requests an ingest run per new batch file."""
+        fail_dead_runs(context.instance, context.log)  # a killed ingest must not hold the DuckDB pool forever
         cfg = settings.load()
         state = landing.LandingState.from_json(context.cursor)
         plan = landing.scan_landing(

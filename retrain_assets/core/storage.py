@@ -22,6 +22,7 @@ Connections are opened by the caller and kept short (DuckDB allows one writer pe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -190,8 +191,19 @@ def raw_table(batch_id: str) -> str:
     return f"raw.{_q(batch_id)}"
 
 
+_TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _DDL))
+
+
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the platform's tables if they do not exist (and add columns newer releases need)."""
+    """Create the platform's tables if they do not exist (and add columns newer releases need).
+
+    When they all exist already, nothing is executed but one catalog query: a reader (a sensor tick,
+    a read-only connection) never runs DDL, so it never needs the write lock.
+    """
+    present = {name for (name,) in conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    if set(_TABLES) <= present and not _missing_columns(conn):
+        return
     conn.execute(_DDL)
     _migrate(conn)
 
@@ -200,15 +212,18 @@ _ADDED_COLUMNS = (("promotion_ledger", "approver", "VARCHAR"),)
 """Columns added after a table's first release: (table, column, type)."""
 
 
-def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
-    """Add the columns of :data:`_ADDED_COLUMNS` that a warehouse created by an older release lacks."""
+def _missing_columns(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
     present = set(conn.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "AND table_name IN (SELECT unnest(?))", [sorted({t for t, _, _ in _ADDED_COLUMNS})]
     ).fetchall())
-    for table, column, dtype in _ADDED_COLUMNS:
-        if (table, column) not in present:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)} {dtype}")
+    return [(t, c, d) for t, c, d in _ADDED_COLUMNS if (t, c) not in present]
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
+    """Add the columns of :data:`_ADDED_COLUMNS` that a warehouse created by an older release lacks."""
+    for table, column, dtype in _missing_columns(conn):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)} {dtype}")
 
 
 @dataclass(frozen=True)

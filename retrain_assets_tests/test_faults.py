@@ -1,0 +1,69 @@
+"""Faults: a run whose worker was killed does not block the platform; readers never take the write lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+import duckdb
+
+from retrain_assets.constants import DRIFT_SENSOR, RETRAIN_JOB
+from retrain_assets.core import storage, synthetic, workers
+from retrain_assets_tests.conftest import Retrainer, clean_batch, definitions_for, ingest, tick
+from retrain_assets_tests.test_automation import LOOSE, evaluate, run_requests
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_records_its_worker(workspace, defs, instance):
+    workspace.land("b0001", clean_batch(1))
+    request = tick(defs, instance).run_requests[0]
+    run = ingest(defs, instance, request.partition_key, tags=request.tags)
+    assert run.success
+    worker = instance.get_run_by_id(run.run_id).tags[workers.WORKER_TAG]
+    assert worker == workers.this_worker() and not workers.worker_gone(worker)
+
+
+def test_a_retrain_whose_worker_was_killed_is_failed_and_does_not_block_the_next(tmp_path, instance):
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    for i in (1, 2, 3):
+        r.land(i, rows=1000)
+    assert r.retrain().success
+    evaluate(r, DRIFT_SENSOR)
+    job = r.defs.resolve_job_def(RETRAIN_JOB)
+    alive = r.instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
+                                          tags={workers.WORKER_TAG: workers.this_worker()})
+    r.land(4, synthetic.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
+    waiting = evaluate(r, DRIFT_SENSOR)
+    assert not run_requests(waiting) and "already queued or running" in waiting.skip_message
+    # The worker is killed (here: the run now names a process that has exited).
+    dead_worker = workers.this_worker().rsplit(":", 1)[0] + f":{_dead_pid()}"
+    r.instance.add_run_tags(alive.run_id, {workers.WORKER_TAG: dead_worker})
+    r.land(5, synthetic.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
+    result = evaluate(r, DRIFT_SENSOR)
+    assert len(run_requests(result)) == 1, result.skip_message
+    assert r.instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.FAILURE
+    failure = r.instance.all_logs(alive.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert failure and "is gone" in failure[-1].message
+
+
+def test_a_worker_elsewhere_or_unrecorded_is_never_declared_gone():
+    assert not workers.worker_gone(None)
+    assert not workers.worker_gone(f"another-host.invalid:{_dead_pid()}")
+    assert workers.worker_gone(workers.this_worker().rsplit(":", 1)[0] + f":{_dead_pid()}")
+
+
+def test_readers_work_on_a_read_only_connection_and_run_no_ddl(workspace, defs, instance):
+    workspace.land("b0001", clean_batch(1))
+    request = tick(defs, instance).run_requests[0]
+    assert ingest(defs, instance, request.partition_key, tags=request.tags).success
+    with duckdb.connect(str(workspace.settings.duckdb_path), read_only=True) as conn:
+        assert list(storage.batch_statuses(conn)["batch_id"]) == ["b0001"]
+        assert storage.labelled_batches(conn) == {"b0001": True}
+        assert storage.held_label_batches(conn) == {}
