@@ -67,3 +67,34 @@ def test_readers_work_on_a_read_only_connection_and_run_no_ddl(workspace, defs, 
         assert list(storage.batch_statuses(conn)["batch_id"]) == ["b0001"]
         assert storage.labelled_batches(conn) == {"b0001": True}
         assert storage.held_label_batches(conn) == {}
+
+
+def test_two_retrains_requested_at_once_give_one_promotion(tmp_path, instance, monkeypatch):
+    """Two `retrain` runs launched together by hand queue on the retrain pool; the second starts after
+    the first promoted, finds a version trained on exactly its data since it was requested, and stops."""
+    from datetime import datetime, timezone
+
+    from retrain_assets.core import registry as reg
+    from retrain_assets_tests.conftest import failure_text
+
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    for i in (1, 2, 3):
+        r.land(i, rows=1000)
+    requested_together = datetime.now(timezone.utc)
+    first = r.retrain()
+    assert first.success and r.alias(reg.CHAMPION_ALIAS) == "1"
+    original = dg.DagsterInstance.get_run_record_by_id
+
+    def as_if_requested_with_the_first(self, run_id):  # the second run was created when the first was
+        record = original(self, run_id)
+        return record._replace(create_timestamp=requested_together) if record is not None else None
+
+    monkeypatch.setattr(dg.DagsterInstance, "get_run_record_by_id", as_if_requested_with_the_first)
+    second = r.retrain()
+    assert not second.success
+    assert "already registered v1 from exactly this training data" in failure_text(second)
+    assert r.alias(reg.CHAMPION_ALIAS) == "1" and len(reg.version_lineage(r.settings.mlflow_tracking_uri, "churn")) == 1
+    monkeypatch.undo()
+    # Requested afterwards, a retrain is a new decision and runs.
+    third = r.retrain()
+    assert third.success, failure_text(third)

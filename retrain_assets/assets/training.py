@@ -12,7 +12,7 @@ from retrain_assets.assets.validation import validated_data
 from retrain_assets.checks import gate_check_result, gate_specs
 from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, RETRAIN_POOL, TAG_REASON, TAG_TRIGGER, TRAINING
 from retrain_assets.core import registry as reg
-from retrain_assets.core import approval, serving, storage
+from retrain_assets.core import approval, policy, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.monitoring import model_input
 from retrain_assets.core.performance import score_metric
@@ -120,6 +120,20 @@ def candidate_model(
         drift_reports = storage.read_drift_reports(conn)
     context.log.info(window.summary)
 
+    fingerprint = data_fingerprint(train_frame)
+    requested = context.instance.get_run_record_by_id(context.run_id)
+    earlier = policy.already_trained(
+        requested.create_timestamp.timestamp() if requested is not None else 0.0, fingerprint,
+        reg.version_lineage(cfg.mlflow_tracking_uri, cfg.registered_model_name), context.run_id,
+    )
+    if earlier is not None:
+        raise refusal(
+            f"another retrain already registered v{earlier} from exactly this training data after this run was "
+            f"requested (retrains launched at once run one after the other); nothing new to learn, so this run "
+            f"neither trains nor promotes. The champion is untouched.",
+            same_data_as_version=earlier,
+        )
+
     problems = check_training_data(
         train_frame, schema, target, task, min_rows=FIT_MIN_ROWS, min_rows_per_class=FIT_MIN_ROWS_PER_CLASS
     )
@@ -146,7 +160,6 @@ def candidate_model(
     except IncomparableModels as error:
         raise refusal(f"{error}. The champion is untouched.") from None
 
-    fingerprint = data_fingerprint(train_frame)
     holdout_labelled = holdout[holdout[target].notna()].reset_index(drop=True)
     holdout_value = score_metric(metric, scores.y_true, scores.candidate_scores)
     champion_value = score_metric(metric, scores.y_true, scores.champion_scores) if champion is not None else None

@@ -368,3 +368,28 @@ def schedule_due(now: datetime, history: Sequence[RetrainRecord], settings: Poli
             f"within the last {settings.period_days:g} days"
         )
     return True, f"scheduled safety-net retrain: no retrain in the last {settings.period_days:g} days"
+
+
+def already_trained(
+    requested_at: float,
+    fingerprint: str,
+    versions: Sequence[tuple[str, float, str | None, str | None]],
+    own_run: str,
+) -> str | None:
+    """The one-at-a-time rule for retrains however launched: the version another run registered
+    from exactly this training data after this retrain was requested, or None.
+
+    The sensors never start a retrain while one is queued or running; two launched by hand (or by
+    the CLI) at once still queue on the ``retrain`` pool one after the other. The second then finds
+    the first's version, trained on the same data, and does not train or promote again.
+
+    Args:
+        requested_at: When this retrain run was created (POSIX seconds).
+        fingerprint: Fingerprint of this retrain's training data (``core.train.data_fingerprint``).
+        versions: (version, registered at, data fingerprint, Dagster run id) of the registered versions.
+        own_run: This run's id (its own version, if any, does not count).
+    """
+    for version, created, fp, run_id in versions:
+        if fp == fingerprint and created >= requested_at and run_id != own_run:
+            return version
+    return None

@@ -338,6 +338,19 @@ def _tag_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def version_lineage(tracking_uri: str, model_name: str) -> list[tuple[str, float, str | None, str | None]]:
+    """(version, registered at in POSIX seconds, data fingerprint, Dagster run id) of every version."""
+    client = client_for(tracking_uri)
+    try:
+        found = client.search_model_versions(f"name = '{model_name}'")
+    except Exception as error:  # no registered model yet
+        if _missing(error):
+            return []
+        raise
+    return [(str(v.version), (v.creation_timestamp or 0) / 1000, (v.tags or {}).get(TAG_DATA_FINGERPRINT),
+             (v.tags or {}).get(TAG_DAGSTER_RUN)) for v in found]
+
+
 def move_alias(tracking_uri: str, model_name: str, alias: str, version: str | None) -> None:
     """Point ``alias`` at ``version`` (one atomic registry call), or delete it when None."""
     client = client_for(tracking_uri)
