@@ -208,9 +208,10 @@ def churn_pipeline():
 
 
 def register_champion(settings: Settings, model, *, training_batches: list[str], holdout_batches: list[str],
-                      holdout_metric: float, metric: str = "roc_auc") -> str:
+                      holdout_metric: float, metric: str = "roc_auc", serialization_format: str = "skops") -> str:
     """Log, register and alias a model as `champion` in the workspace's MLflow store, with the
-    tags the platform reads. Returns the version."""
+    tags the platform reads (``serialization_format`` other than skops: a version registered by
+    hand, which the platform must refuse to load). Returns the version."""
     import json
 
     import mlflow
@@ -227,10 +228,11 @@ def register_champion(settings: Settings, model, *, training_batches: list[str],
         name, artifact_location=str(settings.storage.root / "mlartifacts"))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    skops_kwargs = ({"skops_trusted_types": skops.io.get_untrusted_types(data=skops.io.dumps(model))}
+                    if serialization_format == "skops" else {"serialization_format": serialization_format})
     with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
-                                        pip_requirements=["scikit-learn"], skops_trusted_types=trusted)
+                                        pip_requirements=["scikit-learn"], **skops_kwargs)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(name, registry.CHAMPION_ALIAS, version)
     tags = {

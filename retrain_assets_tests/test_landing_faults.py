@@ -7,13 +7,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import zipfile
 
 import pandas as pd
 import pytest
 
 from retrain_assets.constants import TAG_FILE, TAG_REASON
 from retrain_assets.core import landing, storage
+from retrain_assets_tests import bad_input_corpus as corpus
 from retrain_assets_tests.conftest import (
     Workspace,
     clean_batch,
@@ -137,12 +137,7 @@ def test_a_missing_landing_folder_is_said_once_and_in_every_skip_message(workspa
 # --------------------------------------------------------------------------
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+_zip = corpus._zip_bytes
 
 
 def _parquet() -> bytes:

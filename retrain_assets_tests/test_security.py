@@ -34,21 +34,10 @@ class Payload:
 
 def _register_pickled(settings, marker: Path, fmt: str = "cloudpickle") -> str:
     """A version registered by hand with cloudpickle whose file runs a payload, given `champion`."""
-    uri = settings.mlflow_tracking_uri
-    client = mlflow.MlflowClient(uri, uri)
-    name = settings.registered_model_name
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        name, artifact_location=str(settings.storage.root / "mlartifacts"))
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     model = churn_pipeline()
     model.steps.append(("evil", Payload(marker)))
-    with mlflow.start_run(experiment_id=experiment_id):
-        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
-                                        pip_requirements=["scikit-learn"], serialization_format=fmt)
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, registry.CHAMPION_ALIAS, version)
+    version = register_champion(settings, model, training_batches=["b0001"], holdout_batches=["b0002"],
+                                holdout_metric=0.8, serialization_format=fmt)
     assert not marker.exists()  # logging pickled it; nothing has loaded it yet
     return version
 

@@ -352,6 +352,13 @@ def test_single_class_labels_fail_candidate_model_and_register_nothing(bootstrap
         batch = clean_batch(i, 800)
         batch["churned"] = 0
         r.land(i, batch)
+    # drift_report flags labels all one class (core.labels); a person accepts them anyway, so the
+    # training data check is the second line of defence tested here.
+    for i in (4, 5):
+        review = r.defs.resolve_job_def("review_labels").execute_in_process(
+            instance=r.instance, run_config={"ops": {"decide_on_labels": {"config": {
+                "batch_id": f"batch_000{i}", "decision": "accept", "reviewer": "test"}}}})
+        assert review.success
     r.reconfigure(**{"training.window": "last_n_batches", "training.last_n": 1})
     result = r.retrain()
     assert not result.success and not materialized(result, CANDIDATE_MODEL)
