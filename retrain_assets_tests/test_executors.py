@@ -60,7 +60,13 @@ def test_the_team_deployment_example_loads(monkeypatch):
     from retrain_assets.constants import REPO_ROOT
     from retrain_assets.settings import load_settings
 
+    from retrain_assets.settings import SettingsError
+
     path = REPO_ROOT / "deploy" / "team" / "config.yaml"
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    with pytest.raises(SettingsError, match=r"alerts.webhook_url: refers to \$SLACK_WEBHOOK_URL, which is not set"):
+        load_settings(path)  # the secret lives in the deployment's environment, which must provide it
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/XXXX")
     settings = load_settings(path)
     assert settings.mlflow_tracking_uri == "http://mlflow.internal:5000"
     assert settings.promotion.require_approval
