@@ -5,9 +5,11 @@ import time
 
 import dagster as dg
 
-from retrain_assets.constants import LANDING_SENSOR, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER
-from retrain_assets.automation import fail_dead_runs
-from retrain_assets.core import landing
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+from retrain_assets.constants import INGEST_JOB, LANDING_SENSOR, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER
+from retrain_assets.automation import _alert, fail_dead_runs
+from retrain_assets.core import landing, retries
 from retrain_assets.jobs import ingest_job
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings
@@ -35,6 +37,98 @@ def _skip_message(plan: landing.LandingPlan, landing_dir) -> str:
         parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")
     parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
     return f"no new batch in {landing_dir}: " + "; ".join(parts)
+
+
+TAG_RETRY_OF = "retrain/retry_of"
+"""On a retry ingest run: the id of the failed run it retries."""
+
+FAILED_INGESTS_SCANNED = 50
+"""How many of the newest failed ingest runs are looked at for batches to retry."""
+
+
+def _failure_is_a_decision(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a failed ingest run refused or held back its batch on purpose (never retried).
+
+    A refusal is a ``dagster.Failure`` raised by a step (it carries user failure data); a held-back
+    batch is a failed validation gate (a failed asset check evaluation). Anything else (a killed
+    worker, a lock, a full disk, a server down) is an outside cause.
+    """
+    records = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    )
+    for record in records:
+        event = record.dagster_event
+        data = event.event_specific_data
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
+            return True
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and data.user_failure_data is not None:
+            return True
+    return False
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
+    for record in reversed(instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    )):
+        error = getattr(record.dagster_event.event_specific_data, "error", None)
+        if error is not None:
+            while error.cause is not None:  # the step's own exception, not Dagster's wrapper around it
+                error = error.cause
+            return error.message.strip() if error.message.startswith(error.cls_name or "-") else (
+                f"{error.cls_name}: {error.message.strip()}"
+            )
+        if record.message:
+            return record.message
+    return "failed"
+
+
+def failed_ingests(instance: dg.DagsterInstance, max_retries: int) -> list[retries.FailedIngest]:
+    """Batches whose newest ingest run failed for an outside cause, with how many times in a row."""
+    found = []
+    seen = set()
+    failures = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=INGEST_JOB, statuses=[dg.DagsterRunStatus.FAILURE]),
+        limit=FAILED_INGESTS_SCANNED,
+    )
+    for failure in failures:
+        batch_id = failure.dagster_run.tags.get(PARTITION_NAME_TAG)
+        if batch_id is None or batch_id in seen:
+            continue
+        seen.add(batch_id)
+        newest = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=INGEST_JOB, tags={PARTITION_NAME_TAG: batch_id}), limit=max_retries + 2,
+        )
+        attempts = 0
+        for record in newest:
+            if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+                break
+            if _failure_is_a_decision(instance, record.dagster_run.run_id):
+                break
+            attempts += 1
+        if attempts == 0 or newest[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            continue
+        last = newest[0]
+        ended = last.end_time or last.update_timestamp.timestamp()
+        found.append(retries.FailedIngest(
+            batch_id=batch_id,
+            run_id=last.dagster_run.run_id,
+            failed_at=ended,
+            attempts=attempts,
+            message=_failure_message(instance, last.dagster_run.run_id),
+            file=last.dagster_run.tags.get(TAG_FILE),
+            fingerprint=last.dagster_run.tags.get(TAG_FINGERPRINT),
+        ))
+    return found
+
+
+def retry_request(item: retries.FailedIngest, max_retries: int) -> dg.RunRequest:
+    """Re-run the ingest of a batch whose last run failed for an outside cause (one retry per failed run)."""
+    tags = {TAG_TRIGGER: "retry", TAG_REASON: retries.retry_reason(item, max_retries), TAG_RETRY_OF: item.run_id}
+    if item.file:
+        tags[TAG_FILE] = item.file
+    if item.fingerprint:
+        tags[TAG_FINGERPRINT] = item.fingerprint
+    return dg.RunRequest(run_key=f"{item.batch_id}:retry:{item.run_id}", partition_key=item.batch_id, tags=tags)
 
 
 def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
@@ -99,11 +193,36 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             )
             for batch in plan.new
         ]
-        skip_reason = None if run_requests else _skip_message(plan, cfg.dataset.landing_dir)
+        state = plan.state
+        auto = cfg.automation
+        retry_plan = retries.plan_retries(
+            failed_ingests(context.instance, auto.ingest_retries), time.time(),
+            max_retries=auto.ingest_retries, base_minutes=auto.ingest_retry_minutes,
+        )
+        for item in retry_plan.retry:
+            context.log.warning(retries.retry_reason(item, auto.ingest_retries))
+            run_requests.append(retry_request(item, auto.ingest_retries))
+        stuck = {item.batch_id for item in retry_plan.given_up}
+        state.given_up = {batch: run for batch, run in state.given_up.items() if batch in stuck}
+        for item in retry_plan.given_up:
+            if state.given_up.get(item.batch_id) != item.run_id:  # logged and alerted once; listed every tick
+                message = retries.given_up_message(item, auto.ingest_retries, INGEST_JOB)
+                context.log.error(message)
+                state.given_up[item.batch_id] = item.run_id
+                _alert(cfg, context, f"batch {item.batch_id} not ingested", message)
+        skip_reason = None
+        if not run_requests:
+            skip_reason = _skip_message(plan, cfg.dataset.landing_dir)
+            waiting = retries.waiting_summary(retry_plan) + [
+                f"batch {item.batch_id!r} NOT ingested after {item.attempts} failed runs: fix the cause, then "
+                f"re-execute run {item.run_id[:8]}" for item in retry_plan.given_up
+            ]
+            if waiting:
+                skip_reason += "; " + "; ".join(waiting)
         return dg.SensorResult(
             run_requests=run_requests,
             dynamic_partitions_requests=[batch_partitions.build_add_request(new_ids)] if new_ids else [],
-            cursor=plan.state.to_json(),
+            cursor=state.to_json(),
             skip_reason=skip_reason,
         )
 

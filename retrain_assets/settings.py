@@ -357,6 +357,21 @@ class AutomationSettings(_Section):
             "Either way, names starting with '.', '~' or '_' or ending in .tmp/.part are ignored until renamed."
         ),
     )
+    ingest_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description=(
+            "How many times the landing sensor re-runs the ingest of a batch whose run failed for an outside reason "
+            "(worker killed, DuckDB file locked, disk full, MLflow down); a batch refused or held back is never "
+            "retried. After the last, the batch is listed as waiting in every tick and alerted once."
+        ),
+    )
+    ingest_retry_minutes: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Delay before the first such retry; it doubles with each further one (1, 2, 4, 8, 16 min: ~31 min in all).",
+    )
     cooldown_minutes: float = Field(
         default=60.0, ge=0, description="Minutes after a retrain started before drift or decline may start another."
     )

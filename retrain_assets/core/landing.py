@@ -383,12 +383,14 @@ class LandingState:
         stat_cache: file name -> [size, mtime_ns, fingerprint], so unchanged files are not re-hashed.
         sizes: batch id -> size in bytes of the accepted file (to tell a file that grew from a changed one).
         reported: file name -> the notice already logged about it, so a file left in place is logged once.
+        given_up: batch id -> the failed ingest run after which retries stopped (alerted once).
     """
 
     accepted: dict[str, str] = field(default_factory=dict)
     stat_cache: dict[str, list] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     reported: dict[str, str] = field(default_factory=dict)
+    given_up: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise for the sensor cursor."""
@@ -397,6 +399,8 @@ class LandingState:
             data["sizes"] = self.sizes
         if self.reported:
             data["reported"] = self.reported
+        if self.given_up:
+            data["given_up"] = self.given_up
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -410,6 +414,7 @@ class LandingState:
             stat_cache=dict(data.get("stat_cache", {})),
             sizes=dict(data.get("sizes", {})),
             reported=dict(data.get("reported", {})),
+            given_up=dict(data.get("given_up", {})),
         )
 
 
@@ -580,7 +585,8 @@ def scan_landing(
     Returns:
         The plan; ``plan.state`` is the state to store after acting on it.
     """
-    new_state = LandingState(accepted=dict(state.accepted), stat_cache={}, sizes=dict(state.sizes))
+    new_state = LandingState(accepted=dict(state.accepted), stat_cache={}, sizes=dict(state.sizes),
+                             given_up=dict(state.given_up))
     plan = LandingPlan(state=new_state)
 
     def leave(key: str, why: str) -> None:
