@@ -7,8 +7,12 @@ import dagster as dg
 
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from retrain_assets.constants import INGEST_JOB, LANDING_SENSOR, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER
-from retrain_assets.automation import _alert, fail_dead_runs
+from retrain_assets.assets.validation import LABELS_FOR
+from retrain_assets.constants import (
+    DRIFT_REPORT, INGEST_JOB, LANDING_SENSOR, PRODUCTION_METRICS, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER,
+    VALIDATED_DATA,
+)
+from retrain_assets.automation import _alert, _new_materializations, fail_dead_runs
 from retrain_assets.core import landing, retries
 from retrain_assets.jobs import ingest_job
 from retrain_assets.partitions import batch_partitions
@@ -131,6 +135,27 @@ def retry_request(item: retries.FailedIngest, max_retries: int) -> dg.RunRequest
     return dg.RunRequest(run_key=f"{item.batch_id}:retry:{item.run_id}", partition_key=item.batch_id, tags=tags)
 
 
+def rescore_requests(instance: dg.DagsterInstance, state: landing.LandingState) -> list[dg.RunRequest]:
+    """Score again each batch a labels file gave labels to (drift_report and production_metrics of
+    that batch), once per labels file and batch; advances ``state.labels_seen``."""
+    requests = []
+    for record in _new_materializations(instance, VALIDATED_DATA, str(state.labels_seen or "") or None):
+        state.labels_seen = record.storage_id
+        materialization = record.asset_materialization
+        value = (materialization.metadata or {}).get(LABELS_FOR)
+        batches = list(value.value) if value is not None else []
+        labels_file = materialization.partition
+        for batch_id in batches:
+            requests.append(dg.RunRequest(
+                run_key=f"labels:{labels_file}:{batch_id}:{record.storage_id}",
+                partition_key=batch_id,
+                asset_selection=[dg.AssetKey(DRIFT_REPORT), dg.AssetKey(PRODUCTION_METRICS)],
+                tags={TAG_TRIGGER: "late_labels",
+                      TAG_REASON: f"labels for earlier rows of batch {batch_id} arrived in labels file {labels_file}"},
+            ))
+    return requests
+
+
 def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     """The landing sensor, ticking at the configured interval."""
 
@@ -194,6 +219,10 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             for batch in plan.new
         ]
         state = plan.state
+        rescored = rescore_requests(context.instance, state)
+        for request in rescored:
+            context.log.info(request.tags[TAG_REASON] + ": scoring it again")
+        run_requests += rescored
         auto = cfg.automation
         retry_plan = retries.plan_retries(
             failed_ingests(context.instance, auto.ingest_retries), time.time(),

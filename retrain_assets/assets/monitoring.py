@@ -43,6 +43,16 @@ def _feature_table(features: pd.DataFrame) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
+def _labels_file_result(context, conn, batch_id: str) -> dg.MaterializeResult:
+    files = storage.read_label_files(conn).set_index("batch_id")
+    batches = list(files.loc[batch_id, "labelled_batches"])
+    message = (f"batch {batch_id!r} is a labels file (labels for earlier rows): nothing to compare; the batches it "
+               f"labelled ({', '.join(batches) or 'none'}) are monitored again by the landing sensor")
+    context.log.info(message)
+    return dg.MaterializeResult(metadata={"reason": message, "kind": "labels file",
+                                          "labels_for_batches": dg.MetadataValue.json(batches)})
+
+
 @dg.asset(
     key=DRIFT_REPORT,
     partitions_def=batch_partitions,
@@ -61,6 +71,8 @@ def drift_report(
     schema = SchemaStore(cfg.schema_path).load()
     with warehouse.get_connection() as conn:
         passed = storage.passed_batches(conn)
+        if batch_id in storage.label_file_ids(conn):
+            return _labels_file_result(context, conn, batch_id)
         if batch_id not in passed:
             raise dg.Failure(
                 description=(

@@ -110,6 +110,10 @@ def production_metrics(
     batch_id = context.partition_key
     champion = registry.champion()
     with warehouse.get_connection() as conn:
+        if batch_id in storage.label_file_ids(conn):
+            message = f"batch {batch_id!r} is a labels file: no rows of its own to measure the champion on"
+            context.log.info(message)
+            return dg.MaterializeResult(metadata={"reason": message, "kind": "labels file"})
         if batch_id not in storage.passed_batches(conn):
             raise dg.Failure(f"batch {batch_id!r} has not passed validation; nothing to measure", allow_retries=False)
         batch = storage.read_validated(conn, [batch_id])

@@ -8,12 +8,16 @@ import dagster as dg
 from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
 from retrain_assets.constants import DUCKDB_POOL, RAW_DATA, VALIDATED_DATA, VALIDATION
-from retrain_assets.core import landing, storage
+from retrain_assets.core import landing, late_labels, storage
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import Limits, validate_batch
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
+
+
+LABELS_FOR = "labels_for_batches"
+"""validated_data metadata of a labels file: the batches it gave labels to (scored again by the landing sensor)."""
 
 
 def _move_rejected_file(
@@ -59,6 +63,8 @@ def validated_data(
 
     store = SchemaStore(cfg.schema_path)
     stored = store.load()
+    if stored is not None and late_labels.is_labels_file(raw.columns, stored):
+        return _take_labels_file(context, cfg, warehouse, raw, stored, record)
     schema = cfg.schema_for(stored, raw, batch_id)
     learns_classes = (
         schema.task == "classification" and schema.classes is None and schema.target in raw.columns
@@ -89,6 +95,9 @@ def validated_data(
     if not report.passed:
         moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
         context.log.error(report.summary)
+        hint = late_labels.labels_file_hint(list(raw.columns), schema)
+        if hint:
+            context.log.error(f"batch {batch_id!r}: {hint}")
     elif report.quarantined_rows:
         context.log.warning(report.summary)
     else:
@@ -120,6 +129,52 @@ def validated_data(
                 ]
                 + ([dg.TableColumn(name=schema.target, type=f"target ({schema.task})")] if report.labelled else [])
             ),
+        },
+        check_results=[validation_gate_result(report, moved_to)],
+    )
+
+
+def _take_labels_file(context: dg.AssetExecutionContext, cfg, warehouse: Warehouse, raw, schema,
+                      record: storage.IngestionRecord) -> dg.MaterializeResult:
+    """A labels file: attach its labels to earlier rows by id (core.late_labels); it adds no rows."""
+    batch_id = context.partition_key
+    ids = late_labels.id_columns(schema)
+    keys = raw[ids].astype(object).where(raw[ids].notna(), None).apply(
+        lambda column: column.map(lambda v: None if v is None else str(v).strip()))
+    with warehouse.get_connection() as conn:
+        known = storage.rows_with_ids(conn, keys.dropna(), schema.target)
+    late = late_labels.match_late_labels(raw, schema, known, batch_id=batch_id)
+    report = late_labels.as_report(late, schema, cfg.validation.max_invalid_fraction)
+    attached = 0
+    with warehouse.get_connection() as conn:
+        storage.write_validation(conn, report, fingerprint=record.fingerprint, run_id=context.run_id)
+        if report.passed:
+            attached = storage.attach_labels(
+                conn, batch_id, late.updates, target=schema.target, rows=late.rows, already_known=late.already_known,
+                quarantined=len(late.quarantine), run_id=context.run_id,
+            )
+    moved_to = None
+    if report.passed:
+        (context.log.warning if len(late.quarantine) else context.log.info)(report.summary)
+    else:
+        moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
+        context.log.error(report.summary)
+    labelled = late.labelled_batches if report.passed else []
+    quarantine_preview = report.quarantine.head(10)[[landing.ROW_COLUMN, "reasons"]]
+    return dg.MaterializeResult(
+        metadata={
+            "passed": report.passed,
+            "summary": report.summary,
+            "kind": "labels file",
+            "labels_attached": attached,
+            "labels_already_known": late.already_known,
+            LABELS_FOR: dg.MetadataValue.json(labelled),
+            "rows_in": report.rows,
+            "dagster/row_count": 0,
+            "quarantined_rows": report.quarantined_rows,
+            "invalid_fraction": float(round(report.invalid_fraction, 6)),
+            "explanation": dg.MetadataValue.md(explain(report, moved_to)),
+            "quarantine_preview": dg.MetadataValue.md(markdown_table(quarantine_preview)),
         },
         check_results=[validation_gate_result(report, moved_to)],
     )

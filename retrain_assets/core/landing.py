@@ -384,6 +384,7 @@ class LandingState:
         sizes: batch id -> size in bytes of the accepted file (to tell a file that grew from a changed one).
         reported: file name -> the notice already logged about it, so a file left in place is logged once.
         given_up: batch id -> the failed ingest run after which retries stopped (alerted once).
+        labels_seen: storage id of the newest validated_data event looked at for labels files.
     """
 
     accepted: dict[str, str] = field(default_factory=dict)
@@ -391,6 +392,7 @@ class LandingState:
     sizes: dict[str, int] = field(default_factory=dict)
     reported: dict[str, str] = field(default_factory=dict)
     given_up: dict[str, str] = field(default_factory=dict)
+    labels_seen: int | None = None
 
     def to_json(self) -> str:
         """Serialise for the sensor cursor."""
@@ -401,6 +403,8 @@ class LandingState:
             data["reported"] = self.reported
         if self.given_up:
             data["given_up"] = self.given_up
+        if self.labels_seen is not None:
+            data["labels_seen"] = self.labels_seen
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -415,6 +419,7 @@ class LandingState:
             sizes=dict(data.get("sizes", {})),
             reported=dict(data.get("reported", {})),
             given_up=dict(data.get("given_up", {})),
+            labels_seen=data.get("labels_seen"),
         )
 
 
@@ -586,7 +591,7 @@ def scan_landing(
         The plan; ``plan.state`` is the state to store after acting on it.
     """
     new_state = LandingState(accepted=dict(state.accepted), stat_cache={}, sizes=dict(state.sizes),
-                             given_up=dict(state.given_up))
+                             given_up=dict(state.given_up), labels_seen=state.labels_seen)
     plan = LandingPlan(state=new_state)
 
     def leave(key: str, why: str) -> None:

@@ -5,6 +5,8 @@ Tables (all keyed by ``batch_id``; re-running a batch replaces its rows in one t
 * ``raw.<batch_id>`` — the batch exactly as read (CSV values as text), plus ``_row``.
 * ``ingestion_log`` — one row per ingested batch: file, fingerprint, rows, columns, times.
 * ``validated`` — typed rows of batches that passed validation, plus ``_batch_id`` and ``_row``.
+* ``label_files`` — one row per labels file (labels for earlier rows, :mod:`retrain_assets.core.late_labels`):
+  how many labels it attached and to which batches. A labels file adds no rows of its own.
 * ``quarantine`` — every rejected row with the rules it broke, the reasons and the row as JSON.
 * ``batch_validation`` — one row per validated batch: status, counts, failed rules.
 * ``drift_reports`` — one row per monitored batch: the drift verdict and its numbers.
@@ -60,6 +62,16 @@ CREATE TABLE IF NOT EXISTS label_reviews (
     reviewer VARCHAR,
     note VARCHAR,
     reviewed_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS label_files (
+    batch_id VARCHAR PRIMARY KEY,
+    rows BIGINT NOT NULL,
+    attached BIGINT NOT NULL,
+    already_known BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    labelled_batches VARCHAR[] NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     batch_id VARCHAR NOT NULL,
@@ -398,10 +410,15 @@ def batch_statuses(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
+_NOT_LABEL_FILE = "batch_id NOT IN (SELECT batch_id FROM label_files)"
+
+
 def passed_batches(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Ids of batches that passed validation, in arrival order."""
+    """Ids of data batches that passed validation, in arrival order (labels files are not data batches)."""
     ensure_tables(conn)
-    return [r[0] for r in conn.execute("SELECT batch_id FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()]
+    return [r[0] for r in conn.execute(
+        f"SELECT batch_id FROM batch_validation WHERE passed AND {_NOT_LABEL_FILE} ORDER BY batch_id"
+    ).fetchall()]
 
 
 DRIFT_REPORT_COLUMNS = (
@@ -454,7 +471,9 @@ def labelled_batches(conn: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     """Batches that passed validation (arrival order) → whether they carry labels to learn from
     (a batch whose labels are flagged or rejected as suspect counts as unlabelled: core.labels)."""
     ensure_tables(conn)
-    rows = conn.execute("SELECT batch_id, labelled FROM batch_validation WHERE passed ORDER BY batch_id").fetchall()
+    rows = conn.execute(
+        f"SELECT batch_id, labelled FROM batch_validation WHERE passed AND {_NOT_LABEL_FILE} ORDER BY batch_id"
+    ).fetchall()
     held = held_label_batches(conn)
     return {batch_id: bool(labelled) and batch_id not in held for batch_id, labelled in rows}
 
@@ -514,7 +533,8 @@ def labelled_row_counts(conn: duckdb.DuckDBPyConnection, target: str | None = No
     ensure_tables(conn)
     held = held_label_batches(conn)
     rows = [r for r in conn.execute(
-        "SELECT batch_id, valid_rows FROM batch_validation WHERE passed AND labelled ORDER BY batch_id"
+        f"SELECT batch_id, valid_rows FROM batch_validation WHERE passed AND labelled AND {_NOT_LABEL_FILE} "
+        "ORDER BY batch_id"
     ).fetchall() if r[0] not in held]
     if target is None or not _table_exists(conn, "validated"):
         return [(batch_id, int(valid_rows or 0)) for batch_id, valid_rows in rows]
@@ -732,7 +752,10 @@ def read_production_metrics(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def validations_since(conn: duckdb.DuckDBPyConnection, since: datetime | None) -> pd.DataFrame:
     """Batches that passed validation after ``since`` (all when None): id, labelled, valid rows, time."""
     ensure_tables(conn)
-    query = "SELECT batch_id, labelled, valid_rows, validated_at FROM batch_validation WHERE passed"
+    query = (  # a labels file brings no rows but the labels it attached to earlier rows
+        "SELECT batch_id, labelled OR l.batch_id IS NOT NULL AS labelled, coalesce(l.attached, valid_rows) AS valid_rows, "
+        "validated_at FROM batch_validation LEFT JOIN label_files l USING (batch_id) WHERE passed"
+    )
     params: list = []
     if since is not None:
         query += " AND validated_at > ?"
@@ -759,3 +782,99 @@ def read_shadow_scores(
             query += f" AND {column} = ?"
             params.append(str(value))
     return conn.execute(query + " ORDER BY batch_id, created_at", params).df()
+
+
+# --------------------------------------------------------------------------
+# Labels for earlier rows (core.late_labels)
+# --------------------------------------------------------------------------
+
+
+def rows_with_ids(conn: duckdb.DuckDBPyConnection, ids: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Validated rows whose id columns (the columns of ``ids``, compared as text) match a row of ``ids``:
+    the id columns, ``_batch_id``, ``_row`` and the target (null where no label yet, or absent)."""
+    ensure_tables(conn)
+    columns = list(ids.columns)
+    empty = pd.DataFrame(columns=[*columns, BATCH_COLUMN, ROW_COLUMN, target])
+    if not _table_exists(conn, "validated"):
+        return empty
+    present = {r[0] for r in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'validated'").fetchall()}
+    if not set(columns) <= present:
+        return empty
+    label = _q(target) if target in present else "NULL"
+    on = " AND ".join(f"trim(CAST(v.{_q(c)} AS VARCHAR)) = i.{_q(c)}" for c in columns)
+    conn.register("_label_ids", ids.astype(str))
+    try:
+        return conn.execute(
+            f"SELECT {', '.join('v.' + _q(c) for c in columns)}, v.{BATCH_COLUMN}, v.{ROW_COLUMN}, "
+            f"{label if label == 'NULL' else 'v.' + label} AS {_q(target)} "
+            f"FROM validated v WHERE EXISTS (SELECT 1 FROM _label_ids i WHERE {on}) ORDER BY v.{BATCH_COLUMN}, v.{ROW_COLUMN}"
+        ).df()
+    finally:
+        conn.unregister("_label_ids")
+
+
+def attach_labels(
+    conn: duckdb.DuckDBPyConnection,
+    labels_batch_id: str,
+    updates: pd.DataFrame,
+    *,
+    target: str,
+    rows: int,
+    already_known: int,
+    quarantined: int,
+    run_id: str | None = None,
+) -> int:
+    """Give earlier validated rows the labels of a labels file, in one transaction; returns how many.
+
+    ``updates`` has ``_batch_id``, ``_row`` and ``label``. Only rows whose label is still empty
+    change (a label is never overwritten); their batches become labelled. Re-applying the same
+    file attaches nothing new.
+    """
+    ensure_tables(conn)
+    now = datetime.now(timezone.utc)
+    batches = sorted(set(updates[BATCH_COLUMN].tolist())) if len(updates) else []
+    attached = 0
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if len(updates) and _table_exists(conn, "validated"):
+            def column_types() -> dict[str, str]:
+                return dict(conn.execute(
+                    "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'validated'").fetchall())
+
+            if target not in column_types():  # no batch so far carried the target column at all
+                values = pd.Series(updates["label"].tolist())
+                kind = ("BIGINT" if pd.api.types.is_integer_dtype(values.dtype)
+                        else "DOUBLE" if pd.api.types.is_float_dtype(values.dtype) else "VARCHAR")
+                conn.execute(f"ALTER TABLE validated ADD COLUMN {_q(target)} {kind}")
+            dtype = column_types()[target]
+            frame = pd.DataFrame({BATCH_COLUMN: updates[BATCH_COLUMN].astype(str),
+                                  ROW_COLUMN: updates[ROW_COLUMN].astype("int64"),
+                                  "label": [str(v) for v in updates["label"].tolist()]})
+            conn.register("_late_labels", frame)
+            attached = conn.execute(
+                f"UPDATE validated AS v SET {_q(target)} = CAST(l.label AS {dtype}) "
+                f"FROM _late_labels l WHERE v.{BATCH_COLUMN} = l.{BATCH_COLUMN} AND v.{ROW_COLUMN} = l.{ROW_COLUMN} "
+                f"AND v.{_q(target)} IS NULL"
+            ).fetchone()[0]
+            conn.unregister("_late_labels")
+            conn.execute("UPDATE batch_validation SET labelled = TRUE WHERE batch_id IN (SELECT unnest(?))", [batches])
+        conn.execute("DELETE FROM label_files WHERE batch_id = ?", [labels_batch_id])
+        conn.execute("INSERT INTO label_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     [labels_batch_id, rows, int(attached), already_known, quarantined, batches, now, run_id])
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return int(attached)
+
+
+def read_label_files(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every labels file taken in: how many labels it attached, to which batches."""
+    ensure_tables(conn)
+    return conn.execute("SELECT * FROM label_files ORDER BY batch_id").df()
+
+
+def label_file_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Batch ids that were labels files (they hold no rows to monitor or train on)."""
+    ensure_tables(conn)
+    return {r[0] for r in conn.execute("SELECT batch_id FROM label_files").fetchall()}
