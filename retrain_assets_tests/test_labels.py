@@ -115,3 +115,31 @@ def test_labels_all_one_class_are_flagged_without_a_champion(tmp_path, instance)
     r.land(2, one)
     assert _label_quality(r, "batch_0002").startswith("SUSPECT (flagged): all 800 labels are '0'")
     assert _labelled(r) == {"batch_0001": True, "batch_0002": False}
+
+
+def test_permuted_multiclass_labels_are_flagged_on_an_accuracy_deployment(tmp_path, instance):
+    """A multiclass model judged on accuracy: labels whose classes were permuted (an export that
+    mapped codes wrongly) are flagged by the agreement rule, which needs no roc_auc."""
+    from retrain_assets.core import synthetic
+
+    def plans(index: int, rows: int = 1000):
+        return synthetic.make_batch(rows, seed=400 + index, batch_index=index, task="multiclass")
+
+    r = Retrainer(tmp_path, instance, **{
+        "dataset.target": synthetic.MULTICLASS_TARGET, "schema.classes": list(synthetic.PLANS),
+        "model.metric": "accuracy", "training.min_rows": 500,
+    })
+    for i in (1, 2, 3):
+        r.land(i, plans(i))
+    run = r.retrain()
+    assert run.success, failure_text(run)
+    honest = plans(4)
+    r.land(4, honest)
+    assert _label_quality(r, "batch_0004") == "ok"
+    permuted = plans(5)
+    shift = {c: synthetic.PLANS[(k + 1) % len(synthetic.PLANS)] for k, c in enumerate(synthetic.PLANS)}
+    permuted[synthetic.MULTICLASS_TARGET] = permuted[synthetic.MULTICLASS_TARGET].map(shift)
+    r.land(5, permuted)
+    quality = _label_quality(r, "batch_0005")
+    assert quality.startswith("SUSPECT (flagged)") and "significantly below the" in quality, quality
+    assert _labelled(r)["batch_0005"] is False and _labelled(r)["batch_0004"] is True

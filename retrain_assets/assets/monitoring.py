@@ -136,6 +136,7 @@ def drift_report(
             current[schema.target], task=schema.task, known_classes=schema.classes,
             metric=batch.metric if batch is not None else None, metric_value=batch.value if batch is not None else None,
             metric_low=batch.low if batch is not None else None, metric_high=batch.high if batch is not None else None,
+            agreement=result.agreement,
         )
     with warehouse.get_connection() as conn:
         storage.write_drift_report(conn, record)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core import labels as label_rules
 from retrain_assets.core.drift import DriftResult, DriftSettings, detect_drift, prediction_drift
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.landing import ROW_COLUMN
@@ -92,6 +93,7 @@ class BatchMonitoring:
     prediction: dict[str, Any] | None = None
     concept: ConceptDriftResult | None = None
     estimated_metric: float | None = None
+    agreement: label_rules.Agreement | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -267,6 +269,8 @@ def monitor_batch(
             warmup = error_stream(task, *holdout_pair)
             if holdout_metric is None:
                 holdout_metric = score_metric(metric, *holdout_pair)
+        if task == "classification":
+            result.agreement = label_rules.agreement(y, cur_scores[rows])
         absent = missing_classes_note(champion, y, metric)
         if absent:
             result.notes.append(absent)
