@@ -7,7 +7,7 @@ Two kinds of suspect labels, each judged once, in ``drift_report`` (where the ch
 * **against the features** — the champion scores the batch significantly *below* chance (the upper
   end of its ROC AUC interval under 0.5, i.e. it ranks the classes the wrong way round), or its
   predicted class equals the label significantly less often than predictions unrelated to the
-  labels would (any metric, binary or multiclass: permuted class codes), or, for
+  labels would (accuracy and f1 deployments, binary or multiclass: permuted class codes), or, for
   regression, its RMSE interval lies entirely above 1.5× the labels' own spread (predicting the mean
   would do far better; for ``mae``, above 1.5× their mean absolute deviation): inverted or misaligned labels. Real concept drift moves a model towards
   chance, not past it.
@@ -133,7 +133,7 @@ def label_verdict(
                 f"the champion's roc_auc on these labels is {metric_value:.3f} (95% CI {metric_low:.3f}–{metric_high:.3f}), "
                 "significantly below chance (0.5): the labels look inverted or misaligned with the features",
             )
-        if agreement is not None and agreement.below_chance:
+        if metric != "roc_auc" and agreement is not None and agreement.below_chance:  # roc_auc: the rule above
             return LabelVerdict(
                 "against_features",
                 f"the champion's predicted class equals the label on {agreement.accuracy:.1%} of {agreement.n} rows "

@@ -31,6 +31,11 @@ def test_accuracy_deployments_get_the_agreement_verdict_and_mae_deployments_the_
                                    metric="accuracy", metric_value=0.0, metric_low=0.0, metric_high=0.01,
                                    agreement=labels.agreement((truth + 1) % 3, proba))
     assert verdict is not None and verdict.kind == "against_features"
+    for metric in ("f1", "roc_auc"):  # roc_auc deployments keep their own rule (its interval under 0.5)
+        judged = labels.label_verdict(pd.Series((truth + 1) % 3), task="classification", known_classes=[0, 1, 2],
+                                      metric=metric, metric_value=0.6, metric_low=0.55, metric_high=0.65,
+                                      agreement=labels.agreement((truth + 1) % 3, proba))
+        assert (judged is not None) == (metric == "f1")
     y = pd.Series(rng.normal(10, 1, 400))
     mae = labels.label_verdict(y, task="regression", known_classes=None, metric="mae", metric_value=5.0,
                                metric_low=4.5, metric_high=5.5)
