@@ -434,6 +434,24 @@ def build_business_change_sensor(minimum_interval_seconds: int) -> dg.SensorDefi
     return business_change_sensor
 
 
+OUTSIDE_FAILURE = "marked as failed from outside the execution context"
+"""Dagster's run-failure message when something other than the run (its code server, run monitoring)
+marked it failed; the reason is then in an engine event of the run."""
+
+
+def _failure_explained(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str | None) -> str:
+    """The run's failure message; when Dagster only says the run was failed from outside (its worker
+    was killed: SIGKILL, out of memory, a reboot), the engine event that says what happened."""
+    message = message or "failed"
+    if OUTSIDE_FAILURE not in message:
+        return message
+    for record in reversed(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)[-20:]):
+        text = record.message or ""
+        if "terminated" in text or "signal" in text or "is gone" in text or "exited" in text:
+            return f"{message} {text}"
+    return message
+
+
 @dg.run_failure_sensor(
     name=ALERT_SENSOR,
     # Without it Dagster matches only runs launched from this code location: a run of
@@ -462,7 +480,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainS
         details = f"run {run.run_id[:8]} ({run.tags.get(TAG_TRIGGER, 'manual')}): the champion did not move; " + " | ".join(failed)
     else:
         title = f"run of {run.job_name} failed"
-        details = f"run {run.run_id[:8]}: {context.failure_event.message or 'failed'}"
+        details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
         if failed:
             details += " | " + " | ".join(failed)
     _alert(cfg, context, title, details)

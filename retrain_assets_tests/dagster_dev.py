@@ -179,10 +179,12 @@ class DagsterDev:
 
 @contextmanager
 def running_dagster_dev(root: Path, config_path: Path, home: Path | None = None,
-                        startup_timeout: float = STARTUP_TIMEOUT) -> Iterator[DagsterDev]:
+                        startup_timeout: float = STARTUP_TIMEOUT,
+                        location_file: Path | None = None) -> Iterator[DagsterDev]:
     """`dagster dev` on ``home`` (default: a fresh one under ``root``) serving ``config_path``.
 
-    Yields once the webserver answers; on exit stops the process group and asserts that nothing of
+    ``location_file``: a Python file to load as the code location instead of the project's module
+    (a test's variant of the definitions). Yields once the webserver answers; on exit stops the process group and asserts that nothing of
     it still runs. The log (webserver, daemon, runs) is ``root/dagster_dev.log``.
     """
     home = home or make_home(root)
@@ -191,7 +193,8 @@ def running_dagster_dev(root: Path, config_path: Path, home: Path | None = None,
     env = {**os.environ, "DAGSTER_HOME": str(home), "RETRAIN_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [DAGSTER, "dev", "-m", "retrain_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+            [DAGSTER, "dev", *(["-f", str(location_file)] if location_file else ["-m", "retrain_assets.definitions"]),
+             "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
