@@ -375,12 +375,18 @@ def keep_replaced_rows(
     while target.exists():
         copy += 1
         target = folder / f"{stamp}-{copy}__replaced-rows__{batch_id}.parquet"
-    rows.to_parquet(target, index=False)
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
+    files.write_atomic(target, buffer.getvalue(), exclusive=True)  # whole or not at all
     record = {
         "batch_id": batch_id, "file": target.name, "original_path": None, "moved_to": str(target), "reason": reason,
         "stage": REPLACED_STAGE, "fingerprint": fingerprint_hex, "rejected_at": now.isoformat(),
     }
-    Path(f"{target}.reason.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    try:
+        files.write_atomic(Path(f"{target}.reason.json"), json.dumps(record, indent=2), exclusive=True)
+    except BaseException:  # rows without their reason would not count as replaced: none, and try again
+        target.unlink()
+        raise
     return target
 
 
