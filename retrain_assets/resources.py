@@ -63,7 +63,10 @@ def lock_holder(error_text: str) -> str | None:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         command = ""
-    seen = f", running: {redact(command)[:200]}" if command else " (not visible here: another machine or container?)"
+    command = redact(command)
+    if len(command) > 300:
+        command = command[:299] + "…"
+    seen = f", running: {command}" if command else " (not visible here: another machine or container?)"
     return f"{program} (PID {pid}{seen})"
 
 

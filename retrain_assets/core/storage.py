@@ -207,8 +207,8 @@ def disk_full_error(path: str, doing: str) -> StorageUnavailable:
     """The error a person reads when the disk holding the DuckDB file filled up while ``doing``."""
     return StorageUnavailable(files.disk_full_message(
         path, doing,
-        "Nothing was half-written: DuckDB undid the whole transaction, the data stored before it is intact, "
-        "and the landed file stays where it is.",
+        "Nothing was half-written: DuckDB undid the whole transaction, so what was stored before it (earlier "
+        "batches, this batch's earlier state) is intact.",
         "Free space on that disk (or move storage.root to a larger one); the batch is retried once there is room "
         "(re-execute other runs).",
     ))
