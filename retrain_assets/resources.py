@@ -97,7 +97,7 @@ class Warehouse(DuckDBResource):
                 return duckdb.connect(self.database, read_only=False, config=config)
             except duckdb.Error as error:
                 if files.disk_full(error):
-                    raise storage.disk_full_error(self.database, "opening the warehouse") from error
+                    raise storage.disk_full_error(self.database, "opening the warehouse", "Nothing was written.") from error
                 holder = lock_holder(str(error))
                 if holder is None:
                     raise
@@ -137,7 +137,9 @@ class Warehouse(DuckDBResource):
             conn.close()  # closing may checkpoint the write-ahead log into the file, which needs room
         except duckdb.Error as error:
             if files.disk_full(error):
-                raise storage.disk_full_error(self.database, "closing the warehouse") from error
+                raise storage.disk_full_error(
+                    self.database, "closing the warehouse",
+                    "Everything committed is kept (in the DuckDB file or the .wal file beside it).") from error
             raise
 
 

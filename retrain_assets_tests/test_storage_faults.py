@@ -224,15 +224,22 @@ def _reason_files(folder: Path) -> list[Path]:
     return [p for p in _non_hidden(folder) if p.name.endswith(".reason.json")]
 
 
+@pytest.mark.parametrize("layout", ["rejected area on its own disk", "landing and rejected area on one disk"])
 def test_a_refused_file_is_never_half_copied_to_a_full_rejected_area_and_moves_once_there_is_room(
-    tmp_path, mount_small_disk, capfd
+    tmp_path, mount_small_disk, capfd, layout
 ):
     import dagster as dg
 
-    ws = Workspace(root=tmp_path, config_path=write_config(tmp_path))
+    if layout == "rejected area on its own disk":
+        ws = Workspace(root=tmp_path, config_path=write_config(tmp_path))
+        disk = mount_small_disk(ws.rejected)
+        assert os.stat(ws.rejected).st_dev != os.stat(ws.landing.parent).st_dev  # a move is copy + delete
+        said = "No partial copy was left"
+    else:  # a move is a rename, but the reason file beside it needs room
+        disk = mount_small_disk(tmp_path / "disk")
+        ws = Workspace(root=tmp_path / "disk", config_path=write_config(tmp_path / "disk"))
+        said = "reason.json is not written"
     defs = definitions_for(ws.config_path)
-    disk = mount_small_disk(ws.rejected)
-    assert os.stat(ws.rejected).st_dev != os.stat(tmp_path).st_dev
     data = os.urandom(3 << 20)
     landed = ws.land("b0001", data, ext=".xlsx")
     disk.fill()
@@ -240,8 +247,8 @@ def test_a_refused_file_is_never_half_copied_to_a_full_rejected_area_and_moves_o
     with dg.instance_for_test() as instance:
         first = tick(defs, instance)
         errors = [line for line in capfd.readouterr().err.splitlines() if " - ERROR - " in line]
-        assert any("could not move refused b0001.xlsx" in line and "is full" in line
-                   and "No partial copy was left" in line for line in errors), errors
+        assert any("could not move refused b0001.xlsx" in line and "is full" in line and said in line
+                   and "it stays in the landing folder" in line for line in errors), errors
         assert landed.read_bytes() == data, "the original stays, whole"
         assert not [p for p in _non_hidden(ws.rejected) if not p.name.startswith(".filler-")], \
             "no half-written copy, no reason file without its file"

@@ -203,12 +203,15 @@ def database_path(conn: duckdb.DuckDBPyConnection) -> str:
     return str(found[0]) if found and found[0] else "the DuckDB file"
 
 
-def disk_full_error(path: str, doing: str) -> StorageUnavailable:
-    """The error a person reads when the disk holding the DuckDB file filled up while ``doing``."""
+_UNDONE = ("Nothing was half-written: DuckDB undid the whole transaction, so what was stored before it (earlier "
+           "batches, this batch's earlier state) is intact.")
+
+
+def disk_full_error(path: str, doing: str, safe: str = _UNDONE) -> StorageUnavailable:
+    """The error a person reads when the disk holding the DuckDB file filled up while ``doing``
+    (``safe``: what is intact, in words)."""
     return StorageUnavailable(files.disk_full_message(
-        path, doing,
-        "Nothing was half-written: DuckDB undid the whole transaction, so what was stored before it (earlier "
-        "batches, this batch's earlier state) is intact.",
+        path, doing, safe,
         "Free space on that disk (or move storage.root to a larger one); the batch is retried once there is room "
         "(re-execute other runs).",
     ))
