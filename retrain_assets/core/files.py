@@ -68,6 +68,11 @@ def disk_full_message(path: Path | str, doing: str, safe: str, todo: str) -> str
     )
 
 
+def _temp_prefix(path: Path) -> str:
+    """A hidden temporary name beside ``path`` that stays within the 255-byte name limit."""
+    return "." + path.name.encode()[:100].decode(errors="ignore") + "."
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -116,7 +121,7 @@ def write_atomic(path: Path, data: bytes | str, *, exclusive: bool = False) -> P
     make_folder(path.parent)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".partial")
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -162,7 +167,7 @@ def move_file(source: Path, target: Path, *, before_commit=None) -> None:
     staged: str | None = None
     try:
         if os.stat(source).st_dev != os.stat(target.parent).st_dev:
-            fd, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+            fd, staged = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=".partial")
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()

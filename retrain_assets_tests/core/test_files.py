@@ -56,3 +56,12 @@ def test_the_full_disk_message_says_where_how_much_and_what_to_do(tmp_path):
     text = files.disk_full_message(tmp_path / "not-yet", "writing x", "Nothing was written.", "Free space.")
     assert text.startswith(f"the disk holding {tmp_path / 'not-yet'} is full (") and " free of " in text
     assert text.endswith("while writing x. Nothing was written. Free space.")
+
+
+def test_names_near_the_255_byte_limit_are_written_and_moved(tmp_path):
+    name = "é" * 100 + "x" * 30 + ".reason.json"  # 242 bytes: a temporary name beside it must stay shorter
+    files.write_atomic(tmp_path / name, "{}", exclusive=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    files.move_file(tmp_path / name, other / name)
+    assert (other / name).read_text() == "{}" and list(tmp_path.glob("*.partial")) == []
