@@ -8,9 +8,11 @@ import errno
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -80,13 +82,13 @@ def small_disk(tmp_path: Path, mount_small_disk) -> SmallDisk:
     return mount_small_disk(tmp_path / "small_disk")
 
 
-def _non_hidden(folder: Path) -> list[Path]:
+def _all_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def _leftovers(folder: Path) -> list[Path]:
     """Temporary or partial files left behind (a filler is the test's own)."""
-    return [p for p in _non_hidden(folder) if ".partial" in p.name or p.name.startswith(".schema-")]
+    return [p for p in _all_files(folder) if ".partial" in p.name or p.name.startswith(".schema-")]
 
 
 def _batches(duckdb_path: Path) -> list[str]:
@@ -114,8 +116,6 @@ def _step_errors(result) -> list[tuple[str, str, bool]]:
 def test_full_disk_under_storage_root_fails_the_ingest_plainly_and_a_later_run_succeeds(tmp_path, small_disk):
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path, **{"storage.root": str(small_disk.path / "state")}))
     defs = definitions_for(ws.config_path)
-    import dagster as dg
-
     with dg.instance_for_test() as instance:
         ws.land("batch_0001", clean_batch(1, 300))
         tick(defs, instance)
@@ -156,8 +156,6 @@ def test_full_disk_under_storage_root_fails_the_ingest_plainly_and_a_later_run_s
 
 def test_a_full_disk_while_validating_keeps_the_batch_raw_and_unvalidated_until_space_is_freed(tmp_path, small_disk):
     """The validation transaction (valid rows, quarantine, status) fails whole on a full disk."""
-    import dagster as dg
-
     from retrain_assets.constants import INGEST_JOB
 
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path, **{"storage.root": str(small_disk.path / "state")}))
@@ -221,15 +219,13 @@ def test_the_transaction_helper_raises_the_real_error_and_undoes_the_block(small
 
 
 def _reason_files(folder: Path) -> list[Path]:
-    return [p for p in _non_hidden(folder) if p.name.endswith(".reason.json")]
+    return [p for p in _all_files(folder) if p.name.endswith(".reason.json")]
 
 
 @pytest.mark.parametrize("layout", ["rejected area on its own disk", "landing and rejected area on one disk"])
 def test_a_refused_file_is_never_half_copied_to_a_full_rejected_area_and_moves_once_there_is_room(
     tmp_path, mount_small_disk, capfd, layout
 ):
-    import dagster as dg
-
     if layout == "rejected area on its own disk":
         ws = Workspace(root=tmp_path, config_path=write_config(tmp_path))
         disk = mount_small_disk(ws.rejected)
@@ -250,7 +246,7 @@ def test_a_refused_file_is_never_half_copied_to_a_full_rejected_area_and_moves_o
         assert any("could not move refused b0001.xlsx" in line and "is full" in line and said in line
                    and "it stays in the landing folder" in line for line in errors), errors
         assert landed.read_bytes() == data, "the original stays, whole"
-        assert not [p for p in _non_hidden(ws.rejected) if not p.name.startswith(".filler-")], \
+        assert not [p for p in _all_files(ws.rejected) if not p.name.startswith(".filler-")], \
             "no half-written copy, no reason file without its file"
         disk.free()
         tick(defs, instance, cursor=first.cursor)
@@ -264,8 +260,6 @@ def test_a_refused_file_is_never_half_copied_to_a_full_rejected_area_and_moves_o
 def test_raw_data_refusing_into_a_full_rejected_area_is_retried_not_final(tmp_path, mount_small_disk):
     """raw_data cannot move a file it refuses: the run fails as an outside cause (no dagster.Failure),
     the file stays landed, and once there is room the refusal goes through as usual."""
-    import dagster as dg
-
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path))
     defs = definitions_for(ws.config_path)
     disk = mount_small_disk(ws.rejected)
@@ -279,7 +273,7 @@ def test_raw_data_refusing_into_a_full_rejected_area_is_retried_not_final(tmp_pa
         assert (kind, refused) == ("StorageUnavailable", False), (kind, text)
         assert f"the disk holding {ws.rejected / 'b0001'} is full" in text and "still at" in text, text
         assert landed.read_bytes() == data
-        assert not [p for p in _non_hidden(ws.rejected) if not p.name.startswith(".filler-")]
+        assert not [p for p in _all_files(ws.rejected) if not p.name.startswith(".filler-")]
         disk.free()
         again = ingest(defs, instance, "b0001", tags=request.tags)
         [(kind, text, refused)] = _step_errors(again)
@@ -362,8 +356,6 @@ def _hold(path: Path, seconds: float) -> subprocess.Popen:
 
 
 def test_a_duckdb_file_held_past_the_wait_fails_the_ingest_naming_the_holder(tmp_path):
-    import dagster as dg
-
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path, **{"storage.lock_wait_seconds": 2}))
     defs = definitions_for(ws.config_path)
     with dg.instance_for_test() as instance:
@@ -390,10 +382,6 @@ def test_a_duckdb_file_held_past_the_wait_fails_the_ingest_naming_the_holder(tmp
 
 
 def test_a_duckdb_file_released_within_the_wait_lets_the_run_go_on(tmp_path):
-    import time
-
-    import dagster as dg
-
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path, **{"storage.lock_wait_seconds": 60}))
     defs = definitions_for(ws.config_path)
     with dg.instance_for_test() as instance:
