@@ -418,3 +418,12 @@ def test_the_lock_holder_is_read_from_duckdbs_message():
     assert lock_holder('IO Error: Could not set lock on file "/x": Resource temporarily unavailable') == \
         "another process (DuckDB did not say which)"
     assert lock_holder("IO Error: Cannot open file: Permission denied") is None
+
+
+def test_every_transaction_in_storage_goes_through_the_one_helper():
+    """A hand-written BEGIN … ROLLBACK would again let a failed ROLLBACK hide a full disk."""
+    import inspect
+
+    source = inspect.getsource(storage)
+    assert source.count('"BEGIN TRANSACTION"') == 1 and source.count('"ROLLBACK"') == 1, \
+        "use storage.transaction(conn, doing) instead of BEGIN/COMMIT/ROLLBACK by hand"
