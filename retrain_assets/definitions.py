@@ -60,7 +60,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
         schedules=[build_retrain_schedule(settings.automation.schedule_cron, settings.automation.schedule_timezone)],
         resources={
             "settings": RetrainSettings(config_path=str(path)),
-            "warehouse": Warehouse(database=str(settings.duckdb_path)),
+            "warehouse": Warehouse(database=str(settings.duckdb_path), lock_wait_seconds=settings.storage.lock_wait_seconds),
             "registry": ModelRegistry(config_path=str(path)),
             MLFLOW_RESOURCE: mlflow_tracking_resource(
                 settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifacts_dir

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from retrain_assets.core import storage, workers
+from retrain_assets.core import files, storage, workers
 from retrain_assets.core.registry import (
     CHAMPION_ALIAS,
     Champion,
@@ -21,7 +23,7 @@ from retrain_assets.core.registry import (
     is_tracking_server,
     load_champion,
 )
-from retrain_assets.core.redact import redact_url
+from retrain_assets.core.redact import redact, redact_url
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -43,22 +45,102 @@ class RetrainSettings(dg.ConfigurableResource):
         context.instance.add_run_tags(run.run_id, {workers.WORKER_TAG: workers.this_worker()})
 
 
+_LOCKED = "could not set lock on file"
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(error_text: str) -> str | None:
+    """Who holds a DuckDB file, from DuckDB's lock error ("… held in /usr/bin/python3 (PID 4242) …"):
+    the program, its PID and, when this machine can see it, the command line it runs.
+    None when the error is not a lock conflict."""
+    if _LOCKED not in error_text.lower():
+        return None
+    found = _LOCK_HOLDER.search(error_text)
+    if found is None:
+        return "another process (DuckDB did not say which)"
+    program, pid = found["program"], int(found["pid"])
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    command = redact(command)
+    if len(command) > 300:
+        command = command[:299] + "…"
+    seen = f", running: {command}" if command else " (not visible here: another machine or container?)"
+    return f"{program} (PID {pid}{seen})"
+
+
 class Warehouse(DuckDBResource):
     """The DuckDB file under storage.root that holds raw batches, validated rows and quarantine."""
 
+    lock_wait_seconds: float = Field(
+        default=100.0, ge=0,
+        description="How long to wait for the DuckDB file while another process holds it (storage.lock_wait_seconds).",
+    )
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.database != ":memory:":
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+            files.make_folder(Path(self.database).parent)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file for writing, waiting up to ``lock_wait_seconds`` while another process holds it.
+
+        Raises:
+            storage.StorageUnavailable: still held after the wait (the message names the holder), or
+                the disk is full. Any other error is DuckDB's own.
+        """
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        started, delay, attempts = time.monotonic(), 0.1, 0
+        while True:
+            attempts += 1
+            try:
+                return duckdb.connect(self.database, read_only=False, config=config)
+            except duckdb.Error as error:
+                if files.disk_full(error):
+                    raise storage.disk_full_error(self.database, "opening the warehouse", "Nothing was written.") from error
+                holder = lock_holder(str(error))
+                if holder is None:
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self.lock_wait_seconds:
+                    raise storage.StorageUnavailable(
+                        f"the DuckDB file {self.database} is held by another process: {holder}. DuckDB lets one "
+                        f"process at a time open a file for writing (a read-only connection blocks writers too). "
+                        f"Waited {waited:.1f} s ({attempts} attempts; storage.lock_wait_seconds = "
+                        f"{self.lock_wait_seconds:g}); nothing was written. Close that connection or program (a "
+                        f"notebook, the duckdb CLI, a database browser); the batch is retried once the file is free "
+                        f"(re-execute other runs)."
+                    ) from error
+                time.sleep(min(delay, self.lock_wait_seconds - waited))
+                delay = min(delay * 2, 5.0)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection with the platform's tables in place; always closed."""
-        with super().get_connection() as conn:
+        """A short-lived connection with the platform's tables in place; always closed.
+
+        A full disk, here or in the caller's block, is raised as :class:`storage.StorageUnavailable`
+        with what happened and what to do, as is a file held by another process past the wait.
+        """
+        conn = self._connect()
+        try:
+            storage.ensure_tables(conn)
+            yield conn
+        except BaseException as error:
             try:
-                storage.ensure_tables(conn)
-                yield conn
-            finally:
                 conn.close()
+            except duckdb.Error as close_error:
+                error.add_note(f"closing the connection failed too: {close_error}")
+            if isinstance(error, duckdb.Error) and files.disk_full(error):
+                raise storage.disk_full_error(self.database, "writing to the warehouse") from error
+            raise
+        try:
+            conn.close()  # closing may checkpoint the write-ahead log into the file, which needs room
+        except duckdb.Error as error:
+            if files.disk_full(error):
+                raise storage.disk_full_error(
+                    self.database, "closing the warehouse",
+                    "Everything committed is kept (in the DuckDB file or the .wal file beside it).") from error
+            raise
 
 
 class ModelRegistry(dg.ConfigurableResource):

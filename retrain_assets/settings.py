@@ -162,6 +162,11 @@ class StorageSettings(_Section):
 
     root: Path = Field(description="Folder for the DuckDB file, quarantine, rejected files, reports and the default MLflow store.")
     duckdb_file: str = Field(default="warehouse.duckdb", description="DuckDB file name under root.")
+    lock_wait_seconds: float = Field(
+        default=100.0, ge=0, le=3600,
+        description="How long a run waits for the DuckDB file while another process holds it (a notebook, the "
+        "duckdb CLI) before it fails naming that process; the batch is then retried later. 0: fail at once.",
+    )
 
 
 class MlflowSettings(_Section):

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
+from retrain_assets.core import files
 from retrain_assets.core.paths import (  # noqa: F401 - part of this module's interface
     BATCH_ID_PATTERN,
     UnsafePathError,
@@ -248,7 +248,8 @@ def reject_file(
 
     The file goes to ``<rejected_dir>/<batch_id>/<UTC time>__<file name>`` and a JSON file with
     the same name plus ``.reason.json`` records the reason, the stage that refused it and its
-    fingerprint. Nothing is deleted.
+    fingerprint. Nothing is deleted: on another filesystem the file is copied, synced and renamed
+    before the original is removed (:func:`files.move_file`), and a failure leaves it where it was.
 
     Args:
         path: The landed file.
@@ -265,6 +266,8 @@ def reject_file(
 
     Raises:
         UnsafePathError: ``path`` is outside ``landing_dir``.
+        files.StorageUnavailable: the rejected area's disk is full; the file stays where it was and
+            no partial copy or reason file is left.
     """
     now = now or datetime.now(timezone.utc)
     if landing_dir is not None:
@@ -272,7 +275,7 @@ def reject_file(
     batch_id = batch_id_of(path)
     safe_folder = batch_id if BATCH_ID_PATTERN.fullmatch(batch_id) else "_unnamed"
     target_dir = contained(rejected_dir / safe_folder, rejected_dir, what="the rejected folder")
-    target_dir.mkdir(parents=True, exist_ok=True)
+    files.make_folder(target_dir)
     if fingerprint_hex is None and path.exists():
         fingerprint_hex = fingerprint(path)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
@@ -282,7 +285,6 @@ def reject_file(
         copy += 1
         target = target_dir / f"{stamp}-{copy}__{path.name}"
     target = contained(target, rejected_dir, what="the rejected copy")
-    shutil.move(str(path), str(target))
     record = {
         "batch_id": batch_id,
         "file": path.name,
@@ -293,7 +295,18 @@ def reject_file(
         "fingerprint": fingerprint_hex,
         "rejected_at": now.isoformat(),
     }
-    Path(f"{target}.reason.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    reason_file = Path(f"{target}.reason.json")
+    written: list[Path] = []
+
+    def write_reason() -> None:  # once the copy is safe, before the original is touched
+        written.append(files.write_atomic(reason_file, json.dumps(record, indent=2), exclusive=True))
+
+    try:
+        files.move_file(path, target, before_commit=write_reason)
+    except BaseException:
+        if written and not target.exists():  # the move failed after the reason was written
+            reason_file.unlink()
+        raise
     return Rejection(batch_id, path, target, reason, stage, fingerprint_hex)
 
 
@@ -362,12 +375,18 @@ def keep_replaced_rows(
     while target.exists():
         copy += 1
         target = folder / f"{stamp}-{copy}__replaced-rows__{batch_id}.parquet"
-    rows.to_parquet(target, index=False)
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
+    files.write_atomic(target, buffer.getvalue(), exclusive=True)  # whole or not at all
     record = {
         "batch_id": batch_id, "file": target.name, "original_path": None, "moved_to": str(target), "reason": reason,
         "stage": REPLACED_STAGE, "fingerprint": fingerprint_hex, "rejected_at": now.isoformat(),
     }
-    Path(f"{target}.reason.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    try:
+        files.write_atomic(Path(f"{target}.reason.json"), json.dumps(record, indent=2), exclusive=True)
+    except BaseException:  # rows without their reason would not count as replaced: none, and try again
+        target.unlink()
+        raise
     return target
 
 

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core import files
+
 
 def plot_distributions(
     reference: pd.DataFrame,
@@ -89,8 +91,7 @@ def plot_distributions(
     rendered = io.BytesIO()
     fig.savefig(rendered, format="png", dpi=dpi)
     plt.close(fig)
-    path.write_bytes(_palette_png(rendered.getvalue(), colors))
-    return path
+    return files.write_atomic(path, _palette_png(rendered.getvalue(), colors))  # whole or not at all
 
 
 def _palette_png(png: bytes, colors: int) -> bytes:
@@ -136,8 +137,7 @@ def write_html_report(
         parts += [f"<td>{html.escape(_fmt(v))}</td>" for v in row]
         parts.append("</tr>")
     parts.append("</table></body></html>")
-    path.write_text("".join(parts), encoding="utf-8")
-    return path
+    return files.write_atomic(path, "".join(parts))  # whole or not at all
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,8 +8,6 @@ that is accepted; from then on it is enforced on every batch. It is stored as re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -17,7 +15,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core import expectations
+from retrain_assets.core import expectations, files
 from retrain_assets.core.landing import ROW_COLUMN
 
 Kind = Literal["numeric", "categorical", "datetime", "id"]
@@ -346,24 +344,17 @@ class SchemaStore:
             ) from None
 
     def save(self, schema: DatasetSchema, *, overwrite: bool = False) -> DatasetSchema:
-        """Store the schema; without ``overwrite`` an existing file wins and is returned instead."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".schema-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(schema.to_json())
+        """Store the schema; without ``overwrite`` an existing file wins and is returned instead.
+
+        Written whole or not at all (:func:`files.write_atomic`): a full disk raises
+        :class:`files.StorageUnavailable` and never leaves a truncated schema.json.
+        """
         try:
-            if overwrite:
-                os.replace(tmp, self.path)
-            else:
-                try:
-                    os.link(tmp, self.path)
-                except FileExistsError:
-                    existing = self.load()
-                    assert existing is not None
-                    return existing
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            files.write_atomic(self.path, schema.to_json(), exclusive=not overwrite)
+        except FileExistsError:
+            existing = self.load()
+            assert existing is not None
+            return existing
         return schema
 
 

@@ -14,6 +14,7 @@ approving a promotion sees live evidence, not only the holdout the gates judged 
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core import gates
+from retrain_assets.core import files, gates
 from retrain_assets.core.monitoring import model_input
 from retrain_assets.core.performance import (
     HIGHER_IS_BETTER,
@@ -453,6 +454,7 @@ def plot_metric_history(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format=Path(path).suffix.lstrip(".") or "png", dpi=90)
     plt.close(fig)
-    return path
+    return files.write_atomic(Path(path), rendered.getvalue())  # whole or not at all

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import duckdb
 import pandas as pd
 
-from retrain_assets.core import approval
+from retrain_assets.core import approval, files
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.validation import ValidationReport
 
@@ -198,6 +199,64 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+class StorageUnavailable(files.StorageUnavailable):
+    """The warehouse cannot be opened or written now: its disk is full, or another process holds
+    the DuckDB file. An outside cause (never a ``dagster.Failure``): nothing was half-written and
+    the same run succeeds once the cause is gone, so the batch is retried."""
+
+
+def database_path(conn: duckdb.DuckDBPyConnection) -> str:
+    """The file behind a connection (for messages), or ``"the DuckDB file"`` if it cannot be told."""
+    try:
+        found = conn.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    except duckdb.Error:
+        found = None
+    return str(found[0]) if found and found[0] else "the DuckDB file"
+
+
+_UNDONE = ("Nothing was half-written: DuckDB undid the whole transaction, so what was stored before it (earlier "
+           "batches, this batch's earlier state) is intact.")
+
+
+def disk_full_error(path: str, doing: str, safe: str = _UNDONE) -> StorageUnavailable:
+    """The error a person reads when the disk holding the DuckDB file filled up while ``doing``
+    (``safe``: what is intact, in words)."""
+    return StorageUnavailable(files.disk_full_message(
+        path, doing, safe,
+        "Free space on that disk (or move storage.root to a larger one); the batch is retried once there is room "
+        "(re-execute other runs).",
+    ))
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection, doing: str) -> Iterator[None]:
+    """Run the block in one DuckDB transaction: committed whole, or undone whole.
+
+    A failing ``ROLLBACK`` never hides why the block failed: when ``COMMIT`` itself fails (a full
+    disk fails the write-ahead log there), DuckDB has already undone the transaction and the
+    rollback's own complaint ("no transaction is active") is dropped; the original error is raised,
+    as :class:`StorageUnavailable` with a plain message when the disk is full.
+
+    Args:
+        conn: The warehouse.
+        doing: What the block stores, for the message (``"storing batch '2024-05-01'"``).
+    """
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException as error:
+        try:
+            conn.execute("ROLLBACK")
+        except duckdb.Error as rollback_error:
+            if "no transaction is active" not in str(rollback_error):
+                error.add_note(f"the rollback that followed failed too: {rollback_error}")
+        if files.disk_full(error) and not isinstance(error, StorageUnavailable):
+            raise disk_full_error(database_path(conn), doing) from error
+        raise
+
+
 def raw_table(batch_id: str) -> str:
     """The qualified name of a batch's raw table."""
     return f"raw.{_q(batch_id)}"
@@ -271,8 +330,7 @@ def ingested_record(conn: duckdb.DuckDBPyConnection, batch_id: str) -> Ingestion
 def write_raw_batch(conn: duckdb.DuckDBPyConnection, record: IngestionRecord, frame: pd.DataFrame) -> None:
     """Store a batch as read and its ingestion record, replacing any earlier copy, atomically."""
     ensure_tables(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"storing batch {record.batch_id!r} ({record.rows} rows from {record.file_name})"):
         conn.register("_incoming_raw", frame)
         conn.execute(f"CREATE OR REPLACE TABLE {raw_table(record.batch_id)} AS SELECT * FROM _incoming_raw")
         conn.unregister("_incoming_raw")
@@ -285,10 +343,6 @@ def write_raw_batch(conn: duckdb.DuckDBPyConnection, record: IngestionRecord, fr
                 record.dagster_run_id,
             ],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def read_raw_batch(conn: duckdb.DuckDBPyConnection, batch_id: str) -> pd.DataFrame:
@@ -337,8 +391,7 @@ def write_validation(
     now = now or datetime.now(timezone.utc)
     batch_id = report.batch_id
     published = report.valid if report.passed else report.valid.iloc[0:0]
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"storing the validation of batch {batch_id!r}"):
         if _table_exists(conn, "validated"):
             conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
         # Only rows shape the table: an empty frame's text columns have no type (DuckDB "NULL"), and a
@@ -367,10 +420,6 @@ def write_validation(
                 report.schema_problems, [o.sentence() for o in report.failed_rules], report.summary, now, run_id,
             ],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return len(published)
 
 
@@ -437,18 +486,13 @@ def _replace_row(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[
     missing = [c for c in columns if c not in record]
     if missing:
         raise ValueError(f"{table} record lacks {missing}")
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"storing {table} of " + ", ".join(f"{k} {record[k]!r}" for k in keys)):
         conn.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ?" for k in keys),
                      [str(record[k]) for k in keys])
         conn.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
             [record[c] for c in columns],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
@@ -614,8 +658,7 @@ def request_approval(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) -> 
     """
     ensure_tables(conn)
     row = _ledger_row({"action": approval.ACTION, **entry}, (approval.ACTION,), approval.AWAITING)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"recording the approval request of {row['model_name']} v{row['to_version']}"):
         superseded = [r[0] for r in conn.execute(
             "UPDATE promotion_ledger SET status = 'superseded', settled_at = ?, "
             "note = 'superseded by v' || ? || ', a newer candidate that passed its gates' "
@@ -623,10 +666,6 @@ def request_approval(conn: duckdb.DuckDBPyConnection, entry: dict[str, Any]) -> 
             [row["recorded_at"], row["to_version"], row["model_name"], approval.ACTION, approval.AWAITING],
         ).fetchall()]
         _insert_ledger_row(conn, row)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return row["entry_id"], superseded
 
 
