@@ -37,7 +37,7 @@ from retrain_assets.core import approval, policy, storage, workers
 from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.jobs import retrain_job
-from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 
 OTHER_RUNS_SCANNED = 200
 """How many of the newest runs of other jobs are searched for a candidate_model materialization."""
@@ -222,7 +222,7 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason("no new drift report")
         cursor = str(records[-1].storage_id)
         cfg = settings.load()
-        with warehouse.get_connection() as conn:
+        with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
             state = retrain_state(context.instance, conn)
             signals = state[2]
             trigger, reason = policy.drift_signal(signals, cfg.automation.policy())
@@ -271,7 +271,7 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
         champion = registry.champion_version()
         if champion is None:
             return dg.SkipReason(f"no champion yet: nothing to judge on {', '.join(sorted(batches))}")
-        with warehouse.get_connection() as conn:
+        with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
             metrics = storage.read_production_metrics(conn)
             measured = metrics[metrics["batch_id"].isin(batches)]
             # A batch scored by an earlier champion says nothing about this one: acting on it would
@@ -415,7 +415,7 @@ def build_business_change_sensor(minimum_interval_seconds: int) -> dg.SensorDefi
             return dg.SensorResult(cursor=str(cursor), skip_reason="no new retrain request")
         cfg = settings.load()
         run_requests, refused = [], []
-        with warehouse.get_connection() as conn:
+        with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
             history, running, signals = retrain_state(context.instance, conn)
             for request in requests:
                 reason = _request_config_reason(request)
@@ -518,7 +518,7 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
             return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
                                  else "no candidate awaits approval")
-        with warehouse.get_connection() as conn:
+        with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
             ended = storage.settle_approval_requests(
                 conn, name, champion=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHAMPION_ALIAS),
                 challenger=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHALLENGER_ALIAS), max_age_hours=max_age,

@@ -70,6 +70,10 @@ def lock_holder(error_text: str) -> str | None:
     return f"{program} (PID {pid}{seen})"
 
 
+SENSOR_LOCK_WAIT_SECONDS = 20.0
+"""How long a sensor tick waits for a DuckDB file another process holds (a tick may take 60 s)."""
+
+
 class Warehouse(DuckDBResource):
     """The DuckDB file under storage.root that holds raw batches, validated rows and quarantine."""
 
@@ -82,14 +86,16 @@ class Warehouse(DuckDBResource):
         if self.database != ":memory:":
             files.make_folder(Path(self.database).parent)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """Open the file for writing, waiting up to ``lock_wait_seconds`` while another process holds it.
+    def _connect(self, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
+        """Open the file for writing, waiting up to ``wait_seconds`` (default ``lock_wait_seconds``)
+        while another process holds it.
 
         Raises:
             storage.StorageUnavailable: still held after the wait (the message names the holder), or
                 the disk is full. Any other error is DuckDB's own.
         """
         config = {"custom_user_agent": "dagster", **self.connection_config}
+        limit = self.lock_wait_seconds if wait_seconds is None else min(wait_seconds, self.lock_wait_seconds)
         started, delay, attempts = time.monotonic(), 0.1, 0
         while True:
             attempts += 1
@@ -102,26 +108,32 @@ class Warehouse(DuckDBResource):
                 if holder is None:
                     raise
                 waited = time.monotonic() - started
-                if waited >= self.lock_wait_seconds:
+                if waited >= limit:
                     raise storage.StorageUnavailable(
                         f"the DuckDB file {self.database} is held by another process: {holder}. DuckDB lets one "
                         f"process at a time open a file for writing (a read-only connection blocks writers too). "
                         f"Waited {waited:.1f} s ({attempts} attempts; storage.lock_wait_seconds = "
-                        f"{self.lock_wait_seconds:g}); nothing was written. Close that connection or program (a "
+                        f"{self.lock_wait_seconds:g}{'' if limit == self.lock_wait_seconds else f', a sensor waits at most {limit:g}'}); nothing was written. Close that connection or program (a "
                         f"notebook, the duckdb CLI, a database browser); the batch is retried once the file is free "
                         f"(re-execute other runs)."
                     ) from error
-                time.sleep(min(delay, self.lock_wait_seconds - waited))
+                time.sleep(min(delay, limit - waited))
                 delay = min(delay * 2, 5.0)
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def get_connection(self, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection with the platform's tables in place; always closed.
+
+        ``wait_seconds`` caps the wait for a held file below ``lock_wait_seconds``: sensors pass
+        :data:`SENSOR_LOCK_WAIT_SECONDS` so a tick fails with the holder's name (and the next tick
+        tries again) well inside Dagster's 60 s sensor timeout. Sensors open the file read-write like
+        runs: DuckDB refuses a read-only and a read-write connection to one file in one process, and
+        the daemon evaluates sensors in threads of one process; readers run no DDL.
 
         A full disk, here or in the caller's block, is raised as :class:`storage.StorageUnavailable`
         with what happened and what to do, as is a file held by another process past the wait.
         """
-        conn = self._connect()
+        conn = self._connect(wait_seconds)
         try:
             storage.ensure_tables(conn)
             yield conn

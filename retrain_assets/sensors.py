@@ -76,7 +76,7 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
     )):
         error = getattr(record.dagster_event.event_specific_data, "error", None)
         if error is not None:
-            while error.cause is not None:  # the step's own exception, not Dagster's wrapper around it
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # the step's own error
                 error = error.cause
             return error.message.strip() if error.message.startswith(error.cls_name or "-") else (
                 f"{error.cls_name}: {error.message.strip()}"

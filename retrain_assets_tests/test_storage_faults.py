@@ -427,3 +427,47 @@ def test_every_transaction_in_storage_goes_through_the_one_helper():
     source = inspect.getsource(storage)
     assert source.count('"BEGIN TRANSACTION"') == 1 and source.count('"ROLLBACK"') == 1, \
         "use storage.transaction(conn, doing) instead of BEGIN/COMMIT/ROLLBACK by hand"
+
+
+def test_a_held_file_fails_a_sensor_tick_inside_its_timeout_and_the_ingest_is_retried_once_free(tmp_path):
+    """A sensor waits at most SENSOR_LOCK_WAIT_SECONDS (a tick has 60 s), naming the holder; an ingest
+    that failed on the held file is retried by the landing sensor and succeeds once it is free."""
+    from retrain_assets.constants import DRIFT_SENSOR
+    from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS
+    from retrain_assets.sensors import TAG_RETRY_OF
+    from retrain_assets_tests.conftest import Retrainer, tick
+    from retrain_assets_tests.test_automation import evaluate
+
+    r = Retrainer(tmp_path / "ws", dg.DagsterInstance.ephemeral(), **{"automation.ingest_retry_minutes": 0})
+    with dg.instance_for_test() as instance:
+        r.instance = instance
+        r.land(1, rows=200)
+        holder = _hold(r.settings.duckdb_path, 120)
+        started = time.monotonic()
+        try:
+            with pytest.raises(Exception) as raised:
+                evaluate(r, DRIFT_SENSOR)
+        finally:
+            holder.kill()
+            holder.wait()
+        waited = time.monotonic() - started
+        assert SENSOR_LOCK_WAIT_SECONDS <= waited < SENSOR_LOCK_WAIT_SECONDS + 15, waited
+        text = str(raised.value) + "".join(str(getattr(raised.value, "__cause__", "")))
+        assert "is held by another process" in text and f"PID {holder.pid}" in text, text
+
+        r.reconfigure(**{"storage.lock_wait_seconds": 1})
+        r.ws.land("batch_0002", clean_batch(2, 200))
+        first = tick(r.defs, instance)
+        request = [q for q in first.run_requests if q.partition_key == "batch_0002"][0]
+        holder = _hold(r.settings.duckdb_path, 120)
+        try:
+            failed = ingest(r.defs, instance, "batch_0002", tags=request.tags)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert not failed.success
+        retry = [q for q in tick(r.defs, instance, cursor=first.cursor).run_requests if q.tags.get(TAG_RETRY_OF)]
+        assert [q.partition_key for q in retry] == ["batch_0002"]
+        assert "is held by another process" in retry[0].tags["retrain/reason"]
+        assert ingest(r.defs, instance, "batch_0002", tags=retry[0].tags).success
+    assert _batches(r.settings.duckdb_path) == ["batch_0001", "batch_0002"]

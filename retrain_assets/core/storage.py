@@ -873,8 +873,7 @@ def attach_labels(
     now = datetime.now(timezone.utc)
     batches = sorted(set(updates[BATCH_COLUMN].tolist())) if len(updates) else []
     attached = 0
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn, f"attaching the labels of labels file {labels_batch_id!r}"):
         if len(updates) and _table_exists(conn, "validated"):
             def column_types() -> dict[str, str]:
                 return dict(conn.execute(
@@ -900,10 +899,6 @@ def attach_labels(
         conn.execute("DELETE FROM label_files WHERE batch_id = ?", [labels_batch_id])
         conn.execute("INSERT INTO label_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      [labels_batch_id, rows, int(attached), already_known, quarantined, batches, now, run_id])
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return int(attached)
 
 
