@@ -98,6 +98,17 @@ def retrain_history(instance: dg.DagsterInstance) -> tuple[list[policy.RetrainRe
     return history, running
 
 
+def _signal_summary(report, measured) -> str:
+    """The drift report's sentence, and the production metrics' when the champion is failing there
+    (below the floor, or worse than on its holdout), so a retrain's reason names both."""
+    parts = [str(report["summary"])] if report is not None else []
+    failing = measured is not None and any(
+        not pd.isna(measured[c]) and bool(measured[c]) for c in ("below_floor", "degraded"))
+    if measured is not None and (failing or not parts):
+        parts.append(str(measured["summary"]).removeprefix(f"batch {measured.name}: ") if parts else str(measured["summary"]))
+    return "; ".join(parts)
+
+
 def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
     """What monitoring said about each batch validated after ``since`` (drift reports and
     production metrics), in arrival order."""
@@ -131,8 +142,7 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
             degraded=flag(measured, "degraded"),
             below_floor=flag(measured, "below_floor"),
             labelled_rows=int(row.valid_rows) if row.labelled else 0,
-            summary=str(report["summary"]) if report is not None else (
-                str(measured["summary"]) if measured is not None else ""),
+            summary=_signal_summary(report, measured),
         ))
     return signals
 
@@ -146,6 +156,17 @@ def retrain_state(instance: dg.DagsterInstance, conn) -> RetrainState:
     history, running = retrain_history(instance)
     last = max(history, key=lambda r: r.started_at, default=None)
     return history, running, batch_signals(conn, last.started_at if last else None)
+
+
+def policy_state(instance: dg.DagsterInstance, conn, cfg, *, has_champion: bool,
+                 state: RetrainState | None = None) -> policy.PolicyState:
+    """What :func:`policy.next_action` looks at, read from Dagster (retrain runs) and DuckDB (signals,
+    and the labelled rows the first champion would learn from)."""
+    history, running, signals = state or retrain_state(instance, conn)
+    first = None if has_champion else cfg.training.first_champion_plan(
+        storage.labelled_row_counts(conn, cfg.dataset.target))
+    return policy.PolicyState(history=history, running=running, signals=signals, first_champion=first,
+                              automatic_first=cfg.automation.first_champion == "automatic")
 
 
 def decide_retrain(
@@ -223,21 +244,14 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         cursor = str(records[-1].storage_id)
         cfg = settings.load()
         with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
-            state = retrain_state(context.instance, conn)
-            signals = state[2]
-            trigger, reason = policy.drift_signal(signals, cfg.automation.policy())
-            if trigger == "performance_decline":  # the performance sensor owns metric declines
-                trigger, reason = None, "the champion's metric decline is handled by performance_sensor"
-            if registry.champion_version() is None:
-                trigger, reason = policy.first_champion_signal(
-                    cfg.training.first_champion_plan(storage.labelled_row_counts(conn, cfg.dataset.target)),
-                    automatic=cfg.automation.first_champion == "automatic",
-                )
-            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=reason, state=state)
+            state = policy_state(context.instance, conn, cfg, has_champion=registry.champion_version() is not None)
+        decision = policy.next_action(datetime.now(timezone.utc), state, cfg.automation.policy())
         context.update_cursor(cursor)
+        if decision.trigger == "performance_decline":  # the performance sensor owns metric declines
+            return dg.SkipReason(f"the champion's metric decline is handled by {PERFORMANCE_SENSOR}: {decision.reason}")
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
-        newest = signals[-1].batch_id if signals else "start"
+        newest = state.signals[-1].batch_id if state.signals else "start"
         context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
         return [retrain_request(decision, newest)]
 
@@ -308,17 +322,18 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
                     run_key=f"rollback:{row['batch_id']}:{row['champion_version']}", job_name=ROLLBACK_JOB,
                     run_config=config, tags={TAG_TRIGGER: "rollback", TAG_REASON: details[:500]},
                 )]
-            declining = fresh[fresh["below_floor"].fillna(False).astype(bool) | fresh["degraded"].fillna(False).astype(bool)]
-            if declining.empty:
-                return dg.SkipReason(f"the champion holds up on {', '.join(sorted(batches))}")
-            row = declining.iloc[-1]
-            trigger = "concept_drift" if bool(row["degraded"]) else "performance_decline"
-            _alert(cfg, context, "champion degrading", str(row["summary"]))
-            decision = decide_retrain(context.instance, conn, cfg, trigger=trigger, reason=str(row["summary"]))
+            state = policy_state(context.instance, conn, cfg, has_champion=True)
+        # The same decision as the drift sensor's (policy.next_action); this sensor acts on the
+        # champion getting worse, the drift sensor on drift (whichever ticks first requests the
+        # retrain; the other then finds it running).
+        decision = policy.next_action(datetime.now(timezone.utc), state, cfg.automation.policy())
+        if decision.trigger not in policy.URGENT_TRIGGERS:
+            return dg.SkipReason(f"the champion holds up on {', '.join(sorted(batches))}")
+        _alert(cfg, context, "champion degrading", decision.reason)
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
         context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
-        return [retrain_request(decision, str(row["batch_id"]))]
+        return [retrain_request(decision, state.signals[-1].batch_id)]
 
     return performance_sensor
 

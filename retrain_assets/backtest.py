@@ -15,7 +15,7 @@ functions the platform runs (no Dagster, no daemon, no MLflow), under five polic
   ``production_metrics`` (:func:`~retrain_assets.core.watch.measure_batch`, with the
   post-promotion watch and its rollback) compute, merged into a
   :class:`~retrain_assets.core.policy.BatchSignal`; then
-  :func:`~retrain_assets.core.policy.drift_signal`, the safety-net schedule
+  :func:`~retrain_assets.core.policy.next_action` (the sensors' own decision), the safety-net schedule
   (``automation.schedule_cron`` ticks, :func:`~retrain_assets.core.policy.schedule_due`) and
   :func:`~retrain_assets.core.policy.decide` with the configured ``automation.*`` controls. A
   candidate replaces the deployed model only if it passes
@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
-from retrain_assets.core import synthetic
+from retrain_assets.core import cron, synthetic
 from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.holdout import holdout_rows
@@ -74,9 +74,10 @@ from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
 from retrain_assets.core.policy import (
     BatchSignal,
     PolicySettings,
+    PolicyState,
     RetrainRecord,
     decide,
-    drift_signal,
+    next_action,
     schedule_due,
 )
 from retrain_assets.core.registry import (
@@ -627,36 +628,6 @@ class Textbook(Policy):
         return None, "no p < 0.05 and accuracy fine"
 
 
-def _cron_field_matches(text: str, value: int, low: int, high: int) -> bool:
-    for part in text.split(","):
-        base, _, step = part.partition("/")
-        first, last = (low, high) if base == "*" else (int(base.split("-")[0]), int(base.split("-")[-1]))
-        if first <= value <= last and (value - first) % int(step or 1) == 0:
-            return True
-    return False
-
-
-def cron_ticks(expression: str, after: datetime, until: datetime) -> list[datetime]:
-    """The minutes in ``(after, until]`` at which a five-field cron expression fires.
-
-    Numbers, ``*``, ranges, lists and steps (what ``automation.schedule_cron`` accepts); day of
-    week 0 or 7 is Sunday; when both day of month and day of week are restricted, either matches
-    (as in cron).
-    """
-    minute, hour, dom, month, dow = expression.split()
-    ticks, t = [], after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    while t <= until:
-        weekday = (t.weekday() + 1) % 7  # cron: 0 = Sunday
-        dom_ok = _cron_field_matches(dom, t.day, 1, 31)
-        dow_ok = _cron_field_matches(dow, weekday, 0, 7) or (weekday == 0 and _cron_field_matches(dow, 7, 0, 7))
-        day_ok = (dom_ok and dow_ok) if "*" in (dom, dow) else (dom_ok or dow_ok)
-        if (day_ok and _cron_field_matches(month, t.month, 1, 12) and _cron_field_matches(hour, t.hour, 0, 23)
-                and _cron_field_matches(minute, t.minute, 0, 59)):
-            ticks.append(t)
-        t += timedelta(minutes=1)
-    return ticks
-
-
 class Platform(Policy):
     """The platform, as its sensors, schedule and gates act on each batch.
 
@@ -665,7 +636,7 @@ class Platform(Policy):
     a new champion that the watch finds significantly worse is rolled back to the previous one
     (``performance_sensor``); otherwise the batch's :class:`BatchSignal` (merged as
     ``automation.batch_signals`` merges the two tables) joins the signals since the last retrain,
-    :func:`drift_signal` names a trigger and :func:`decide` applies the controls; with no retrain,
+    :func:`next_action` (the drift and performance sensors' own call) decides; with no retrain,
     the safety-net schedule (``automation.schedule_cron``) ticks that fall before the next batch
     ask :func:`schedule_due`. A candidate is deployed only if it passes the comparison gate.
 
@@ -714,14 +685,16 @@ class Platform(Policy):
             self.rollback_to, self.previous, self.watch_left = self.previous, None, 0
             self.rollbacks.append(batch_id)
             return None, f"rolled back: {measured.summary}"
-        trigger, reason = drift_signal(self.signals, self.settings)
-        decision = self._decide(replay, index, now, trigger, reason)
+        decision = next_action(now, self._state(), self.settings)  # what the drift/performance sensors decide
         if not decision.retrain and self.schedule:
-            for tick in cron_ticks(cfg.automation.schedule_cron, now, replay.now(index + 1)):
+            for tick in cron.ticks(cfg.automation.schedule_cron, now, replay.now(index + 1)):
                 due, why = schedule_due(tick, self.history, self.settings)
                 if not due:
                     continue
-                decision = self._decide(replay, index, tick, "schedule", why)
+                state = self._state()
+                decision = decide(tick, trigger="schedule", reason=why, history=state.history,
+                                  new_batches=len(state.signals), new_labelled_rows=state.new_labelled_rows,
+                                  running=False, settings=self.settings)
                 if decision.retrain:
                     now = tick
                     break
@@ -731,11 +704,10 @@ class Platform(Policy):
         self.signals = []
         return decision.trigger, decision.reason
 
-    def _decide(self, replay: Replay, index: int, now: datetime, trigger: str | None, reason: str):
-        last = max(self.history, key=lambda r: r.started_at)
-        new_rows = sum(replay.labelled_rows[b] for b in replay.ids[: index + 1] if b not in last.seen_batches)
-        return decide(now, trigger=trigger, reason=reason, history=self.history, new_batches=len(self.signals),
-                      new_labelled_rows=new_rows, running=False, settings=self.settings)
+    def _state(self) -> PolicyState:
+        """The policy's view, as the sensors read it: the retrains so far and the signals since the last
+        (a replay runs one retrain at a time, so none is ever running when a batch arrives)."""
+        return PolicyState(history=self.history, running=False, signals=list(self.signals))
 
     def rollback(self):
         back, self.rollback_to = self.rollback_to, None

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
+from retrain_assets.core import cron
 from retrain_assets.core.alerts import unset_variables, webhook_problem
 from retrain_assets.core.redact import redact, split_credentials
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
@@ -322,27 +323,6 @@ class DriftSettingsModel(_Section):
     plot_features: int = Field(default=3, ge=1, le=12, description="How many features the drift plot shows.")
 
 
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-
-
-def _cron_problem(expression: str) -> str | None:
-    """What is wrong with a five-field cron expression (numbers, ``*``, ranges, lists, steps), or None."""
-    fields = expression.split()
-    if len(fields) != 5:
-        return f"it has {len(fields)} fields; five are needed (minute hour day-of-month month day-of-week)"
-    for text, (name, low, high) in zip(fields, _CRON_FIELDS):
-        for part in text.split(","):
-            base, _, step = part.partition("/")
-            if step and not (step.isdigit() and int(step) > 0):
-                return f"{name}: bad step {step!r}"
-            if base == "*":
-                continue
-            bounds = base.split("-")
-            if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
-                return f"{name}: {part!r} is not a number, range or *"
-            if not all(low <= int(b) <= high for b in bounds):
-                return f"{name}: {part!r} is outside {low}-{high}"
-    return None
 
 
 class AutomationSettings(_Section):
@@ -432,7 +412,7 @@ class AutomationSettings(_Section):
     def _k_of_n(self) -> AutomationSettings:
         if self.confirm_k > self.confirm_n:
             raise ValueError(f"confirm_k ({self.confirm_k}) is greater than confirm_n ({self.confirm_n})")
-        problem = _cron_problem(self.schedule_cron)
+        problem = cron.problem(self.schedule_cron)
         if problem:
             raise ValueError(f"schedule_cron {self.schedule_cron!r} is not a cron expression: {problem}")
         return self

@@ -363,3 +363,38 @@ def test_a_new_performance_sensor_starts_from_the_newest_metrics_not_from_histor
     result = evaluate(r, PERFORMANCE_SENSOR)
     assert not run_requests(result) and result.skip_message == "the champion holds up on batch_0005"
     assert not any("champion degrading" in t for t in webhook.texts())
+
+
+def test_both_policy_sensors_decide_with_the_backtesters_function(tmp_path, instance, monkeypatch):
+    """The drift and the performance sensor each call policy.next_action (the backtester's too, see
+    test_backtest) on the state read from Dagster and DuckDB, and act on its decision."""
+    from retrain_assets.core import policy
+
+    calls = []
+    real = policy.next_action
+
+    def recording(now, state, settings):
+        decision = real(now, state, settings)
+        calls.append((state, decision))
+        return decision
+
+    monkeypatch.setattr(policy, "next_action", recording)
+    r = Retrainer(tmp_path, instance, **LOOSE)
+    for i in (1, 2, 3):
+        r.land(i, rows=1000)
+    first = evaluate(r, DRIFT_SENSOR)
+    assert calls and calls[-1][0].first_champion is not None and calls[-1][1].trigger == "bootstrap"
+    assert run_requests(first)[0].tags["retrain/trigger"] == "bootstrap"
+    assert r.retrain(tags={"retrain/trigger": "bootstrap"}).success
+    evaluate(r, PERFORMANCE_SENSOR)
+    calls.clear()
+    r.land(4, synthetic.make_batch(1000, seed=404, batch_index=4, scenario="concept_drift"))
+    drift = evaluate(r, DRIFT_SENSOR)
+    performance = evaluate(r, PERFORMANCE_SENSOR)
+    assert len(calls) == 2, "one decision per sensor"
+    (state_d, decision_d), (state_p, decision_p) = calls
+    assert state_d.first_champion is None and [s.batch_id for s in state_d.signals] == ["batch_0004"]
+    assert decision_d.trigger == decision_p.trigger == "concept_drift", (decision_d, decision_p)
+    requested = run_requests(drift) + run_requests(performance)
+    assert [q.tags["retrain/trigger"] for q in requested] == ["concept_drift", "concept_drift"], (
+        "each sensor alone would request it; the daemon's second request finds the first running")

@@ -143,19 +143,6 @@ def test_platform_policy_comes_from_the_config_with_overrides(cfg):
         bt.policy_settings(cfg, {"cooldown_hours": "3"})
 
 
-@pytest.mark.parametrize(
-    ("expression", "after", "until", "expected"),
-    [
-        ("0 3 * * 1", datetime(2024, 1, 1), datetime(2024, 1, 8), [datetime(2024, 1, 1, 3)]),
-        ("0 3 * * 1", datetime(2024, 1, 1, 3), datetime(2024, 1, 2), []),
-        ("30 */12 * * *", datetime(2024, 1, 1), datetime(2024, 1, 2), [datetime(2024, 1, 1, 0, 30), datetime(2024, 1, 1, 12, 30)]),
-        ("0 0 1 * 0", datetime(2024, 1, 6), datetime(2024, 1, 8), [datetime(2024, 1, 7)]),  # Sunday, not the 1st
-    ],
-)
-def test_cron_ticks(expression, after, until, expected):
-    assert bt.cron_ticks(expression, after, until) == expected
-
-
 # --- the command line and a landing folder ----------------------------------------------------
 
 
@@ -203,3 +190,22 @@ def test_landing_folder_replay(cfg, tmp_path, capsys):
     assert list(per_batch.index) == ["batch_0004", "batch_0005", "batch_0007"]
     assert per_batch.loc["batch_0007", ["never", "every_batch", "platform"]].isna().all(), "no labels, no metric"
     assert per_batch.loc["batch_0004", "never"] > 0.6
+
+
+def test_the_backtester_decides_with_the_sensors_own_function(cfg, monkeypatch):
+    """Every batch of a replay goes through policy.next_action, the function the drift and
+    performance sensors call (test_automation checks the sensors' side), with the state they read."""
+    from retrain_assets.core import policy
+
+    calls = []
+
+    def recording(now, state, settings):
+        calls.append(state)
+        return policy.next_action(now, state, settings)
+
+    monkeypatch.setattr(bt, "next_action", recording)
+    stream = bt.demo_stream(6, N_ROWS, seed=3)
+    run = bt.run_backtest(cfg, stream, policies=["platform"]).run("platform")
+    assert len(calls) == len(stream) - bt.DEFAULT_INITIAL, run.decisions
+    assert all(isinstance(state, policy.PolicyState) and not state.running for state in calls)
+    assert [len(state.signals) for state in calls][0] == 1

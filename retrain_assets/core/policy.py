@@ -1,7 +1,8 @@
 """When to retrain: the retrain policy, as pure functions of what happened so far. No Dagster.
 
 The sensors, the schedule and the backtester ask the same question — *given the signals since the
-last retrain, should a retrain start now?* — and get the same answer from :func:`decide`:
+last retrain, should a retrain start now?* — and get the same answer: after a batch from
+:func:`next_action`, for the schedule and a person's request from :func:`decide`:
 
 1. A **signal** must call for it: actionable drift confirmed in ``confirm_k`` of the last
    ``confirm_n`` batches, a performance decline of the champion, a person's request (business
@@ -351,6 +352,50 @@ def decide(
             f"({settings.min_new_labelled_rows} needed)"
         ), signal=True)
     return Decision(True, trigger, reason, signal=True)
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """Everything the policy looks at after a batch (what the sensors read from Dagster and DuckDB,
+    and what the backtester keeps while it replays).
+
+    Attributes:
+        history: Retrains started so far (any outcome, any order).
+        running: A retrain is queued or running.
+        signals: Batch signals since the last retrain started, in arrival order.
+        first_champion: With no champion yet: the plan for the first one (:func:`first_champion_plan`);
+            None once a champion exists.
+        automatic_first: ``automation.first_champion`` is ``automatic``.
+    """
+
+    history: Sequence[RetrainRecord]
+    running: bool
+    signals: Sequence[BatchSignal]
+    first_champion: FirstChampionPlan | None = None
+    automatic_first: bool = True
+
+    @property
+    def new_labelled_rows(self) -> int:
+        """Labelled rows in the batches since the last retrain started."""
+        return sum(signal.labelled_rows for signal in self.signals)
+
+
+def next_action(now: datetime, state: PolicyState, settings: PolicySettings) -> Decision:
+    """The one retrain decision of the platform after a batch: the drift and performance sensors
+    and the backtester all call this, so a backtest result is a statement about the sensors.
+
+    With no champion, the first retrain comes as soon as the labelled data allows
+    (:func:`first_champion_signal`); with one, the signals since the last retrain name a trigger
+    (:func:`drift_signal`); then the controls apply (:func:`decide`). Rolling back a worse new
+    champion is decided before (by the post-promotion watch), and the safety-net schedule and a
+    person's request call :func:`decide` with their own trigger.
+    """
+    if state.first_champion is not None:
+        trigger, reason = first_champion_signal(state.first_champion, automatic=state.automatic_first)
+    else:
+        trigger, reason = drift_signal(state.signals, settings)
+    return decide(now, trigger=trigger, reason=reason, history=state.history, new_batches=len(state.signals),
+                  new_labelled_rows=state.new_labelled_rows, running=state.running, settings=settings)
 
 
 def schedule_due(now: datetime, history: Sequence[RetrainRecord], settings: PolicySettings) -> tuple[bool, str]:
