@@ -38,7 +38,10 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from retrain_assets.core.stats import delong_auc
 
 __all__ = [
     "DriftSettings",
@@ -269,10 +272,7 @@ def _adjust(p_values: np.ndarray, method: str) -> np.ndarray:
     if method == "bonferroni":
         out[tested] = np.minimum(pt * m, 1.0)
         return out
-    order = np.argsort(pt, kind="stable")
-    scaled = pt[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out[tested[order]] = np.minimum(adjusted, 1.0)
+    out[tested] = stats.false_discovery_control(pt, method="bh")
     return out
 
 
@@ -295,12 +295,8 @@ def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 
 def _js_distance(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
-    """Jensen–Shannon distance (base 2, in [0, 1]) between two count vectors."""
-    p = ref_counts / ref_counts.sum()
-    q = cur_counts / cur_counts.sum()
-    m = (p + q) / 2
-    divergence = (special.rel_entr(p, m).sum() + special.rel_entr(q, m).sum()) / (2 * math.log(2))
-    return float(math.sqrt(min(max(divergence, 0.0), 1.0)))
+    """Jensen–Shannon distance (base 2, in [0, 1]) between two count vectors (scipy's)."""
+    return float(min(jensenshannon(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum(), base=2), 1.0))
 
 
 def _js_excess(js: float, categories: int, n_ref: float, n_cur: float) -> float:
@@ -743,11 +739,9 @@ def compare_categorical(reference: pd.Series, current: pd.Series, settings: Drif
             row.update(statistic=0.0, p_value=1.0, p_adjusted=1.0, js=0.0, psi=0.0, effect_size=0.0, tv=0.0,
                        tv_excess=0.0, js_excess=0.0)
         else:
-            table = np.vstack([r, c])
-            expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-            statistic = float(((table - expected) ** 2 / expected).sum())
-            row["statistic"] = statistic
-            row["p_value"] = row["p_adjusted"] = float(stats.chi2.sf(statistic, len(categories) - 1))
+            test = stats.chi2_contingency(np.vstack([r, c]), correction=False)  # Pearson, k−1 degrees of freedom
+            row["statistic"] = float(test.statistic)
+            row["p_value"] = row["p_adjusted"] = float(test.pvalue)
             row["js"] = row["effect_size"] = _js_distance(r, c)
             row["psi"] = _psi(r, c)
             row["tv"], row["tv_excess"] = _tv_excess(r, c)
@@ -935,20 +929,6 @@ def _summary(features: pd.DataFrame, multivariate: dict, drift_detected: bool, s
 # --- the domain classifier -------------------------------------------------------------------
 
 
-def _delong(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """ROC AUC and its DeLong standard error (ties count one half)."""
-    pos = scores[y == 1]
-    neg = scores[y == 0]
-    m, n = len(pos), len(neg)
-    ranks = stats.rankdata(scores)
-    ranks_pos = ranks[y == 1]
-    auc = (ranks_pos.sum() - m * (m + 1) / 2) / (m * n)
-    v10 = (ranks_pos - stats.rankdata(pos)) / n
-    v01 = 1 - (ranks[y == 0] - stats.rankdata(neg)) / m
-    se = math.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n)
-    return float(auc), se
-
-
 def _domain_matrix(reference: pd.DataFrame, current: pd.DataFrame, idx_ref: np.ndarray, idx_cur: np.ndarray,
                    numeric: list, categorical: list) -> tuple[np.ndarray, np.ndarray, list]:
     """Stack the sampled rows: numbers as float (inf → NaN), categories ordinal-encoded."""
@@ -1007,7 +987,7 @@ def _domain_classifier(reference: pd.DataFrame, current: pd.DataFrame, numeric: 
             ).fit(X[train], y[train])
             scores[test] = model.predict_proba(X[test])[:, 1]
             fitted.append((model, test))
-        auc, se = _delong(y, scores)
+        auc, se = delong_auc(y, scores)
         lo, hi = max(0.0, auc - 1.96 * se), min(1.0, auc + 1.96 * se)
         flagged = bool(auc >= settings.domain_min_auc and lo > 0.5 + settings.domain_ci_margin)
         importance: dict[str, float] = {}
@@ -1032,7 +1012,7 @@ def _permutation_importance(X: np.ndarray, y: np.ndarray, scores: np.ndarray, fi
     rng = np.random.default_rng(seed + 1)
     rows = np.concatenate([np.sort(rng.choice(test, min(len(test), _IMPORTANCE_ROWS), replace=False))
                            for _, test in fitted])
-    base = _delong(y[rows], scores[rows])[0]
+    base = delong_auc(y[rows], scores[rows])[0]
     importance = {}
     for j, col in enumerate(columns):
         permuted = []
@@ -1044,7 +1024,7 @@ def _permutation_importance(X: np.ndarray, y: np.ndarray, scores: np.ndarray, fi
         out = scores.copy()
         for held, p in permuted:
             out[held] = p
-        importance[str(col)] = round(base - _delong(y[rows], out[rows])[0], 4)
+        importance[str(col)] = round(base - delong_auc(y[rows], out[rows])[0], 4)
     return importance
 
 

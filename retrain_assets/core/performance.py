@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import stats
+
 from sklearn import metrics as skm
+
+from retrain_assets.core.stats import rank_auc, weighted_auc
 
 Task = Literal["classification", "regression"]
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "rmse": False, "mae": False}
@@ -33,21 +35,6 @@ def _check_metric(metric: str, task: Task) -> None:
     allowed = ("roc_auc", "accuracy", "f1") if task == "classification" else ("rmse", "mae")
     if metric not in allowed:
         raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {allowed}")
-
-
-def rank_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC from ranks (Mann–Whitney U; ties count one half), NaN with a single class.
-
-    Equal to ``sklearn.metrics.roc_auc_score`` for 0/1 labels, without its input validation,
-    which dominates the cost inside bootstrap loops (≈10× faster on 1,000 rows).
-    """
-    positive = np.asarray(y_true) == 1
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = stats.rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def predicted_class(scores: np.ndarray) -> np.ndarray:
@@ -183,13 +170,35 @@ def metric_with_ci(
 
 def bootstrap_draws(metric: str, y_true: Sequence, scores: Sequence, *, n_boot: int = 500, seed: int = 0) -> np.ndarray:
     """The metric on ``n_boot`` resamples of the rows (seeded); NaN where a resample cannot be scored."""
+    return resampled_metrics(metric, y_true, scores, n_boot=n_boot, seed=seed)[0]
+
+
+def resampled_metrics(metric: str, y_true: Sequence, *scores: Sequence, n_boot: int = 500,
+                      seed: int = 0) -> list[np.ndarray]:
+    """The metric of each model on the same ``n_boot`` resamples of the rows (seeded; NaN where a
+    resample cannot be scored): one bootstrap for a metric's interval (one model), the gates'
+    paired comparison and shadow scoring (two models, draw by draw).
+
+    ``roc_auc`` is computed with row counts as weights on scores sorted once
+    (:class:`~retrain_assets.core.stats.WeightedAuc`): the same value as re-ranking the resample,
+    in O(n) per draw.
+    """
     y = np.asarray(y_true)
-    s = np.asarray(scores, dtype=float)
+    models = [np.asarray(s, dtype=float) for s in scores]
     rng = np.random.default_rng(seed)
-    draws = np.empty(n_boot)
+    n = len(y)
+    draws = [np.empty(n_boot) for _ in models]
+    if metric == "roc_auc":
+        aucs = [weighted_auc(y, s) for s in models]
+        for b in range(n_boot):
+            weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+            for out, auc in zip(draws, aucs):
+                out[b] = auc(weights)
+        return draws
     for b in range(n_boot):  # resamples, not rows: n_boot metric evaluations, each vectorised
-        idx = rng.integers(0, len(y), len(y))
-        draws[b] = score_metric(metric, y[idx], s[idx])
+        idx = rng.integers(0, n, n)
+        for out, s in zip(draws, models):
+            out[b] = score_metric(metric, y[idx], s[idx])
     return draws
 
 
