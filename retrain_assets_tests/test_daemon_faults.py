@@ -32,7 +32,7 @@ from retrain_assets.core import registry as reg
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import clean_batch, write_config
 from retrain_assets_tests.dagster_dev import running_dagster_dev
-from retrain_assets_tests.test_automation import Webhook
+from retrain_assets_tests.test_automation import Webhook, webhook  # noqa: F401  (the fixture)
 from retrain_assets_tests.test_daemon import INGEST_TIMEOUT, RETRAIN_TIMEOUT, ROWS, SENSOR_INTERVAL, Daemon
 
 pytestmark = pytest.mark.cli
@@ -108,15 +108,8 @@ registry.move_alias = move_alias
 '''
 
 
-@pytest.fixture
-def webhook():
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-
-
-@pytest.fixture
-def faulty_dev(tmp_path: Path, webhook: Webhook):
+def _faulty_setup(tmp_path: Path, webhook: Webhook) -> tuple[Path, Path]:
+    """The config (sensors every 2 s, no cooldowns, alerts to the test's webhook) and the hooked location."""
     config_path = write_config(tmp_path, **{
         "automation.sensor_interval_seconds": SENSOR_INTERVAL,
         "automation.settle_seconds": 1,
@@ -132,6 +125,12 @@ def faulty_dev(tmp_path: Path, webhook: Webhook):
     })
     location = tmp_path / "faulty_location.py"
     location.write_text(LOCATION)
+    return config_path, location
+
+
+@pytest.fixture
+def faulty_dev(tmp_path: Path, webhook: Webhook):
+    config_path, location = _faulty_setup(tmp_path, webhook)
     with running_dagster_dev(tmp_path, config_path, location_file=location) as dev:
         yield dev
 
@@ -244,18 +243,7 @@ def test_a_machine_that_reboots_mid_retrain_recovers_on_its_own(tmp_path: Path, 
     """The whole `dagster dev` (code server, daemon, run worker) dies mid-training, as in a reboot.
     Nothing watched the run worker, so only the platform can tell its run is dead: after the restart
     it is marked failed naming the dead worker, and ingestion and retraining go on."""
-    config_path = write_config(tmp_path, **{
-        "automation.sensor_interval_seconds": SENSOR_INTERVAL,
-        "automation.settle_seconds": 1,
-        "automation.cooldown_minutes": 0,
-        "automation.cooldown_batches": 1,
-        "automation.min_new_labelled_rows": 0,
-        "automation.schedule_cron": "0 3 1 1 *",
-        "alerts.webhook_url": webhook.url,
-        "gates.max_flip_rate": 1.0,
-    })
-    location = tmp_path / "faulty_location.py"
-    location.write_text(LOCATION)
+    config_path, location = _faulty_setup(tmp_path, webhook)
     defs = build_definitions(config_path)
     with running_dagster_dev(tmp_path, config_path, location_file=location) as dev:
         home = dev.home
