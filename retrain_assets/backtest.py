@@ -69,7 +69,7 @@ from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.gates import absolute_tolerance, better_by, champion_comparison
 from retrain_assets.core.landing import ROW_COLUMN, BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
-from retrain_assets.core.monitoring import monitor_batch
+from retrain_assets.core.monitoring import concept_record, monitor_batch
 from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
 from retrain_assets.core.policy import (
     BatchSignal,
@@ -673,7 +673,8 @@ class Platform(Policy):
         )
         labelled = replay.labelled[batch_id]
         previous = self.previous.model if self.previous is not None and self.watch_left > 0 and labelled else None
-        measured = measure_batch(cfg, batch_id, current, deployed.model, holdout=holdout, previous=previous)
+        measured = measure_batch(cfg, batch_id, current, deployed.model, holdout=holdout, previous=previous,
+                                 concept=concept_record(report.concept) if report.concept is not None else None)
         if previous is not None:
             self.watch_left -= 1
         self.signals.append(BatchSignal.from_monitoring(

@@ -11,7 +11,7 @@ from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB
 from retrain_assets.core import storage
 from retrain_assets.core.labels import label_verdict
-from retrain_assets.core.monitoring import BatchMonitoring, monitor_batch, reference_batches_for
+from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.metadata import png_markdown
@@ -128,6 +128,8 @@ def drift_report(
         "report_path": str(report_path) if report_path else None,
         "created_at": datetime.now(timezone.utc),
         "dagster_run_id": context.run_id,
+        **{k: v for k, v in concept_record(result.concept).items() if k in ("ci_low", "ci_high", "holdout_metric",
+                                                                          "detectors_fired")},
     }
     verdict = None
     if result.labelled and schema is not None and schema.target in current.columns:

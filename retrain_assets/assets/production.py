@@ -93,6 +93,20 @@ def shadow_evidence_metadata(warehouse, champion: str | None, challenger: str) -
     return evidence.summary, metadata
 
 
+def drift_concept(reports: pd.DataFrame, batch_id: str, champion: Champion | None) -> dict[str, Any] | None:
+    """The concept-drift verdict drift_report stored for this batch and this champion (judged once,
+    there), or None (not judged, or judged for another champion)."""
+    found = reports[reports["batch_id"] == batch_id]
+    if champion is None or found.empty:
+        return None
+    row = found.iloc[-1]
+    if str(row["champion_version"]) != str(champion.version) or pd.isna(row["concept_drift"]) or pd.isna(row["batch_metric"]):
+        return None
+    return {"batch_metric": float(row["batch_metric"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
+            "holdout_metric": float(row["holdout_metric"]), "concept_drift": bool(row["concept_drift"]),
+            "detectors_fired": list(row["detectors_fired"]) if row["detectors_fired"] is not None else []}
+
+
 @dg.asset(
     key=PRODUCTION_METRICS,
     partitions_def=batch_partitions,
@@ -124,10 +138,11 @@ def production_metrics(
             holdout = storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
             previous = watched_previous(cfg, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
         challenger_version, shadow_reason = shadow_candidate(cfg, conn, champion)
+        concept = drift_concept(storage.read_drift_reports(conn), batch_id, champion)
     challenger = load_challenger(cfg, challenger_version) if challenger_version else None
     if challenger_version and challenger is None:
         shadow_reason = f"challenger v{challenger_version} lost its alias while this batch was measured"
-    measured = measure_batch(cfg, batch_id, batch, champion, holdout=holdout, previous=previous)
+    measured = measure_batch(cfg, batch_id, batch, champion, holdout=holdout, previous=previous, concept=concept)
     context.log.info(measured.summary)
     record = measured.as_record()
     record.update(created_at=datetime.now(timezone.utc), dagster_run_id=context.run_id)

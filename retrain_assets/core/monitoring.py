@@ -193,6 +193,20 @@ class BatchMonitoring:
         return "\n".join(lines)
 
 
+def concept_record(concept: ConceptDriftResult | None) -> dict[str, Any]:
+    """The champion's concept-drift verdict on a batch as drift_report stores it (and
+    production_metrics reads it: concept drift is judged once per batch, here)."""
+    if concept is None:
+        return {"batch_metric": None, "ci_low": None, "ci_high": None, "holdout_metric": None,
+                "concept_drift": None, "detectors_fired": []}
+    return {
+        "batch_metric": float(concept.batch.value), "ci_low": float(concept.batch.low),
+        "ci_high": float(concept.batch.high), "holdout_metric": float(concept.holdout_metric),
+        "concept_drift": bool(concept.drift_detected),
+        "detectors_fired": [d.detector for d in concept.detectors if d.fired] if concept.worse else [],
+    }
+
+
 def drift_settings(cfg) -> DriftSettings:
     """The library settings from the config's drift section (unset thresholds keep the library defaults)."""
     d = cfg.drift

@@ -112,7 +112,8 @@ class BatchSignal:
         summary: str,
     ) -> "BatchSignal":
         """One batch's signal from its drift report (data/prediction/concept drift) and its
-        production metrics (``degraded``, ``below_floor``): the champion's concept drift is
+        production metrics (``degraded``, ``below_floor``; production_metrics reads its concept verdict from the
+        drift report, so the two agree when both exist): the champion's concept drift is
         called when either says so, and is unknown (None) only when neither could judge."""
         judged = [flag for flag in (concept_drift, degraded) if flag is not None]
         return cls(

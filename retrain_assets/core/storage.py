@@ -116,6 +116,10 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     summary VARCHAR NOT NULL,
     features_json VARCHAR NOT NULL,
     report_path VARCHAR,
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    holdout_metric DOUBLE,
+    detectors_fired VARCHAR[],
     created_at TIMESTAMPTZ NOT NULL,
     dagster_run_id VARCHAR
 );
@@ -279,7 +283,13 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     _migrate(conn)
 
 
-_ADDED_COLUMNS = (("promotion_ledger", "approver", "VARCHAR"),)
+_ADDED_COLUMNS = (
+    ("promotion_ledger", "approver", "VARCHAR"),
+    ("drift_reports", "ci_low", "DOUBLE"),
+    ("drift_reports", "ci_high", "DOUBLE"),
+    ("drift_reports", "holdout_metric", "DOUBLE"),
+    ("drift_reports", "detectors_fired", "VARCHAR[]"),
+)
 """Columns added after a table's first release: (table, column, type)."""
 
 
@@ -474,7 +484,7 @@ DRIFT_REPORT_COLUMNS = (
     "batch_id", "drift_detected", "data_drift", "prediction_drift", "concept_drift", "drift_score",
     "drifted_features", "domain_auc", "labelled", "metric", "batch_metric", "estimated_metric",
     "champion_version", "reference_batches", "summary", "features_json", "report_path", "created_at",
-    "dagster_run_id",
+    "dagster_run_id", "ci_low", "ci_high", "holdout_metric", "detectors_fired",
 )
 
 

@@ -13,12 +13,7 @@ import pandas as pd
 from retrain_assets.core import gates
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.monitoring import missing_classes_note, model_input, scored_holdout
-from retrain_assets.core.performance import (
-    concept_drift,
-    error_stream,
-    estimate_performance,
-    score_metric,
-)
+from retrain_assets.core.performance import estimate_performance, score_metric
 from retrain_assets.core.registry import Champion
 
 
@@ -68,6 +63,7 @@ def measure_batch(
     *,
     holdout: pd.DataFrame | None = None,
     previous: Champion | None = None,
+    concept: dict[str, Any] | None = None,
 ) -> ProductionMetrics:
     """The champion's performance on one validated batch.
 
@@ -78,6 +74,9 @@ def measure_batch(
         champion: The production model (None: nothing to measure).
         holdout: The champion's holdout rows (primes the detectors; gives the holdout metric if untagged).
         previous: The champion it replaced, when this batch falls inside the post-promotion watch.
+        concept: The champion's concept-drift verdict on this batch from its drift report
+            (:func:`~retrain_assets.core.monitoring.concept_record`): judged once, there; None when
+            it could not be judged (no holdout metric), then the metric is computed plainly here.
 
     Returns:
         The measurements with a one-sentence summary.
@@ -107,22 +106,14 @@ def measure_batch(
     rows = batch[batch[target].notna()]
     y = _labels(champion, rows, target, task)
     scores = champion.scores(model_input(rows, target))
-    holdout_metric = champion.holdout_metric if champion.metric in (None, metric) else None
-    warmup = None
-    if holdout_pair is not None:
-        warmup = error_stream(task, *holdout_pair)
-        if holdout_metric is None:
-            holdout_metric = score_metric(metric, *holdout_pair)
-    out.holdout_metric = holdout_metric
-    if holdout_metric is None:
-        out.batch_metric = score_metric(metric, y, scores)
+    if concept is not None and concept.get("batch_metric") is not None:
+        out.batch_metric, out.ci_low, out.ci_high = concept["batch_metric"], concept["ci_low"], concept["ci_high"]
+        out.holdout_metric = concept["holdout_metric"]
+        out.degraded = bool(concept["concept_drift"])
+        out.detectors_fired = list(concept.get("detectors_fired") or [])
     else:
-        concept = concept_drift(task, metric, y, scores, holdout_metric=holdout_metric,
-                                tolerance=cfg.drift.performance_tolerance, warmup_errors=warmup,
-                                holdout=holdout_pair, n_boot=cfg.drift.bootstrap_resamples)
-        out.batch_metric, out.ci_low, out.ci_high = concept.batch.value, concept.batch.low, concept.batch.high
-        out.degraded = concept.drift_detected
-        out.detectors_fired = [d.detector for d in concept.detectors if d.fired] if concept.worse else []
+        out.batch_metric = score_metric(metric, y, scores)
+    holdout_metric = out.holdout_metric
     if floor is not None and out.batch_metric is not None:
         higher = gates.HIGHER_IS_BETTER[metric]
         out.below_floor = bool(out.batch_metric < floor if higher else out.batch_metric > floor)
