@@ -23,7 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
-from retrain_assets.core import cron
+from retrain_assets.core import cron, gates
+from retrain_assets.core.drift import DriftSettings as CoreDriftSettings
+from retrain_assets.core.policy import PolicySettings
 from retrain_assets.core.alerts import unset_variables, webhook_problem
 from retrain_assets.core.redact import redact, split_credentials
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
@@ -207,13 +209,13 @@ class TrainingSettings(_Section):
     )
     last_n: int | None = Field(default=None, ge=1, description="N for window last_n_batches / last_n_rows.")
     min_rows: int = Field(
-        default=200, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
+        default=gates.DEFAULT_MIN_ROWS, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
     )
     min_rows_per_class: int = Field(
-        default=20, ge=1, description="Fewest training rows of each class (gate data_sufficiency; classification)."
+        default=gates.DEFAULT_MIN_ROWS_PER_CLASS, ge=1, description="Fewest training rows of each class (gate data_sufficiency; classification)."
     )
     min_holdout_rows: int = Field(
-        default=100, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
+        default=gates.DEFAULT_MIN_HOLDOUT_ROWS, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
     )
     adapt_on: list[str] = Field(
         default_factory=lambda: ["concept_drift", "performance_decline"],
@@ -272,21 +274,22 @@ class GateSettings(_Section):
         description="Lowest acceptable holdout metric (highest for rmse/mae); default 0.6 for roc_auc/accuracy, 0.3 for f1, none for rmse/mae.",
     )
     comparison_tolerance: float = Field(
-        default=0.02,
+        default=gates.DEFAULT_COMPARISON_TOLERANCE,
         ge=0,
         description="How much worse than the champion the candidate may be (lower 95% bound of the paired difference); a fraction of the champion's value for rmse/mae.",
     )
-    bootstrap_resamples: int = Field(default=1000, ge=100, le=20000, description="Paired bootstrap resamples.")
+    bootstrap_resamples: int = Field(default=gates.DEFAULT_BOOTSTRAP_RESAMPLES, ge=100, le=20000,
+                                     description="Paired bootstrap resamples.")
     slice_columns: list[str] | None = Field(
         default=None, description="Columns whose slices must not regress; default: up to 2 categorical columns with the fewest levels."
     )
-    slice_tolerance: float = Field(default=0.02, ge=0, description="How much worse the candidate may be on one slice.")
-    slice_min_rows: int = Field(default=50, ge=1, description="Slices with fewer holdout rows are listed, not judged.")
+    slice_tolerance: float = Field(default=gates.DEFAULT_SLICE_TOLERANCE, ge=0, description="How much worse the candidate may be on one slice.")
+    slice_min_rows: int = Field(default=gates.DEFAULT_SLICE_MIN_ROWS, ge=1, description="Slices with fewer holdout rows are listed, not judged.")
     max_flip_rate: float = Field(
-        default=0.15, ge=0, le=1, description="Largest share of holdout predictions that may differ from the champion's (waived on confirmed concept drift)."
+        default=gates.DEFAULT_MAX_FLIP_RATE, ge=0, le=1, description="Largest share of holdout predictions that may differ from the champion's (waived on confirmed concept drift)."
     )
     latency_budget_ms_per_1000: float = Field(
-        default=500.0, gt=0, description="Serving smoke test: milliseconds allowed to score 1,000 rows in a fresh process."
+        default=gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000, gt=0, description="Serving smoke test: milliseconds allowed to score 1,000 rows in a fresh process."
     )
 
 
@@ -296,9 +299,10 @@ class DriftSettingsModel(_Section):
     reference_batches: int = Field(
         default=3, ge=1, description="Before any champion exists, the reference is the first N validated batches."
     )
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="Level for the multiplicity-corrected p-values.")
+    alpha: float = Field(default=CoreDriftSettings.alpha, gt=0, lt=1,
+                         description="Level for the multiplicity-corrected p-values.")
     correction: Literal["bh", "bonferroni"] = Field(
-        default="bh", description="Multiple-testing correction: Benjamini-Hochberg (bh) or Bonferroni."
+        default=CoreDriftSettings.correction, description="Multiple-testing correction: Benjamini-Hochberg (bh) or Bonferroni."
     )
     min_wasserstein: float | None = Field(
         default=None, ge=0, description="Numeric effect threshold (Wasserstein / reference std, ≈ shift in σ); default: the library's."
@@ -314,7 +318,7 @@ class DriftSettingsModel(_Section):
         ),
     )
     domain_classifier: bool = Field(
-        default=True, description="Also test for joint shifts with a reference-vs-current classifier (cross-validated ROC AUC)."
+        default=CoreDriftSettings.domain_classifier, description="Also test for joint shifts with a reference-vs-current classifier (cross-validated ROC AUC)."
     )
     performance_tolerance: float = Field(
         default=0.02, ge=0, description="Smallest metric loss vs the champion's holdout that counts as concept drift."
@@ -358,22 +362,22 @@ class AutomationSettings(_Section):
         description="Delay before the first such retry; it doubles with each further one (1, 2, 4, 8, 16 min: ~31 min in all).",
     )
     cooldown_minutes: float = Field(
-        default=60.0, ge=0, description="Minutes after a retrain started before drift or decline may start another."
+        default=PolicySettings.cooldown_minutes, ge=0, description="Minutes after a retrain started before drift or decline may start another."
     )
     cooldown_batches: int = Field(
-        default=3, ge=0,
+        default=PolicySettings.cooldown_batches, ge=0,
         description=(
             "New validated batches needed since the last retrain before data drift may start another; concept drift "
             "and a metric below the floor do not wait for it (see the backtest in the README)."
         ),
     )
-    confirm_k: int = Field(default=1, ge=1, description="Data/prediction drift must be actionable in k ...")
-    confirm_n: int = Field(default=1, ge=1, description="... of the last n batches (concept drift and a metric below the floor act at once).")
+    confirm_k: int = Field(default=PolicySettings.confirm_k, ge=1, description="Data/prediction drift must be actionable in k ...")
+    confirm_n: int = Field(default=PolicySettings.confirm_n, ge=1, description="... of the last n batches (concept drift and a metric below the floor act at once).")
     min_new_labelled_rows: int = Field(
-        default=500, ge=0, description="Labelled rows the last retrain did not learn from, needed before a triggered retrain."
+        default=PolicySettings.min_new_labelled_rows, ge=0, description="Labelled rows the last retrain did not learn from, needed before a triggered retrain."
     )
-    max_retrains_per_period: int = Field(default=7, ge=1, description="Budget of retrains (any trigger) per period.")
-    period_days: float = Field(default=7.0, gt=0, description="Period of the budget and of the safety-net schedule.")
+    max_retrains_per_period: int = Field(default=PolicySettings.max_retrains_per_period, ge=1, description="Budget of retrains (any trigger) per period.")
+    period_days: float = Field(default=PolicySettings.period_days, gt=0, description="Period of the budget and of the safety-net schedule.")
     first_champion: Literal["automatic", "by_hand"] = Field(
         default="automatic",
         description=(
@@ -419,8 +423,6 @@ class AutomationSettings(_Section):
 
     def policy(self):
         """The controls as :class:`retrain_assets.core.policy.PolicySettings`."""
-        from retrain_assets.core.policy import PolicySettings
-
         return PolicySettings(
             cooldown_minutes=self.cooldown_minutes, cooldown_batches=self.cooldown_batches,
             confirm_k=self.confirm_k, confirm_n=self.confirm_n, min_new_labelled_rows=self.min_new_labelled_rows,

@@ -340,3 +340,26 @@ def test_schema_for_infers_then_reapplies_hints(tmp_path):
     reapplied = edited.schema_for(inferred, batch, "batch_0002")
     assert (reapplied.column("age").min, reapplied.column("age").max) == (21, 99)
     assert reapplied.source == inferred.source  # the stored schema is kept, not inferred again
+
+
+def test_defaults_have_one_source_the_core_modules():
+    """Each setting that mirrors a core default takes it from the core (one place to change it)."""
+    import dataclasses
+
+    from retrain_assets.core import gates
+    from retrain_assets.core.drift import DriftSettings as Core
+    from retrain_assets.core.policy import PolicySettings
+    from retrain_assets.settings import AutomationSettings, DriftSettingsModel, GateSettings, TrainingSettings
+
+    automation = AutomationSettings()
+    for f in dataclasses.fields(PolicySettings):
+        assert getattr(automation, f.name) == f.default, f.name
+    drift = DriftSettingsModel()
+    assert (drift.alpha, drift.correction, drift.domain_classifier) == (Core.alpha, Core.correction, Core.domain_classifier)
+    g, t = GateSettings(), TrainingSettings()
+    assert (g.comparison_tolerance, g.bootstrap_resamples, g.max_flip_rate, g.slice_tolerance, g.slice_min_rows,
+            g.latency_budget_ms_per_1000) == (
+        gates.DEFAULT_COMPARISON_TOLERANCE, gates.DEFAULT_BOOTSTRAP_RESAMPLES, gates.DEFAULT_MAX_FLIP_RATE,
+        gates.DEFAULT_SLICE_TOLERANCE, gates.DEFAULT_SLICE_MIN_ROWS, gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000)
+    assert (t.min_rows, t.min_rows_per_class, t.min_holdout_rows) == (
+        gates.DEFAULT_MIN_ROWS, gates.DEFAULT_MIN_ROWS_PER_CLASS, gates.DEFAULT_MIN_HOLDOUT_ROWS)
