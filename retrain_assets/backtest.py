@@ -64,6 +64,15 @@ import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
 from retrain_assets.core import cron, synthetic
+from retrain_assets.core.synthetic import (  # the stream's generator lives with the other demo data
+    DEMO_BLIP_STRENGTH,
+    DEMO_COVARIATE_STRENGTH,
+    DEMO_LABEL_NOISE,
+    DemoBatchSpec,
+    demo_batch,
+    demo_plan,
+    stream_batch_seed,
+)
 from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.holdout import holdout_rows
@@ -101,11 +110,11 @@ from retrain_assets.core.watch import measure_batch
 from retrain_assets.metadata import markdown_table
 from retrain_assets.settings import Settings, load_settings
 
-DEFAULT_BATCHES = 30
+DEFAULT_BATCHES = synthetic.STREAM_BATCHES
 DEFAULT_ROWS = 2000
 DEFAULT_SEED = 7
 DEFAULT_EVERY = 5
-DEFAULT_INITIAL = 3
+DEFAULT_INITIAL = synthetic.STREAM_INITIAL
 """The first model learns from the first two batches and is judged on the third, for every policy."""
 
 FALSE_RETRAIN_MARGIN = 0.005
@@ -156,122 +165,13 @@ class Batch:
         return self.labelled_rows > 0
 
 
-@dataclass(frozen=True)
-class DemoBatchSpec:
-    """What one demo batch carries.
-
-    Attributes:
-        batch_id: ``batch_0001``…
-        covariate: Size of the covariate shift (``make_batch``'s ``drift_strength``; 0 = clean
-            features): monthly charges up by about this many standard deviations, more
-            month-to-month contracts, shorter tenure.
-        concept: ``base`` or ``shifted`` labelling rule (:func:`synthetic.true_churn_probability`:
-            support calls now retain customers and price sensitivity doubles).
-        label_noise: Share of labels flipped.
-    """
-
-    batch_id: str
-    covariate: float = 0.0
-    concept: str = "base"
-    label_noise: float = 0.0
-
-    @property
-    def note(self) -> str:
-        """A short description."""
-        parts = []
-        if self.covariate:
-            parts.append(f"covariate shift {self.covariate:g}")
-        if self.concept != "base":
-            parts.append(f"{self.concept} concept")
-        if self.label_noise:
-            parts.append(f"{self.label_noise:.0%} labels flipped")
-        return ", ".join(parts) or "clean"
-
-
-DEMO_COVARIATE_STRENGTH = 1.0
-"""The lasting covariate shift: monthly charges up by ~1 standard deviation (a price rise)."""
-
-DEMO_BLIP_STRENGTH = 0.5
-"""A one-batch covariate blip (e.g. a one-day promotion) that goes away again."""
-
-DEMO_LABEL_NOISE = 0.2
-"""Share of labels flipped in a noisy batch (a labelling outage), which goes away again."""
-
-
-def demo_plan(n_batches: int = DEFAULT_BATCHES, *, initial: int = DEFAULT_INITIAL) -> list[DemoBatchSpec]:
-    """The demo stream: stable, then a covariate shift that lasts, then a concept change that lasts.
-
-    Batches ``[0, 0.3 n)`` are clean; from ``0.3 n`` the features shift for good
-    (:data:`DEMO_COVARIATE_STRENGTH`); from ``2n/3`` (the last third) the labelling rule changes for
-    good as well, on top of the shifted features. Transient noise that a good policy should not
-    chase: one covariate blip (:data:`DEMO_BLIP_STRENGTH`) in the clean stretch and a batch with
-    :data:`DEMO_LABEL_NOISE` of its labels flipped in each stretch. Noise never falls on the first
-    ``initial`` batches or on the first batch of a change.
-
-    Args:
-        n_batches: Length of the stream (>= ``initial + 3``).
-        initial: Batches the first model learns from.
-
-    Returns:
-        One spec per batch, in arrival order.
-    """
-    if n_batches < initial + 3:
-        raise ValueError(f"the demo stream needs at least {initial + 3} batches (initial {initial} + 3), got {n_batches}")
-    covariate_start = max(initial + 1, round(0.3 * n_batches))
-    concept_start = max(covariate_start + 1, round(2 * n_batches / 3))
-    protected = set(range(initial)) | {covariate_start, concept_start}
-    blips = {i for i in [round(0.13 * n_batches)] if i not in protected}
-    noisy = {i for i in (round(0.2 * n_batches), round(0.5 * n_batches), round(0.83 * n_batches))
-             if i not in protected | blips and i < n_batches}
-    plan = []
-    for i in range(n_batches):
-        covariate = DEMO_COVARIATE_STRENGTH if i >= covariate_start else (DEMO_BLIP_STRENGTH if i in blips else 0.0)
-        plan.append(DemoBatchSpec(
-            batch_id=f"batch_{i + 1:04d}",
-            covariate=covariate,
-            concept="shifted" if i >= concept_start else "base",
-            label_noise=DEMO_LABEL_NOISE if i in noisy else 0.0,
-        ))
-    return plan
-
-
-def _batch_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
-def demo_batch(spec: DemoBatchSpec, n_rows: int, seed: int) -> pd.DataFrame:
-    """Generate one demo batch with :func:`synthetic.make_batch` (its features and, for the base
-    concept, its labels), relabelled with the shifted rule and/or label noise as the spec says.
-
-    Args:
-        spec: What the batch carries.
-        n_rows: Rows.
-        seed: Seed of this batch.
-
-    Returns:
-        The batch as it would land (ids, event time, features, ``churned``).
-    """
-    index = int(spec.batch_id.rsplit("_", 1)[1])
-    frame = synthetic.make_batch(
-        n_rows, seed=seed, scenario="covariate_drift", drift_strength=spec.covariate, batch_index=index
-    )
-    rng = np.random.default_rng([seed, index])
-    if spec.concept != "base":
-        probability = synthetic.true_churn_probability(frame, spec.concept)
-        frame[synthetic.TARGET] = (rng.random(n_rows) < probability).astype(np.int64)
-    if spec.label_noise:
-        flip = rng.choice(n_rows, size=int(round(spec.label_noise * n_rows)), replace=False)
-        frame.iloc[flip, frame.columns.get_loc(synthetic.TARGET)] = 1 - frame[synthetic.TARGET].to_numpy()[flip]
-    return frame
-
-
 def demo_stream(n_batches: int = DEFAULT_BATCHES, n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED,
                 *, initial: int = DEFAULT_INITIAL) -> list[Batch]:
     """The seeded demo stream of :func:`demo_plan` (synthetic churn data, every batch labelled)."""
     return [
         Batch(spec.batch_id, frame, int(frame[synthetic.TARGET].notna().sum()), spec.note)
         for i, spec in enumerate(demo_plan(n_batches, initial=initial))
-        for frame in [demo_batch(spec, n_rows, _batch_seed(seed, i))]
+        for frame in [demo_batch(spec, n_rows, stream_batch_seed(seed, i))]
     ]
 
 
