@@ -29,7 +29,7 @@ import pandas as pd
 
 from retrain_assets.core.landing import ROW_COLUMN
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
-from retrain_assets.core.validation import RuleOutcome, ValidationReport
+from retrain_assets.core.validation import RuleOutcome, ValidationReport, rows_as_json
 
 BATCH_COLUMN = "_batch_id"
 
@@ -89,10 +89,6 @@ class LateLabels:
     def labelled_batches(self) -> list[str]:
         """Batches that received at least one label, in order."""
         return sorted(set(self.updates[BATCH_COLUMN].tolist()))
-
-    @property
-    def invalid_fraction(self) -> float:
-        return len(self.quarantine) / self.rows if self.rows else 0.0
 
     def summary(self) -> str:
         """One sentence a person reads."""
@@ -260,8 +256,7 @@ def match_late_labels(
         ROW_COLUMN: raw_bad[ROW_COLUMN].to_numpy(dtype=np.int64),
         "failed_rules": [", ".join(sorted(broke[int(r)])) for r in raw_bad[ROW_COLUMN]],
         "reasons": ["; ".join(reasons[int(r)]) for r in raw_bad[ROW_COLUMN]],
-        "row_json": [json.dumps({k: _plain(v) for k, v in rec.items()}, default=str)
-                     for rec in raw_bad.drop(columns=[ROW_COLUMN]).to_dict("records")],
+        "row_json": rows_as_json(raw_bad.drop(columns=[ROW_COLUMN])),
     })
     counts: dict[str, int] = {}
     for rules in broke.values():

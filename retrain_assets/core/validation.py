@@ -573,7 +573,7 @@ def validate_batch(
         ROW_COLUMN: raw_bad[ROW_COLUMN].to_numpy(dtype=np.int64),
         "failed_rules": [", ".join(sorted(rules[int(r)])) for r in raw_bad[ROW_COLUMN]],
         "reasons": ["; ".join(reasons[int(r)]) for r in raw_bad[ROW_COLUMN]],
-        "row_json": _rows_as_json(raw_bad.drop(columns=[ROW_COLUMN])),
+        "row_json": rows_as_json(raw_bad.drop(columns=[ROW_COLUMN])),
     })
     return ValidationReport(
         batch_id=batch_id,
@@ -603,6 +603,7 @@ def raw_value(raw: pd.DataFrame, column: str | None, row: int, cache: dict) -> A
     return _plain(cache[column].get(row))
 
 
-def _rows_as_json(frame: pd.DataFrame) -> list[str]:
+def rows_as_json(frame: pd.DataFrame) -> list[str]:
+    """Each row as the JSON kept in the quarantine table (values as they arrived, long text cut)."""
     records = frame.to_dict(orient="records")
     return [json.dumps({k: _plain(v) for k, v in rec.items()}, default=str) for rec in records]
