@@ -535,7 +535,7 @@ class Platform(Policy):
     (:func:`measure_batch`, with the post-promotion watch) are computed against the deployed model;
     a new champion that the watch finds significantly worse is rolled back to the previous one
     (``performance_sensor``); otherwise the batch's :class:`BatchSignal` (merged as
-    ``automation.batch_signals`` merges the two tables) joins the signals since the last retrain,
+    ``state.batch_signals`` merges the two tables) joins the signals since the last retrain,
     :func:`next_action` (the drift and performance sensors' own call) decides; with no retrain,
     the safety-net schedule (``automation.schedule_cron``) ticks that fall before the next batch
     ask :func:`schedule_due`. A candidate is deployed only if it passes the comparison gate.

@@ -15,15 +15,6 @@ import dagster as dg
 from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.assets.monitoring import drift_report
 from retrain_assets.assets.production import production_metrics
-from retrain_assets.automation import (
-    alert_on_run_failure,
-    build_approval_sensor,
-    build_business_change_sensor,
-    build_drift_sensor,
-    build_performance_sensor,
-    build_retrain_schedule,
-    request_retrain_job,
-)
 from retrain_assets.assets.serving import (
     approve_promotion_job,
     production_model,
@@ -34,9 +25,17 @@ from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import MLFLOW_RESOURCE
 from retrain_assets.executors import executor_for
-from retrain_assets.jobs import ingest_job, replace_batch_job, retrain_job, review_labels_job
+from retrain_assets.jobs import ingest_job, replace_batch_job, request_retrain_job, retrain_job, review_labels_job
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
-from retrain_assets.sensors import build_landing_sensor
+from retrain_assets.schedules import build_retrain_schedule
+from retrain_assets.sensors import (
+    alert_on_run_failure,
+    build_approval_sensor,
+    build_business_change_sensor,
+    build_drift_sensor,
+    build_landing_sensor,
+    build_performance_sensor,
+)
 from retrain_assets.settings import config_path_from_env, load_settings
 
 

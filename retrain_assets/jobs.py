@@ -13,6 +13,7 @@ from retrain_assets.constants import (
     PRODUCTION_METRICS,
     PRODUCTION_MODEL,
     RAW_DATA,
+    REQUEST_RETRAIN_JOB,
     RETRAIN_JOB,
     REVIEW_LABELS_JOB,
     VALIDATED_DATA,
@@ -83,3 +84,24 @@ def decide_on_labels(context: dg.OpExecutionContext, config: ReviewLabelsConfig)
 def review_labels_job():
     """Accept or reject the suspect labels of a batch (drift_report's label_quality)."""
     decide_on_labels()
+
+
+class RetrainRequestConfig(dg.Config):
+    """A person's request for a retrain."""
+
+    reason: str = Field(description="Why (required), e.g. 'new pricing from 2026-12-01'; it reaches MLflow and the ledger.")
+
+
+@dg.op
+def record_retrain_request(context: dg.OpExecutionContext, config: RetrainRequestConfig) -> None:
+    """Validate and log a person's retrain request; business_change_sensor then requests the retrain."""
+    reason = config.reason.strip()
+    if len(reason) < 5:
+        raise dg.Failure(f"give a reason of at least 5 characters for the retrain (got {config.reason!r})")
+    context.log.info(f"retrain requested by a person (business change): {reason}")
+
+
+@dg.job(name=REQUEST_RETRAIN_JOB, description="Ask for a retrain after a business change; `reason` is required.")
+def request_retrain_job():
+    """Ask for a retrain after a business change; `reason` is required."""
+    record_retrain_request()

@@ -124,7 +124,7 @@ def test_an_ingest_whose_worker_was_killed_is_failed_and_retried_in_the_same_tic
 def test_after_the_last_retry_the_batch_is_listed_every_tick_and_alerted_once(tmp_path, instance, monkeypatch):
     ws, defs = _workspace(tmp_path, **{"automation.ingest_retry_minutes": 0, "automation.ingest_retries": 1})
     alerts = []
-    monkeypatch.setattr("retrain_assets.sensors._alert", lambda cfg, ctx, title, details: alerts.append((title, details)))
+    monkeypatch.setattr("retrain_assets.sensors.landing._alert", lambda cfg, ctx, title, details: alerts.append((title, details)))
     ws.land("b0001", clean_batch(1))
     request = tick(defs, instance).run_requests[0]
     _full_disk(monkeypatch)

@@ -1,4 +1,5 @@
-"""Sensors."""
+"""The landing sensor: new batch files become ingest runs; failed ingests are retried; batches that
+received late labels are scored again."""
 
 
 import time
@@ -12,7 +13,8 @@ from retrain_assets.constants import (
     DRIFT_REPORT, INGEST_JOB, LANDING_SENSOR, PRODUCTION_METRICS, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER,
     VALIDATED_DATA,
 )
-from retrain_assets.automation import _alert, _new_materializations, fail_dead_runs
+from retrain_assets.sensors.alerts import alert as _alert
+from retrain_assets.state import fail_dead_runs, new_materializations
 from retrain_assets.core import landing, retries
 from retrain_assets.jobs import ingest_job
 from retrain_assets.partitions import batch_partitions
@@ -139,7 +141,7 @@ def rescore_requests(instance: dg.DagsterInstance, state: landing.LandingState) 
     """Score again each batch a labels file gave labels to (drift_report and production_metrics of
     that batch), once per labels file and batch; advances ``state.labels_seen``."""
     requests = []
-    for record in _new_materializations(instance, VALIDATED_DATA, str(state.labels_seen or "") or None):
+    for record in new_materializations(instance, VALIDATED_DATA, str(state.labels_seen or "") or None):
         state.labels_seen = record.storage_id
         materialization = record.asset_materialization
         value = (materialization.metadata or {}).get(LABELS_FOR)

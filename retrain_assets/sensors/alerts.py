@@ -1,0 +1,148 @@
+"""Alerts: every failed run of this project's jobs (however launched), and candidates awaiting a
+person's approval (with expiry)."""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from retrain_assets.constants import (
+    ALERT_SENSOR,
+    APPROVAL_SENSOR,
+    APPROVE_PROMOTION_JOB,
+    PRODUCTION_MODEL,
+    REJECT_PROMOTION_JOB,
+    RETRAIN_JOB,
+    TAG_TRIGGER,
+)
+from retrain_assets.core import approval, storage
+from retrain_assets.core import registry as reg
+from retrain_assets.core.alerts import send_alert
+from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, RetrainSettings, Warehouse
+from retrain_assets.state import new_materializations
+
+def own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> bool:
+    """Whether a run is of a job of this code location (the implicit asset job included)."""
+    repository = context.repository_def
+    return repository is None or repository.has_job(run.job_name)
+
+
+def alert(cfg, context, title: str, details: str):
+    return send_alert(f"retrain-assets ({cfg.dataset.name}): {title}", details,
+                      webhook_url=cfg.alerts.webhook_url, timeout_seconds=cfg.alerts.timeout_seconds,
+                      logger=context.log)
+
+
+OUTSIDE_FAILURE = "marked as failed from outside the execution context"
+"""Dagster's run-failure message when something other than the run (its code server, run monitoring)
+marked it failed; the reason is then in an engine event of the run."""
+
+
+def _failure_explained(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str | None) -> str:
+    """The run's failure message; when Dagster only says the run was failed from outside (its worker
+    was killed: SIGKILL, out of memory, a reboot), the engine event that says what happened."""
+    message = message or "failed"
+    if OUTSIDE_FAILURE not in message:
+        return message
+    for record in reversed(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)[-20:]):
+        text = record.message or ""
+        if "terminated" in text or "signal" in text or "is gone" in text or "exited" in text:
+            return f"{message} {text}"
+    return message
+
+
+@dg.run_failure_sensor(
+    name=ALERT_SENSOR,
+    # Without it Dagster matches only runs launched from this code location: a run of
+    # `dagster job execute` has no code-location origin and would never be alerted.
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run of this project's jobs, "
+    "however launched (daemon, launchpad, CLI); names the gates of a blocked promotion.",
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
+    """Alerts on failed runs; a retrain blocked by its gates is reported as a blocked promotion."""
+    run = context.dagster_run
+    if not own_run(context, run):
+        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
+    cfg = settings.load()
+    evaluations = context.instance.event_log_storage.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    failed = []
+    for record in evaluations:
+        data = record.event_log_entry.dagster_event.event_specific_data
+        if not data.passed:
+            failed.append(f"{data.check_name}: {data.description or ''}"[:300])
+    if run.job_name == RETRAIN_JOB and failed:
+        title = "promotion blocked"
+        details = f"run {run.run_id[:8]} ({run.tags.get(TAG_TRIGGER, 'manual')}): the champion did not move; " + " | ".join(failed)
+    else:
+        title = f"run of {run.job_name} failed"
+        details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
+        if failed:
+            details += " | " + " | ".join(failed)
+    alert(cfg, context, title, details)
+
+
+def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that tells people a candidate awaits their approval, and when a request expired."""
+
+    @dg.sensor(
+        name=APPROVAL_SENSOR,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "With promotion.require_approval: alerts when a candidate that passed every gate awaits a person's "
+            f"approval (how to run {APPROVE_PROMOTION_JOB} / {REJECT_PROMOTION_JOB}), and records and alerts an "
+            "approval request that expired unapproved (promotion.approval_max_age_hours)."
+        ),
+    )
+    def approval_alert_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+        """Alerts when a candidate awaits approval; records and alerts expired approval requests."""
+        first_tick = context.cursor is None
+        state = json.loads(context.cursor) if context.cursor else {}
+        awaited: dict[str, str] = state.get("awaiting", {})  # entry id -> when it was requested (ISO, UTC)
+        records = new_materializations(context.instance, PRODUCTION_MODEL, state.get("after"), first_tick_newest=first_tick)
+        after = str(records[-1].storage_id) if records else state.get("after")
+        requested = [
+            r.asset_materialization.metadata["approval_entry_id"].value for r in records
+            if r.asset_materialization is not None and "approval_entry_id" in r.asset_materialization.metadata
+        ]
+        cfg = settings.load()
+        name, max_age = cfg.registered_model_name, cfg.promotion.approval_max_age_hours
+        now = datetime.now(timezone.utc)
+        due = [e for e, at in awaited.items() if (now - datetime.fromisoformat(at)).total_seconds() > max_age * 3600]
+        if not requested and not due and not first_tick:
+            context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
+            return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
+                                 else "no candidate awaits approval")
+        with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
+            ended = storage.settle_approval_requests(
+                conn, name, champion=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHAMPION_ALIAS),
+                challenger=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHALLENGER_ALIAS), max_age_hours=max_age,
+            )
+            still_open = {r.entry_id: r for r in approval.open_requests(storage.read_ledger(conn, name))}
+        for settled in ended:
+            if settled.status == "expired":
+                alert(cfg, context, "approval expired", f"v{settled.to_version} was not approved in time and will not "
+                       f"be promoted: {settled.note}")
+        # First tick: the ledger is the current state; every request still open awaits a person.
+        for entry in dict.fromkeys(list(still_open) if first_tick else requested):
+            request = still_open.get(entry)
+            if request is None or entry in awaited:
+                continue
+            config = json.dumps(approval.run_config(approval.APPROVE_JOB_OP, version=request.to_version))
+            alert(cfg, context, "candidate awaits approval", (
+                f"v{request.to_version} passed every gate against champion "
+                f"{'v' + request.from_version if request.from_version else '(none yet)'} "
+                f"(trigger {request.trigger or 'manual'}) and awaits approval until "
+                f"{request.expires_at(max_age):%Y-%m-%d %H:%M} UTC. Approve: job {APPROVE_PROMOTION_JOB} from the launchpad "
+                f"or `dagster job execute -m retrain_assets.definitions -j {APPROVE_PROMOTION_JOB} -c approve.yaml` with "
+                f"{config}; reject: job {REJECT_PROMOTION_JOB}. Shadow evidence: production_metrics."
+            ))
+        awaited = {entry: r.recorded_at.isoformat() for entry, r in still_open.items()}
+        context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
+        return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval; {len(ended)} ended")
+
+    return approval_alert_sensor
