@@ -62,6 +62,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.constants import BATCH_EXTENSIONS
 from retrain_assets.core import cron, synthetic
 from retrain_assets.core.synthetic import (  # the stream's generator lives with the other demo data
@@ -77,7 +78,7 @@ from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.gates import absolute_tolerance, better_by, champion_comparison
-from retrain_assets.core.landing import ROW_COLUMN, BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
+from retrain_assets.core.landing import BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
 from retrain_assets.core.monitoring import concept_record, monitor_batch
 from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
 from retrain_assets.core.policy import (
@@ -97,7 +98,7 @@ from retrain_assets.core.registry import (
     TAG_TRAINING_BATCHES,
     Champion,
 )
-from retrain_assets.core.storage import BATCH_COLUMN
+
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, with_classes
 from retrain_assets.core.train import (
     check_training_data,

@@ -22,6 +22,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from retrain_assets.core.columns import model_input
 from retrain_assets.constants import (
     DRIFT_REPORT,
     DRIFT_SENSOR,
@@ -35,9 +36,16 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import registry as reg
 from retrain_assets.core import serving
-from retrain_assets.core.monitoring import model_input
+
 from retrain_assets.definitions import build_definitions
-from retrain_assets_tests.conftest import Retrainer, Workspace, clean_batch, failure_text, ingest, write_config
+from retrain_assets_tests.conftest import (
+    Retrainer,
+    Workspace,
+    clean_batch,
+    failure_text,
+    ingest,
+    write_config,
+)
 from retrain_assets_tests.dagster_dev import group_members
 from retrain_assets_tests.services import (  # noqa: F401  (pytest fixtures, used by name)
     MlflowServer,

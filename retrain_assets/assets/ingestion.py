@@ -11,6 +11,7 @@ from pydantic import Field
 
 from retrain_assets.constants import BATCH_EXTENSIONS, DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
 from retrain_assets.core import landing, storage
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
@@ -131,7 +132,7 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
             allow_retries=False,
         ) from None
 
-    columns = [c for c in frame.columns if c != landing.ROW_COLUMN]
+    columns = [c for c in frame.columns if c != ROW_COLUMN]
     record = storage.IngestionRecord(
         batch_id=batch_id,
         file_name=path.name,

@@ -8,13 +8,21 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 import numpy as np
 
+from retrain_assets.core.columns import model_input
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.checks import gate_check_result, gate_specs
-from retrain_assets.constants import CANDIDATE_MODEL, REPO_ROOT, RETRAIN_POOL, TAG_REASON, TAG_TRIGGER, TRAINING
+from retrain_assets.constants import (
+    CANDIDATE_MODEL,
+    REPO_ROOT,
+    RETRAIN_POOL,
+    TAG_REASON,
+    TAG_TRIGGER,
+    TRAINING,
+)
 from retrain_assets.core import registry as reg
 from retrain_assets.core import approval, policy, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
-from retrain_assets.core.monitoring import model_input
+
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.redact import redact_url
 from retrain_assets.core.registry import Champion

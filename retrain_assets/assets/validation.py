@@ -9,6 +9,7 @@ from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
 from retrain_assets.constants import DUCKDB_POOL, RAW_DATA, VALIDATED_DATA, VALIDATION
 from retrain_assets.core import landing, late_labels, storage
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import Limits, validate_batch
 from retrain_assets.metadata import markdown_table
@@ -103,7 +104,7 @@ def validated_data(
     else:
         context.log.info(report.summary)
 
-    quarantine_preview = report.quarantine.head(10)[[landing.ROW_COLUMN, "reasons"]]
+    quarantine_preview = report.quarantine.head(10)[[ROW_COLUMN, "reasons"]]
     return dg.MaterializeResult(
         metadata={
             "passed": report.passed,
@@ -160,7 +161,7 @@ def _take_labels_file(context: dg.AssetExecutionContext, cfg, warehouse: Warehou
         moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
         context.log.error(report.summary)
     labelled = late.labelled_batches if report.passed else []
-    quarantine_preview = report.quarantine.head(10)[[landing.ROW_COLUMN, "reasons"]]
+    quarantine_preview = report.quarantine.head(10)[[ROW_COLUMN, "reasons"]]
     return dg.MaterializeResult(
         metadata={
             "passed": report.passed,

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.columns import model_input
 from retrain_assets.core import gates
 from retrain_assets.core.gates import GateResult
-from retrain_assets.core.monitoring import model_input
+
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import DatasetSchema, normalise_labels

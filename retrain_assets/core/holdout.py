@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from retrain_assets.core.landing import ROW_COLUMN
-from retrain_assets.core.storage import BATCH_COLUMN
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 
 
 def holdout_rows(frame: pd.DataFrame, holdout_share: float | None, *,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
 from retrain_assets.core import files
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.paths import (  # noqa: F401 - part of this module's interface
     BATCH_ID_PATTERN,
     UnsafePathError,
@@ -30,7 +31,6 @@ from retrain_assets.core.paths import (  # noqa: F401 - part of this module's in
 )
 from retrain_assets.core.sniff import sniff_problem
 
-ROW_COLUMN = "_row"  # 1-based data row number within the landed file (CSV: line number minus one)
 _IGNORED_PREFIXES = (".", "~", "_")
 _IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".swp", ".partial", ".filepart")
 READY_SUFFIX = ".done"

@@ -27,11 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core.landing import ROW_COLUMN
+
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
 from retrain_assets.core.validation import RuleOutcome, ValidationReport, rows_as_json
 
-BATCH_COLUMN = "_batch_id"
 
 
 def id_columns(schema: DatasetSchema) -> list[str]:

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.columns import ROW_COLUMN, model_input
 from retrain_assets.core import labels as label_rules
 from retrain_assets.core.drift import DriftResult, DriftSettings, detect_drift, prediction_drift
 from retrain_assets.core.holdout import holdout_rows
-from retrain_assets.core.landing import ROW_COLUMN
+
 from retrain_assets.core.performance import (
     ConceptDriftResult,
     absent_classes,
@@ -28,9 +29,8 @@ from retrain_assets.core.performance import (
 )
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import DatasetSchema
-from retrain_assets.core.storage import BATCH_COLUMN
 
-INTERNAL_COLUMNS = (BATCH_COLUMN, ROW_COLUMN)
+
 
 
 def reference_batches_for(batch_id: str, passed: list[str], champion: Champion | None, first_n: int) -> list[str]:
@@ -50,11 +50,6 @@ def reference_batches_for(batch_id: str, passed: list[str], champion: Champion |
         if trained_on:
             return trained_on
     return [b for b in passed if b < batch_id][:first_n]
-
-
-def model_input(frame: pd.DataFrame, target: str) -> pd.DataFrame:
-    """The columns a model is given: the batch as landed, minus the target and platform columns."""
-    return frame.drop(columns=[c for c in (*INTERNAL_COLUMNS, target) if c in frame.columns])
 
 
 def scored_holdout(champion: Champion, holdout: pd.DataFrame | None, target: str, task: str):

@@ -15,8 +15,9 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core import expectations, files
-from retrain_assets.core.landing import ROW_COLUMN
+
 
 Kind = Literal["numeric", "categorical", "datetime", "id"]
 Task = Literal["classification", "regression"]

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.columns import model_input
 from retrain_assets.core import files, gates
-from retrain_assets.core.monitoring import model_input
+
 from retrain_assets.core.performance import (
     resampled_metrics,
     HIGHER_IS_BETTER,

@@ -33,11 +33,11 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.core import approval, files
-from retrain_assets.core.landing import ROW_COLUMN
+
 from retrain_assets.core.validation import ValidationReport
 
-BATCH_COLUMN = "_batch_id"
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS raw;

@@ -49,11 +49,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.columns import BATCH_COLUMN, INTERNAL_COLUMNS, ROW_COLUMN, model_input
 from retrain_assets.core.holdout import split_newest
-from retrain_assets.core.landing import ROW_COLUMN
-from retrain_assets.core.monitoring import INTERNAL_COLUMNS, model_input
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse
-from retrain_assets.core.storage import BATCH_COLUMN
 
 Task = Literal["classification", "regression"]
 

@@ -26,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core import expectations
-from retrain_assets.core.landing import ROW_COLUMN
+
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
 
 Level = Literal["row", "batch"]

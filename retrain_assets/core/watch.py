@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from retrain_assets.core.columns import model_input
 from retrain_assets.core import gates
 from retrain_assets.core.holdout import holdout_rows
-from retrain_assets.core.monitoring import missing_classes_note, model_input, scored_holdout
+from retrain_assets.core.monitoring import missing_classes_note, scored_holdout
 from retrain_assets.core.performance import estimate_performance, score_metric
 from retrain_assets.core.registry import Champion
 

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core import landing
 from retrain_assets.core.landing import (
-    ROW_COLUMN,
     BatchReadError,
     LandingState,
     NewBatch,

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_assets.core.landing import ROW_COLUMN, read_batch
+from retrain_assets.core.columns import ROW_COLUMN
+from retrain_assets.core.landing import read_batch
 from retrain_assets.core.schema import (
     ColumnSpec,
     DatasetSchema,

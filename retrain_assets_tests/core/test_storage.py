@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.core import storage
-from retrain_assets.core.landing import ROW_COLUMN, read_batch
+from retrain_assets.core.landing import read_batch
 from retrain_assets.core.schema import infer_schema
 from retrain_assets.core.storage import (
-    BATCH_COLUMN,
     IngestionRecord,
     batch_statuses,
     ingested_record,

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN, model_input
 from retrain_assets.core.holdout import holdout_rows, split_newest
-from retrain_assets.core.landing import ROW_COLUMN
-from retrain_assets.core.monitoring import model_input
+
+
 from retrain_assets.core.schema import DatasetSchema, infer_schema
-from retrain_assets.core.storage import BATCH_COLUMN
+
 from retrain_assets.core.synthetic import ID_COLUMN, REGRESSION_TARGET, TARGET, TIME_COLUMN, make_batch
 from retrain_assets.core.train import (
     ESTIMATORS,

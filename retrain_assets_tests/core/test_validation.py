@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.constants import DEMO_CONFIG_PATH
-from retrain_assets.core.landing import ROW_COLUMN, read_batch
+from retrain_assets.core.landing import read_batch
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
 from retrain_assets.core.synthetic import (
     CATEGORIES,
