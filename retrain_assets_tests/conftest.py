@@ -14,7 +14,8 @@ import yaml
 
 from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, RETRAIN_JOB
 from retrain_assets.core import registry as reg
-from retrain_assets.core import storage, synthetic
+from retrain_assets.core.ledger import read_ledger
+from retrain_assets.core import synthetic
 from retrain_assets.definitions import build_definitions
 from retrain_assets.resources import resources_for
 from retrain_assets.settings import Settings, load_settings
@@ -292,4 +293,4 @@ class Retrainer:
         import duckdb
 
         with duckdb.connect(str(self.settings.duckdb_path)) as conn:
-            return storage.read_ledger(conn)
+            return read_ledger(conn)

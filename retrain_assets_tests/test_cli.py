@@ -15,6 +15,7 @@ import yaml
 
 from retrain_assets.constants import REPO_ROOT
 from retrain_assets.core import storage
+from retrain_assets.core.ledger import read_ledger
 from retrain_assets_tests.conftest import Workspace, clean_batch, write_config
 
 pytestmark = pytest.mark.cli
@@ -124,6 +125,6 @@ def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp
         )
         assert [c.status.value for c in checks] == ["SUCCEEDED"]
     with duckdb.connect(str(s.duckdb_path)) as conn:
-        ledger = storage.read_ledger(conn)
+        ledger = read_ledger(conn)
     assert list(ledger["status"]) == ["done"] and list(ledger["to_version"]) == ["1"]
     assert ledger["launched_by"].iloc[0] == "manual (UI or CLI)"

@@ -149,7 +149,7 @@ class Daemon:
     def ledger(self) -> pd.DataFrame:
         """The promotion ledger, read on a short read-only connection (retried while a run writes).
 
-        Plain SQL: ``storage.read_ledger`` creates missing tables first, which a read-only
+        Plain SQL: ``ledger.read_ledger`` creates missing tables first, which a read-only
         connection refuses."""
         deadline = time.monotonic() + 60
         while True:

@@ -10,6 +10,7 @@ import pandas as pd
 from retrain_assets.assets.monitoring import drift_report
 from retrain_assets.constants import DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
 from retrain_assets.core import approval, shadow, storage
+from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core import registry as reg
 from retrain_assets.core.registry import Champion, load_champion
 from retrain_assets.core.watch import measure_batch
@@ -23,7 +24,7 @@ def watched_previous(cfg, conn, batch_id: str):
     ``automation.watch_batches`` labelled batches validated after the last promotion."""
     if cfg.automation.watch_batches == 0:
         return None
-    ledger = storage.read_ledger(conn, cfg.registered_model_name)
+    ledger = read_ledger(conn, cfg.registered_model_name)
     promotions = ledger[(ledger["status"] == "done") & (ledger["action"] == "promote") & ledger["from_version"].notna()]
     if promotions.empty:
         return None
@@ -52,7 +53,7 @@ def shadow_candidate(cfg, conn, champion: Champion | None) -> tuple[str | None, 
         return None, f"no challenger other than champion v{champion.version}"
     if mode == "while_awaiting_approval":
         request = approval.current_request(
-            storage.read_ledger(conn, name), champion=champion.version, challenger=challenger,
+            read_ledger(conn, name), champion=champion.version, challenger=challenger,
             max_age_hours=cfg.promotion.approval_max_age_hours,
         )
         if request is None:

@@ -21,7 +21,17 @@ from retrain_assets.constants import (
     SERVING,
 )
 from retrain_assets.assets.production import shadow_evidence_metadata
-from retrain_assets.core import approval, storage
+from retrain_assets.core import approval
+from retrain_assets.core.ledger import (
+    decide_approval,
+    open_ledger_entry,
+    promoted_versions,
+    read_ledger,
+    reconcile_ledger,
+    request_approval,
+    settle_approval_requests,
+    settle_ledger_entry,
+)
 from retrain_assets.core import registry as reg
 from retrain_assets.metadata import markdown_table
 from retrain_assets.resources import RetrainSettings, Warehouse
@@ -81,14 +91,14 @@ def promote(
     Crash-safe: a ``pending`` ledger row first, then alias ``previous`` at the old champion, then
     ``champion`` at the new one (one atomic registry call: it always names a gated version), then the
     row settles ``done``. A run killed in between leaves the row pending for
-    :func:`storage.reconcile_ledger`. The automatic promotion and ``approve_promotion`` both use it.
+    :func:`reconcile_ledger`. The automatic promotion and ``approve_promotion`` both use it.
     """
     uri, name = cfg.mlflow_tracking_uri, cfg.registered_model_name
     trigger, reason, launched_by = run_trigger(context)
     client = reg.client_for(uri)
     mlflow_run_id = client.get_model_version(name, version).run_id
     with warehouse.get_connection() as conn:
-        entry = storage.open_ledger_entry(conn, {
+        entry = open_ledger_entry(conn, {
             "model_name": name, "action": "promote", "from_version": champion, "to_version": version,
             "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
             "gates_passed": True, "gates_json": tags.get(reg.TAG_GATES, "[]"), "dagster_run_id": context.run_id,
@@ -98,8 +108,8 @@ def promote(
         reg.move_alias(uri, name, reg.PREVIOUS_ALIAS, champion)
     reg.move_alias(uri, name, reg.CHAMPION_ALIAS, version)
     with warehouse.get_connection() as conn:
-        storage.settle_ledger_entry(conn, entry, "done")
-        ledger = storage.read_ledger(conn, name)
+        settle_ledger_entry(conn, entry, "done")
+        ledger = read_ledger(conn, name)
     reg.set_version_tags(uri, name, version, {"retrain.promoted_by_run": context.run_id})
     if mlflow_run_id:
         client.set_tag(mlflow_run_id, "retrain.promoted", "true")
@@ -134,10 +144,10 @@ def _await_approval(
     trigger, reason, launched_by = run_trigger(context)
     mlflow_run_id = reg.client_for(cfg.mlflow_tracking_uri).get_model_version(name, challenger).run_id
     with warehouse.get_connection() as conn:
-        for ended in storage.settle_approval_requests(conn, name, champion=champion, challenger=challenger,
+        for ended in settle_approval_requests(conn, name, champion=champion, challenger=challenger,
                                                       max_age_hours=max_age):
             context.log.warning(f"approval request for v{ended.to_version} {ended.status}: {ended.note}")
-        ledger = storage.read_ledger(conn, name)
+        ledger = read_ledger(conn, name)
         earlier = approval.latest_request(ledger, challenger)
         if earlier is not None and earlier.status == "rejected":
             raise refusal(f"v{challenger} was rejected ({earlier.describe()}); it is not put up for approval again: "
@@ -147,7 +157,7 @@ def _await_approval(
             context.log.info(f"v{challenger} already awaits approval (since {request.recorded_at:%Y-%m-%d %H:%M} UTC)")
             entry_id = request.entry_id
         else:
-            entry_id, superseded = storage.request_approval(conn, {
+            entry_id, superseded = request_approval(conn, {
                 "model_name": name, "from_version": champion, "to_version": challenger,
                 "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
                 "gates_passed": True, "gates_json": tags.get(reg.TAG_GATES, "[]"), "dagster_run_id": context.run_id,
@@ -155,7 +165,7 @@ def _await_approval(
             })
             for old in superseded:
                 context.log.warning(f"approval request {old} superseded by v{challenger}")
-        ledger = storage.read_ledger(conn, name)
+        ledger = read_ledger(conn, name)
     request = next(r for r in approval.requests(ledger) if r.entry_id == entry_id)
     expires_at = request.expires_at(max_age)
     instructions = approval_instructions(challenger, champion, expires_at)
@@ -194,7 +204,7 @@ def production_model(
     challenger = reg.alias_version(uri, name, reg.CHALLENGER_ALIAS)
     champion = reg.alias_version(uri, name, reg.CHAMPION_ALIAS)
     with warehouse.get_connection() as conn:
-        settled = storage.reconcile_ledger(conn, name, champion)
+        settled = reconcile_ledger(conn, name, champion)
     for entry in settled:
         context.log.warning(f"ledger entry {entry['entry_id']} {entry['status']}: {entry['note']}")
     if challenger is None:
@@ -205,7 +215,7 @@ def production_model(
     if champion == challenger:
         context.log.info(f"v{challenger} is already the champion; nothing to move")
         with warehouse.get_connection() as conn:
-            ledger = storage.read_ledger(conn, name)
+            ledger = read_ledger(conn, name)
         metadata = _champion_metadata(cfg, champion, reg.alias_version(uri, name, reg.PREVIOUS_ALIAS), ledger)
         metadata["moved"] = False
         return dg.MaterializeResult(metadata=metadata)
@@ -239,9 +249,9 @@ def rollback_champion(
     if champion is None:
         raise refusal(f"{name!r} has no champion to roll back")
     with warehouse.get_connection() as conn:
-        storage.reconcile_ledger(conn, name, champion)
-        promoted = storage.promoted_versions(conn, name)
-        ledger = storage.read_ledger(conn, name)
+        reconcile_ledger(conn, name, champion)
+        promoted = promoted_versions(conn, name)
+        ledger = read_ledger(conn, name)
     target = config.to_version
     if target is None:
         moves = ledger[(ledger["status"] == "done") & (ledger["to_version"] == champion)]
@@ -258,7 +268,7 @@ def rollback_champion(
         )
     launched_by = run_trigger(context)[2]
     with warehouse.get_connection() as conn:
-        entry = storage.open_ledger_entry(conn, {
+        entry = open_ledger_entry(conn, {
             "model_name": name, "action": "rollback", "from_version": champion, "to_version": target,
             "trigger": "rollback", "reason": config.reason, "dagster_run_id": context.run_id,
             "launched_by": launched_by,
@@ -268,8 +278,8 @@ def rollback_champion(
     if reg.alias_version(uri, name, reg.CHALLENGER_ALIAS) == champion:
         reg.move_alias(uri, name, reg.CHALLENGER_ALIAS, None)  # so production_model cannot re-promote it
     with warehouse.get_connection() as conn:
-        storage.settle_ledger_entry(conn, entry, "done")
-        ledger = storage.read_ledger(conn, name)
+        settle_ledger_entry(conn, entry, "done")
+        ledger = read_ledger(conn, name)
     context.log.info(f"rolled back: champion v{champion} -> v{target} ({config.reason})")
     metadata = _champion_metadata(cfg, target, champion, ledger)
     metadata.update(moved=True, rollback_reason=config.reason)
@@ -319,12 +329,12 @@ def _awaiting(context: dg.OpExecutionContext, cfg, warehouse: Warehouse, config,
     challenger = reg.alias_version(uri, name, reg.CHALLENGER_ALIAS)
     max_age = cfg.promotion.approval_max_age_hours if expire else float("inf")
     with warehouse.get_connection() as conn:
-        for entry in storage.reconcile_ledger(conn, name, champion):
+        for entry in reconcile_ledger(conn, name, champion):
             context.log.warning(f"ledger entry {entry['entry_id']} {entry['status']}: {entry['note']}")
-        for ended in storage.settle_approval_requests(conn, name, champion=champion, challenger=challenger,
+        for ended in settle_approval_requests(conn, name, champion=champion, challenger=challenger,
                                                       max_age_hours=max_age):
             context.log.warning(f"approval request for v{ended.to_version} {ended.status}: {ended.note}")
-        ledger = storage.read_ledger(conn, name)
+        ledger = read_ledger(conn, name)
     request = approval.current_request(ledger, champion=champion, challenger=challenger, max_age_hours=max_age)
     asked = str(config.version).removeprefix("v") if config.version else None
     if request is None:
@@ -361,8 +371,8 @@ def approve_challenger(
     ledger = promote(context, cfg, warehouse, champion=champion, version=version, tags=tags,
                      approver=approver, note=f"approved by {approver}: {note}")
     with warehouse.get_connection() as conn:
-        storage.decide_approval(conn, request.entry_id, "approved", note=note, approver=approver)
-        ledger = storage.read_ledger(conn, name)
+        decide_approval(conn, request.entry_id, "approved", note=note, approver=approver)
+        ledger = read_ledger(conn, name)
     reg.set_version_tags(uri, name, version, {"retrain.approval": "approved", "retrain.approved_by": approver})
     waited = request.age_hours(datetime.now(timezone.utc))
     context.log.info(f"v{version} approved by {approver} after {waited:.1f} h: {note}")
@@ -385,8 +395,8 @@ def reject_challenger(
     evidence, evidence_metadata = shadow_evidence_metadata(warehouse, champion, version)
     approver, note = config.approver.strip(), config.note.strip()
     with warehouse.get_connection() as conn:
-        storage.decide_approval(conn, request.entry_id, "rejected", note=note, approver=approver)
-        ledger = storage.read_ledger(conn, name)
+        decide_approval(conn, request.entry_id, "rejected", note=note, approver=approver)
+        ledger = read_ledger(conn, name)
     # After the ledger: a run killed in between leaves a rejected request whose version
     # production_model refuses to put up again.
     if reg.alias_version(uri, name, reg.CHALLENGER_ALIAS) == version:

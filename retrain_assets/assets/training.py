@@ -20,6 +20,7 @@ from retrain_assets.constants import (
     TRAINING,
 )
 from retrain_assets.core import registry as reg
+from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core import approval, policy, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 
@@ -74,7 +75,7 @@ def _awaiting_approval(cfg, warehouse: Warehouse) -> str | None:
     if challenger is None:
         return None
     with warehouse.get_connection() as conn:
-        ledger = storage.read_ledger(conn, cfg.registered_model_name)
+        ledger = read_ledger(conn, cfg.registered_model_name)
     waiting = {r.to_version for r in approval.open_requests(ledger)}
     return challenger if challenger in waiting else None
 

@@ -152,7 +152,7 @@ def settlements(
     """Open requests that end now, with the reason, in ledger order.
 
     Args:
-        ledger: The model's promotion ledger (:func:`retrain_assets.core.storage.read_ledger`).
+        ledger: The model's promotion ledger (:func:`retrain_assets.core.ledger.read_ledger`).
         champion: The version holding alias ``champion`` now (None: none).
         challenger: The version holding alias ``challenger`` now (None: none).
         max_age_hours: ``promotion.approval_max_age_hours``.

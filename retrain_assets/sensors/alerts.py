@@ -15,7 +15,8 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     TAG_TRIGGER,
 )
-from retrain_assets.core import approval, storage
+from retrain_assets.core import approval
+from retrain_assets.core.ledger import read_ledger, settle_approval_requests
 from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, RetrainSettings, Warehouse
@@ -118,11 +119,11 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
                                  else "no candidate awaits approval")
         with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
-            ended = storage.settle_approval_requests(
+            ended = settle_approval_requests(
                 conn, name, champion=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHAMPION_ALIAS),
                 challenger=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHALLENGER_ALIAS), max_age_hours=max_age,
             )
-            still_open = {r.entry_id: r for r in approval.open_requests(storage.read_ledger(conn, name))}
+            still_open = {r.entry_id: r for r in approval.open_requests(read_ledger(conn, name))}
         for settled in ended:
             if settled.status == "expired":
                 alert(cfg, context, "approval expired", f"v{settled.to_version} was not approved in time and will not "
