@@ -24,6 +24,9 @@ SERVING = "serving"
 # Dynamic partitions: one per landed batch.
 BATCH_PARTITIONS = "batches"
 
+# Metadata key of a labels file's validated_data: the batches it attached labels to.
+LABELS_FOR = "labels_for_batches"
+
 # Checks.
 VALIDATION_GATE = "batch_passes_validation"
 

@@ -12,20 +12,24 @@ from pathlib import Path
 
 import dagster as dg
 
+from retrain_assets.assets.drift import drift_report
 from retrain_assets.assets.ingestion import raw_data
-from retrain_assets.assets.monitoring import drift_report
-from retrain_assets.assets.production import production_metrics
-from retrain_assets.assets.serving import (
-    approve_promotion_job,
-    production_model,
-    reject_promotion_job,
-    rollback_job,
-)
+from retrain_assets.assets.performance import production_metrics
+from retrain_assets.assets.promotion import production_model
 from retrain_assets.assets.training import candidate_model
 from retrain_assets.assets.validation import validated_data
 from retrain_assets.constants import MLFLOW_RESOURCE
 from retrain_assets.executors import executor_for
-from retrain_assets.jobs import ingest_job, replace_batch_job, request_retrain_job, retrain_job, review_labels_job
+from retrain_assets.jobs import (
+    approve_promotion_job,
+    ingest_job,
+    reject_promotion_job,
+    replace_batch_job,
+    request_retrain_job,
+    retrain_job,
+    review_labels_job,
+    rollback_job,
+)
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.schedules import build_retrain_schedule
 from retrain_assets.sensors import (

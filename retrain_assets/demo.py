@@ -151,6 +151,7 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
     or rollback) with the daemon's tags. Returns one line per sensor decision."""
     from retrain_assets.core import registry
 
+    client = defs.resources["registry"].client()
     lines = []
     for name in AUTOMATION_SENSORS:
         sensor = defs.resolve_sensor_def(name)
@@ -168,8 +169,7 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
             run = defs.resolve_job_def(request.job_name).execute_in_process(
                 instance=instance, tags=tags, run_config={**QUIET, **(request.run_config or {})}, raise_on_error=False,
             )
-            champion = registry.alias_version(settings.mlflow_tracking_uri, settings.registered_model_name,
-                                              registry.CHAMPION_ALIAS)
+            champion = client.version(registry.CHAMPION_ALIAS)
             failed = [c.check_name for c in run.get_asset_check_evaluations() if not c.passed]
             if request.job_name == RETRAIN_JOB:
                 outcome = (f"promoted, champion v{champion}" if run.success else

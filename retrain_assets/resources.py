@@ -14,15 +14,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from retrain_assets.core import files, storage, workers
-from retrain_assets.core.registry import (
-    CHAMPION_ALIAS,
-    Champion,
-    UnsafeModelError,
-    alias_version,
-    ensure_experiment,
-    is_tracking_server,
-    load_champion,
-)
+from retrain_assets.core.model_files import UnsafeModelError
+from retrain_assets.core.model_registry import InMemoryRegistry, MlflowRegistry, RegistryClient
+from retrain_assets.core.registry import CHAMPION_ALIAS, Champion, ensure_experiment, is_tracking_server
 from retrain_assets.core.redact import redact, redact_url
 from retrain_assets.settings import Settings, load_settings
 
@@ -156,22 +150,17 @@ class Warehouse(DuckDBResource):
 
 
 class ModelRegistry(dg.ConfigurableResource):
-    """The MLflow model registry: which version is the champion and what it was trained on."""
+    """The model registry: every registry call of the assets, jobs and sensors goes through :meth:`client`."""
 
     config_path: str = Field(
         description="Path of the YAML config naming the MLflow registry (mlflow.tracking_uri) and model "
         "(model.name): the URI, which may hold credentials, is read from it when needed, never shown here."
     )
 
-    @property
-    def tracking_uri(self) -> str:
-        """MLflow tracking/registry URI in force (credentials included: never show it unredacted)."""
-        return load_settings(self.config_path).mlflow_tracking_uri
-
-    @property
-    def model_name(self) -> str:
-        """Registered model name."""
-        return load_settings(self.config_path).registered_model_name
+    def client(self) -> RegistryClient:
+        """The registered model in the MLflow registry of the config."""
+        cfg = load_settings(self.config_path)
+        return MlflowRegistry(cfg.mlflow_tracking_uri, cfg.registered_model_name)
 
     def champion(self) -> Champion | None:
         """The version holding alias `champion`, loaded; None before the first promotion.
@@ -180,13 +169,26 @@ class ModelRegistry(dg.ConfigurableResource):
         and nothing from its file is run.
         """
         try:
-            return load_champion(self.tracking_uri, self.model_name)
+            return self.client().load(CHAMPION_ALIAS)
         except UnsafeModelError as error:
             raise dg.Failure(description=str(error)) from None
 
     def champion_version(self) -> str | None:
         """The version holding alias `champion` (not loaded); None before the first promotion."""
-        return alias_version(self.tracking_uri, self.model_name, CHAMPION_ALIAS)
+        return self.client().version(CHAMPION_ALIAS)
+
+
+class InMemoryModelRegistry(ModelRegistry):
+    """A model registry held in this process's memory, for tests: the same calls, no MLflow.
+
+    Every resource with the same ``store`` shares one registry per model
+    (:class:`~retrain_assets.core.model_registry.InMemoryRegistry`).
+    """
+
+    store: str = Field(default="default", description="Name of the in-memory store shared by resources that name it.")
+
+    def client(self) -> RegistryClient:
+        return InMemoryRegistry.named(self.store, load_settings(self.config_path).registered_model_name)
 
 
 def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_location: Path) -> dg.ResourceDefinition:

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from retrain_assets.core import registry, serving
+from retrain_assets.core import model_files, registry, serving
 from retrain_assets_tests.services import mlflow_server  # noqa: F401  (fixture)
 from retrain_assets_tests.conftest import (
     churn_pipeline,
@@ -47,7 +47,7 @@ def test_a_pickled_champion_is_refused_and_never_run(workspace, fmt):
     settings = workspace.settings
     marker = workspace.root / "payload-ran"
     version = _register_pickled(settings, marker, fmt)
-    with pytest.raises(registry.UnsafeModelError) as caught:
+    with pytest.raises(model_files.UnsafeModelError) as caught:
         registry.load_champion(settings.mlflow_tracking_uri, settings.registered_model_name)
     message = str(caught.value)
     assert f"version {version} of 'churn' (champion)" in message and repr(fmt) in message and "rollback" in message
@@ -85,8 +85,8 @@ def test_a_skops_file_that_asks_to_trust_a_function_is_refused(tmp_path):
     folder = tmp_path / "model"
     wanted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     mlflow.sklearn.save_model(model, folder, skops_trusted_types=wanted)  # the file lists it as trusted
-    with pytest.raises(registry.UnsafeModelError, match="not scikit-learn classes"):
-        registry.load_sklearn_safely(folder, "a crafted model")
+    with pytest.raises(model_files.UnsafeModelError, match="not scikit-learn classes"):
+        model_files.load_sklearn_safely(folder, "a crafted model")
 
 
 def test_a_model_the_platform_saved_loads(workspace):

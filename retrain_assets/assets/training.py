@@ -8,22 +8,20 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 import numpy as np
 
-from retrain_assets.core.columns import model_input
-from retrain_assets.assets.validation import validated_data
 from retrain_assets.checks import gate_check_result, gate_specs
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
     REPO_ROOT,
     RETRAIN_POOL,
-    TAG_REASON,
-    TAG_TRIGGER,
     TRAINING,
+    VALIDATED_DATA,
 )
 from retrain_assets.core import registry as reg
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core import approval, policy, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
-
+from retrain_assets.core.columns import model_input
+from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.redact import redact_url
 from retrain_assets.core.registry import Champion
@@ -37,6 +35,7 @@ from retrain_assets.core.train import (
 )
 from retrain_assets.metadata import markdown_table
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.runs import refusal, run_trigger
 
 FIT_MIN_ROWS = 10
 """Below this many labelled rows nothing is fitted at all (the data_sufficiency gate's own,
@@ -46,43 +45,22 @@ FIT_MIN_ROWS_PER_CLASS = 2
 """A class seen fewer times cannot be fitted meaningfully; fewer than the configured minimum is the gate's call."""
 
 
-def run_trigger(context: dg.AssetExecutionContext) -> tuple[str, str, str]:
-    """(trigger, reason, launched_by) of the run, from its tags."""
-    tags = context.run.tags
-    trigger = tags.get(TAG_TRIGGER) or "manual"
-    reason = tags.get(TAG_REASON) or "launched by hand"
-    if tags.get("dagster/sensor_name"):
-        launched_by = f"sensor {tags['dagster/sensor_name']}"
-    elif tags.get("dagster/schedule_name"):
-        launched_by = f"schedule {tags['dagster/schedule_name']}"
-    elif tags.get("dagster/backfill"):
-        launched_by = f"backfill {tags['dagster/backfill']}"
-    else:
-        launched_by = tags.get("user") or tags.get("dagster/user") or "manual (UI or CLI)"
-    return trigger, reason, launched_by
-
-
-def refusal(message: str, **metadata: Any) -> dg.Failure:
-    """A failure that a retry would not fix (bad data, wrong state): the message says what to do."""
-    return dg.Failure(description=message, metadata=metadata, allow_retries=False)
-
-
-def _awaiting_approval(cfg, warehouse: Warehouse) -> str | None:
+def _awaiting_approval(cfg, client: RegistryClient, warehouse: Warehouse) -> str | None:
     """The challenger version awaiting a person's approval (promotion.require_approval), if any."""
     if not cfg.promotion.require_approval:
         return None
-    challenger = reg.alias_version(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS)
+    challenger = client.version(reg.CHALLENGER_ALIAS)
     if challenger is None:
         return None
     with warehouse.get_connection() as conn:
-        ledger = read_ledger(conn, cfg.registered_model_name)
+        ledger = read_ledger(conn, client.model_name)
     waiting = {r.to_version for r in approval.open_requests(ledger)}
     return challenger if challenger in waiting else None
 
 
 @dg.asset(
     key=CANDIDATE_MODEL,
-    deps=[validated_data],
+    deps=[VALIDATED_DATA],
     check_specs=gate_specs,
     hooks={end_mlflow_on_run_finished},  # marks the MLflow run FAILED when the step fails, in any job
     group_name=TRAINING,
@@ -105,6 +83,7 @@ def candidate_model(
         raise refusal("no batch has been validated yet: there is no schema and no data to train on")
 
     trigger, reason, launched_by = run_trigger(context)
+    client = registry.client()
     with warehouse.get_connection() as conn:
         labelled = storage.labelled_batches(conn)
         adaptation = cfg.training.adaptation(trigger)
@@ -133,7 +112,7 @@ def candidate_model(
     requested = context.instance.get_run_record_by_id(context.run_id)
     earlier = policy.already_trained(
         requested.create_timestamp.timestamp() if requested is not None else 0.0, fingerprint,
-        reg.version_lineage(cfg.mlflow_tracking_uri, cfg.registered_model_name), context.run_id,
+        client.lineage(), context.run_id,
     )
     if earlier is not None:
         raise refusal(
@@ -208,13 +187,8 @@ def candidate_model(
     }
     mlflow.set_tags(lineage)
     example = model_input(holdout_labelled.head(5), target)
-    version, version_uri = reg.log_candidate(
-        trained.pipeline,
-        tracking_uri=cfg.mlflow_tracking_uri,
-        model_name=cfg.registered_model_name,
-        signature=reg.serving_signature(schema, target, task),
-        input_example=example,
-        tags=lineage,
+    version, version_uri = client.log_candidate(
+        trained.pipeline, signature=reg.serving_signature(schema, target, task), input_example=example, tags=lineage,
     )
     context.log.info(f"registered {version_uri}")
 
@@ -228,8 +202,8 @@ def candidate_model(
         probe_expected=expected, waiver=waiver, seed=cfg.model.seed,
     )
     failed = [r.name for r in results if not r.passed]
-    reg.set_version_tags(
-        cfg.mlflow_tracking_uri, cfg.registered_model_name, version,
+    client.set_tags(
+        version,
         {
             reg.TAG_GATES_PASSED: "false" if failed else "true",
             reg.TAG_FAILED_GATES: ",".join(failed),
@@ -247,12 +221,12 @@ def candidate_model(
     else:
         context.log.info(f"v{version} passed every gate")
     # The alias moves once judged: a candidate that failed must not displace one awaiting a person's approval.
-    awaiting = _awaiting_approval(cfg, warehouse) if failed else None
+    awaiting = _awaiting_approval(cfg, client, warehouse) if failed else None
     if awaiting is not None:
         context.log.warning(f"alias {reg.CHALLENGER_ALIAS} stays on v{awaiting}, which awaits approval; "
                             f"v{version} failed its gates and is not put up")
     else:
-        reg.move_alias(cfg.mlflow_tracking_uri, cfg.registered_model_name, reg.CHALLENGER_ALIAS, version)
+        client.move_alias(reg.CHALLENGER_ALIAS, version)
         context.log.info(f"v{version} now holds alias {reg.CHALLENGER_ALIAS}")
     # The MLflow run is this training run: close it here, whichever job (or the UI) launched the step.
     mlflow.end_run()

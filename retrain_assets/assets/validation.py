@@ -5,9 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.assets.ingestion import raw_data
 from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
-from retrain_assets.constants import DUCKDB_POOL, RAW_DATA, VALIDATED_DATA, VALIDATION
+from retrain_assets.constants import DUCKDB_POOL, LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
 from retrain_assets.core import landing, late_labels, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
@@ -17,7 +16,6 @@ from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
 
 
-LABELS_FOR = "labels_for_batches"
 """validated_data metadata of a labels file: the batches it gave labels to (scored again by the landing sensor)."""
 
 
@@ -43,7 +41,7 @@ def _move_rejected_file(
 @dg.asset(
     key=VALIDATED_DATA,
     partitions_def=batch_partitions,
-    deps=[raw_data],
+    deps=[RAW_DATA],
     check_specs=[validation_gate],
     group_name=VALIDATION,
     kinds={"great_expectations", "duckdb"},

@@ -212,3 +212,40 @@ def current_request(
 def run_config(op_name: str, *, version: str, approver: str = "<your name>", note: str = "<why>") -> dict:
     """The run config of ``approve_promotion`` / ``reject_promotion`` for one version."""
     return {"ops": {op_name: {"config": {"approver": approver, "note": note, "version": str(version)}}}}
+
+
+class NoDecision(ValueError):
+    """A person's decision that cannot be taken; the message says why and what to give instead."""
+
+
+def request_to_decide(
+    ledger: pd.DataFrame, *, model_name: str, champion: str | None, challenger: str | None, max_age_hours: float,
+    asked: str | None, require_approval: bool,
+) -> ApprovalRequest:
+    """The request a person's approval or rejection applies to.
+
+    Args:
+        ledger: The model's ledger, after :func:`settlements` were recorded.
+        asked: The version the person reviewed (``v`` prefix allowed); None: the one awaiting.
+        require_approval: ``promotion.require_approval``, named when nothing was ever put up.
+
+    Raises:
+        NoDecision: nothing awaits approval (with the last request, if any), or ``asked`` is not
+            the version that awaits (so a newer candidate that arrived meanwhile is not decided by mistake).
+    """
+    request = current_request(ledger, champion=champion, challenger=challenger, max_age_hours=max_age_hours)
+    asked = str(asked).removeprefix("v") if asked else None
+    if request is None:
+        last = latest_request(ledger, asked) or latest_request(ledger)
+        if last is None:
+            raise NoDecision(
+                f"nothing awaits approval: no candidate of {model_name!r} was ever put up for approval "
+                f"(promotion.require_approval is {str(require_approval).lower()})"
+            )
+        raise NoDecision(f"nothing awaits approval; the last request: {last.describe()}")
+    if asked is not None and asked != request.to_version:
+        raise NoDecision(
+            f"v{asked} does not await approval: v{request.to_version} does ({request.describe()}); review it and give "
+            f"version \"{request.to_version}\", or leave version out"
+        )
+    return request

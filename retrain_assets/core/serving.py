@@ -317,7 +317,7 @@ def _measure(model_uri: str, sample_path: str, repeats: int, report: dict[str, A
     import mlflow.artifacts
     import mlflow.pyfunc
 
-    from retrain_assets.core.registry import check_safe_model
+    from retrain_assets.core.model_files import check_safe_model
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retrain-smoke-") as tmp:

@@ -506,9 +506,11 @@ def write_drift_report(conn: duckdb.DuckDBPyConnection, record: dict[str, Any]) 
     _replace_row(conn, "drift_reports", DRIFT_REPORT_COLUMNS, record)
 
 
-def read_drift_reports(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every stored drift report, in batch order."""
+def read_drift_reports(conn: duckdb.DuckDBPyConnection, batch_id: str | None = None) -> pd.DataFrame:
+    """Every stored drift report in batch order, or only ``batch_id``'s."""
     ensure_tables(conn)
+    if batch_id is not None:
+        return conn.execute("SELECT * FROM drift_reports WHERE batch_id = ?", [batch_id]).df()
     return conn.execute("SELECT * FROM drift_reports ORDER BY batch_id").df()
 
 

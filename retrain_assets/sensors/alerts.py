@@ -19,7 +19,7 @@ from retrain_assets.core import approval
 from retrain_assets.core.ledger import read_ledger, settle_approval_requests
 from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
-from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, RetrainSettings, Warehouse
+from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.state import new_materializations
 
 def own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> bool:
@@ -99,7 +99,9 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             "approval request that expired unapproved (promotion.approval_max_age_hours)."
         ),
     )
-    def approval_alert_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse):
+    def approval_alert_sensor(
+        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+    ):
         """Alerts when a candidate awaits approval; records and alerts expired approval requests."""
         first_tick = context.cursor is None
         state = json.loads(context.cursor) if context.cursor else {}
@@ -118,10 +120,11 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))
             return dg.SkipReason(f"{len(awaited)} request(s) awaiting approval, none expired" if awaited
                                  else "no candidate awaits approval")
+        client = registry.client()
         with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
             ended = settle_approval_requests(
-                conn, name, champion=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHAMPION_ALIAS),
-                challenger=reg.alias_version(cfg.mlflow_tracking_uri, name, reg.CHALLENGER_ALIAS), max_age_hours=max_age,
+                conn, name, champion=client.version(reg.CHAMPION_ALIAS),
+                challenger=client.version(reg.CHALLENGER_ALIAS), max_age_hours=max_age,
             )
             still_open = {r.entry_id: r for r in approval.open_requests(read_ledger(conn, name))}
         for settled in ended:

@@ -8,9 +8,9 @@ import dagster as dg
 
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from retrain_assets.assets.validation import LABELS_FOR
 from retrain_assets.constants import (
-    DRIFT_REPORT, INGEST_JOB, LANDING_SENSOR, PRODUCTION_METRICS, TAG_FILE, TAG_FINGERPRINT, TAG_REASON, TAG_TRIGGER,
+    DRIFT_REPORT, INGEST_JOB, LABELS_FOR, LANDING_SENSOR, PRODUCTION_METRICS, TAG_FILE, TAG_FINGERPRINT, TAG_REASON,
+    TAG_TRIGGER,
     VALIDATED_DATA,
 )
 from retrain_assets.sensors.alerts import alert as _alert

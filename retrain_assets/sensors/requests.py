@@ -3,7 +3,6 @@
 import dagster as dg
 
 from retrain_assets.constants import BUSINESS_CHANGE_SENSOR, REQUEST_RETRAIN_JOB
-from retrain_assets.core import policy
 from retrain_assets.jobs import retrain_job
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, RetrainSettings, Warehouse
 from retrain_assets.sensors.alerts import alert

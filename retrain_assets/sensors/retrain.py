@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from retrain_assets.assets.serving import rollback_job
 from retrain_assets.constants import (
     DRIFT_REPORT,
     DRIFT_SENSOR,
@@ -17,7 +16,7 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
 )
 from retrain_assets.core import policy, storage
-from retrain_assets.jobs import retrain_job
+from retrain_assets.jobs import retrain_job, rollback_job
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.sensors.alerts import alert
 from retrain_assets.state import new_materializations, policy_state, retrain_request

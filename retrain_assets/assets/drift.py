@@ -7,8 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from retrain_assets.assets.validation import validated_data
-from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB
+from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB, VALIDATED_DATA
 from retrain_assets.core import storage
 from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
@@ -56,7 +55,7 @@ def _labels_file_result(context, conn, batch_id: str) -> dg.MaterializeResult:
 @dg.asset(
     key=DRIFT_REPORT,
     partitions_def=batch_partitions,
-    deps=[validated_data],
+    deps=[VALIDATED_DATA],
     group_name=MONITORING,
     kinds={"scikit-learn", "duckdb", "mlflow"},
     pool=DUCKDB_POOL,

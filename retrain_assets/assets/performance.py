@@ -7,39 +7,38 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from retrain_assets.assets.monitoring import drift_report
-from retrain_assets.constants import DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
+from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
 from retrain_assets.core import approval, shadow, storage
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core import registry as reg
-from retrain_assets.core.registry import Champion, load_champion
+from retrain_assets.core.model_registry import RegistryClient
+from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
 
-def watched_previous(cfg, conn, batch_id: str):
+def watched_previous(cfg, client: RegistryClient, conn, batch_id: str) -> Champion | None:
     """The champion the current one replaced, if ``batch_id`` is among the first
     ``automation.watch_batches`` labelled batches validated after the last promotion."""
     if cfg.automation.watch_batches == 0:
         return None
-    ledger = read_ledger(conn, cfg.registered_model_name)
+    ledger = read_ledger(conn, client.model_name)
     promotions = ledger[(ledger["status"] == "done") & (ledger["action"] == "promote") & ledger["from_version"].notna()]
     if promotions.empty:
         return None
     last = promotions.iloc[-1]
-    uri, name = cfg.mlflow_tracking_uri, cfg.registered_model_name
-    if reg.alias_version(uri, name, reg.CHAMPION_ALIAS) != str(last["to_version"]):
+    if client.version(reg.CHAMPION_ALIAS) != str(last["to_version"]):
         return None  # rolled back or replaced since: nothing to watch
     after = storage.validations_since(conn, pd.Timestamp(last["settled_at"]).to_pydatetime())
     labelled_after = list(after.loc[after["labelled"], "batch_id"])
     if batch_id not in labelled_after[: cfg.automation.watch_batches]:
         return None
-    return load_champion(uri, name, alias=reg.PREVIOUS_ALIAS)
+    return client.load(reg.PREVIOUS_ALIAS)
 
 
-def shadow_candidate(cfg, conn, champion: Champion | None) -> tuple[str | None, str]:
+def shadow_candidate(cfg, client: RegistryClient, conn, champion: Champion | None) -> tuple[str | None, str]:
     """The challenger version to score beside the champion on this batch under
     ``promotion.shadow_scoring`` (None: none), and a sentence saying why (or why not)."""
     mode = cfg.promotion.shadow_scoring
@@ -47,13 +46,12 @@ def shadow_candidate(cfg, conn, champion: Champion | None) -> tuple[str | None, 
         return None, "off (promotion.shadow_scoring: never)"
     if champion is None:
         return None, "no champion to compare a challenger with"
-    uri, name = cfg.mlflow_tracking_uri, cfg.registered_model_name
-    challenger = reg.alias_version(uri, name, reg.CHALLENGER_ALIAS)
+    challenger = client.version(reg.CHALLENGER_ALIAS)
     if challenger is None or challenger == champion.version:
         return None, f"no challenger other than champion v{champion.version}"
     if mode == "while_awaiting_approval":
         request = approval.current_request(
-            read_ledger(conn, name), champion=champion.version, challenger=challenger,
+            read_ledger(conn, client.model_name), champion=champion.version, challenger=challenger,
             max_age_hours=cfg.promotion.approval_max_age_hours,
         )
         if request is None:
@@ -63,9 +61,9 @@ def shadow_candidate(cfg, conn, champion: Champion | None) -> tuple[str | None, 
     return challenger, f"challenger v{challenger} scored beside champion v{champion.version} ({why})"
 
 
-def load_challenger(cfg, version: str) -> Champion | None:
+def load_challenger(client: RegistryClient, version: str) -> Champion | None:
     """The challenger, loaded, if it is still ``version`` (the alias may have moved meanwhile)."""
-    model = load_champion(cfg.mlflow_tracking_uri, cfg.registered_model_name, alias=reg.CHALLENGER_ALIAS)
+    model = client.load(reg.CHALLENGER_ALIAS)
     return model if model is not None and model.version == version else None
 
 
@@ -111,7 +109,7 @@ def drift_concept(reports: pd.DataFrame, batch_id: str, champion: Champion | Non
 @dg.asset(
     key=PRODUCTION_METRICS,
     partitions_def=batch_partitions,
-    deps=[drift_report],
+    deps=[DRIFT_REPORT],
     group_name=MONITORING,
     kinds={"scikit-learn", "duckdb", "mlflow"},
     pool=DUCKDB_POOL,
@@ -123,6 +121,7 @@ def production_metrics(
     """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), the post-promotion watch, and the challenger scored beside it (shadow)."""
     cfg = settings.load()
     batch_id = context.partition_key
+    client = registry.client()
     champion = registry.champion()
     with warehouse.get_connection() as conn:
         if batch_id in storage.label_file_ids(conn):
@@ -137,10 +136,10 @@ def production_metrics(
         if champion is not None:
             passed = set(storage.passed_batches(conn))
             holdout = storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
-            previous = watched_previous(cfg, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
-        challenger_version, shadow_reason = shadow_candidate(cfg, conn, champion)
-        concept = drift_concept(storage.read_drift_reports(conn), batch_id, champion)
-    challenger = load_challenger(cfg, challenger_version) if challenger_version else None
+            previous = watched_previous(cfg, client, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
+        challenger_version, shadow_reason = shadow_candidate(cfg, client, conn, champion)
+        concept = drift_concept(storage.read_drift_reports(conn, batch_id), batch_id, champion)
+    challenger = load_challenger(client, challenger_version) if challenger_version else None
     if challenger_version and challenger is None:
         shadow_reason = f"challenger v{challenger_version} lost its alias while this batch was measured"
     measured = measure_batch(cfg, batch_id, batch, champion, holdout=holdout, previous=previous, concept=concept)

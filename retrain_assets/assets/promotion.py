@@ -1,0 +1,187 @@
+"""production_model: the MLflow registry alias `champion`, moved to a candidate that passed every
+gate, each move recorded in the promotion ledger; with `promotion.require_approval`, the candidate
+is left awaiting a person's decision instead (the rules: core/promotion.py and core/approval.py;
+the rollback and approval jobs: jobs.py)."""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import yaml
+
+from retrain_assets.constants import (
+    APPROVE_PROMOTION_JOB,
+    CANDIDATE_MODEL,
+    DUCKDB_POOL,
+    PRODUCTION_MODEL,
+    REJECT_PROMOTION_JOB,
+    SERVING,
+)
+from retrain_assets.core import approval
+from retrain_assets.core import registry as reg
+from retrain_assets.core.ledger import read_ledger, reconcile_ledger, request_approval, settle_approval_requests
+from retrain_assets.core.model_registry import RegistryClient
+from retrain_assets.core.promotion import Refused, check_promotable, move_champion
+from retrain_assets.metadata import markdown_table
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.runs import refusal, run_trigger
+
+LEDGER_SHOWN = ("recorded_at", "action", "status", "from_version", "to_version", "trigger", "reason",
+                "gates_passed", "launched_by", "approver", "dagster_run_id", "note")
+
+
+def ledger_markdown(ledger: pd.DataFrame, limit: int = 10) -> dg.MetadataValue:
+    """The newest ``limit`` ledger entries, newest first, as a table a person reads in the UI."""
+    shown = ledger.tail(limit)[[c for c in LEDGER_SHOWN if c in ledger.columns]].copy()
+    if "recorded_at" in shown:
+        shown["recorded_at"] = shown["recorded_at"].astype(str).str.slice(0, 19)
+    if "dagster_run_id" in shown:
+        shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
+    return dg.MetadataValue.md(markdown_table(shown.iloc[::-1]))
+
+
+def champion_metadata(client: RegistryClient, champion: str, previous: str | None, ledger: pd.DataFrame) -> dict[str, Any]:
+    """What production_model shows about the champion after a move (or none)."""
+    return {
+        "champion_version": champion,
+        "previous_version": previous or "none",
+        "champion_uri": client.uri(alias=reg.CHAMPION_ALIAS),
+        "version_uri": client.uri(champion),
+        "registered_model": client.model_name,
+        "ledger": ledger_markdown(ledger),
+    }
+
+
+def promote(
+    context, client: RegistryClient, warehouse: Warehouse, *, champion: str | None, version: str,
+    tags: dict[str, str], approver: str | None = None, note: str | None = None,
+) -> pd.DataFrame:
+    """Move alias `champion` to ``version`` (crash-safe, :func:`core.promotion.move_champion`) and
+    mark the version and its MLflow run as promoted; returns the ledger. The automatic promotion
+    and ``approve_promotion`` both use it."""
+    trigger, reason, launched_by = run_trigger(context)
+    mlflow_run_id = client.run_id(version)
+    ledger = move_champion(client, warehouse.get_connection, {
+        "action": "promote", "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
+        "gates_passed": True, "gates_json": tags.get(reg.TAG_GATES, "[]"), "dagster_run_id": context.run_id,
+        "mlflow_run_id": mlflow_run_id, "launched_by": launched_by, "approver": approver, "note": note,
+    }, champion=champion, version=version)
+    client.set_tags(version, {"retrain.promoted_by_run": context.run_id})
+    if mlflow_run_id:
+        client.tag_run(mlflow_run_id, {"retrain.promoted": "true", "retrain.promoted_by_run": context.run_id})
+    context.log.info(f"champion {('v' + champion) if champion else '(none)'} -> v{version}")
+    return ledger
+
+
+def approval_instructions(version: str, champion: str | None, expires_at) -> str:
+    """Markdown: what awaits whom, until when, and the exact launchpad config and CLI commands."""
+    approve = yaml.safe_dump(approval.run_config(approval.APPROVE_JOB_OP, version=version), sort_keys=False).strip()
+    reject = yaml.safe_dump(approval.run_config(approval.REJECT_JOB_OP, version=version, note="<why not>"),
+                            sort_keys=False).strip()
+    return (
+        f"**v{version} passed every gate against champion {'v' + champion if champion else '(none yet)'} and awaits "
+        f"a person's approval** until {expires_at:%Y-%m-%d %H:%M} UTC (`promotion.approval_max_age_hours`). "
+        "The champion does not move until then.\n\n"
+        f"**Approve**: launch job `{APPROVE_PROMOTION_JOB}` from the UI launchpad with\n\n```yaml\n{approve}\n```\n\n"
+        f"or save that as `approve.yaml` and run `dagster job execute -m retrain_assets.definitions "
+        f"-j {APPROVE_PROMOTION_JOB} -c approve.yaml`.\n\n"
+        f"**Reject**: job `{REJECT_PROMOTION_JOB}` with\n\n```yaml\n{reject}\n```\n\n"
+        "**Evidence**: `production_metrics` scores the challenger beside the champion on every new batch "
+        "(`promotion.shadow_scoring`); the approve job logs the summary."
+    )
+
+
+def _await_approval(
+    context: dg.AssetExecutionContext, cfg, client: RegistryClient, warehouse: Warehouse, champion: str | None,
+    challenger: str, tags: dict[str, str],
+) -> dg.MaterializeResult:
+    """Record that the gated challenger awaits a person's approval (the champion does not move)."""
+    name, max_age = client.model_name, cfg.promotion.approval_max_age_hours
+    trigger, reason, launched_by = run_trigger(context)
+    mlflow_run_id = client.run_id(challenger)
+    with warehouse.get_connection() as conn:
+        for ended in settle_approval_requests(conn, name, champion=champion, challenger=challenger,
+                                              max_age_hours=max_age):
+            context.log.warning(f"approval request for v{ended.to_version} {ended.status}: {ended.note}")
+        ledger = read_ledger(conn, name)
+        earlier = approval.latest_request(ledger, challenger)
+        if earlier is not None and earlier.status == "rejected":
+            raise refusal(f"v{challenger} was rejected ({earlier.describe()}); it is not put up for approval again: "
+                          "retrain for a new candidate")
+        request = approval.current_request(ledger, champion=champion, challenger=challenger, max_age_hours=max_age)
+        if request is not None and request.to_version == challenger:
+            context.log.info(f"v{challenger} already awaits approval (since {request.recorded_at:%Y-%m-%d %H:%M} UTC)")
+            entry_id = request.entry_id
+        else:
+            entry_id, superseded = request_approval(conn, {
+                "model_name": name, "from_version": champion, "to_version": challenger,
+                "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
+                "gates_passed": True, "gates_json": tags.get(reg.TAG_GATES, "[]"), "dagster_run_id": context.run_id,
+                "mlflow_run_id": mlflow_run_id, "launched_by": launched_by,
+            })
+            for old in superseded:
+                context.log.warning(f"approval request {old} superseded by v{challenger}")
+        ledger = read_ledger(conn, name)
+    request = next(r for r in approval.requests(ledger) if r.entry_id == entry_id)
+    expires_at = request.expires_at(max_age)
+    instructions = approval_instructions(challenger, champion, expires_at)
+    context.log.info(instructions.replace("\n\n", "\n"))
+    client.set_tags(challenger, {"retrain.approval": approval.AWAITING})
+    return dg.MaterializeResult(metadata={
+        "moved": False,
+        "awaiting_approval": True,
+        "champion_version": champion or "none yet",
+        "challenger_version": challenger,
+        "challenger_uri": client.uri(challenger),
+        "approval_entry_id": entry_id,
+        "approval_requested_at": f"{request.recorded_at:%Y-%m-%d %H:%M:%S} UTC",
+        "approval_expires_at": f"{expires_at:%Y-%m-%d %H:%M:%S} UTC",
+        "how_to_approve": dg.MetadataValue.md(instructions),
+        "shadow_scoring": cfg.promotion.shadow_scoring,
+        "registered_model": name,
+        "ledger": ledger_markdown(ledger),
+    })
+
+
+@dg.asset(
+    key=PRODUCTION_MODEL,
+    deps=[CANDIDATE_MODEL],
+    group_name=SERVING,
+    kinds={"mlflow", "duckdb"},
+    pool=DUCKDB_POOL,
+    code_version="1",
+)
+def production_model(
+    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+) -> dg.MaterializeResult:
+    """The served model: MLflow alias `champion`, moved to the challenger only after it passed every gate (and, if required, a person approved it); each move in the ledger."""
+    cfg = settings.load()
+    client = registry.client()
+    challenger = client.version(reg.CHALLENGER_ALIAS)
+    champion = client.version(reg.CHAMPION_ALIAS)
+    with warehouse.get_connection() as conn:
+        settled = reconcile_ledger(conn, client.model_name, champion)
+    for entry in settled:
+        context.log.warning(f"ledger entry {entry['entry_id']} {entry['status']}: {entry['note']}")
+    if challenger is None:
+        raise refusal(f"nothing to promote: no version of {client.model_name!r} holds alias {reg.CHALLENGER_ALIAS!r}; "
+                      "materialize candidate_model first")
+    tags = client.tags(challenger)
+    if champion == challenger and tags.get(reg.TAG_GATES_PASSED) == "true":
+        context.log.info(f"v{challenger} is already the champion; nothing to move")
+        with warehouse.get_connection() as conn:
+            ledger = read_ledger(conn, client.model_name)
+        metadata = champion_metadata(client, champion, client.version(reg.PREVIOUS_ALIAS), ledger)
+        metadata["moved"] = False
+        return dg.MaterializeResult(metadata=metadata)
+    try:
+        check_promotable(tags, challenger, champion)
+    except Refused as error:
+        raise refusal(str(error)) from None
+    if cfg.promotion.require_approval:
+        return _await_approval(context, cfg, client, warehouse, champion, challenger, tags)
+
+    ledger = promote(context, client, warehouse, champion=champion, version=challenger, tags=tags)
+    metadata = champion_metadata(client, challenger, champion, ledger)
+    metadata["moved"] = True
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,110 @@
+"""Moving the ``champion`` alias: which version may be promoted or restored, and the crash-safe move.
+
+A move is written to the ledger as ``pending`` first, then alias ``previous`` goes to the old
+champion and ``champion`` to the new one (one atomic registry call: it always names a gated
+version), then the entry settles ``done``. A run killed in between leaves the entry pending for
+:func:`retrain_assets.core.ledger.reconcile_ledger`. Automatic promotion, an approved promotion and
+a rollback all move the alias through :func:`move_champion`. Pure Python (no Dagster).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable
+
+import duckdb
+import pandas as pd
+
+from retrain_assets.core.ledger import open_ledger_entry, read_ledger, settle_ledger_entry
+from retrain_assets.core.model_registry import RegistryClient
+from retrain_assets.core.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PREVIOUS_ALIAS,
+    TAG_COMPARED_TO,
+    TAG_FAILED_GATES,
+    TAG_GATES_PASSED,
+)
+
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens a short connection to the warehouse (e.g. ``Warehouse.get_connection``)."""
+
+
+class Refused(Exception):
+    """A move the rules do not allow; the message says why and what to do. The champion is untouched."""
+
+
+def _v(version: str | None, none: str = "unset") -> str:
+    return f"v{version}" if version else none
+
+
+def check_promotable(tags: dict[str, str], version: str, champion: str | None) -> None:
+    """Refuse ``version`` unless it passed its gates, judged against the champion of the moment.
+
+    Raises:
+        Refused: it failed (or was never judged by) its gates, or it was judged against another
+            champion than ``champion`` (retrain to judge a candidate against the current one).
+    """
+    if tags.get(TAG_GATES_PASSED) != "true":
+        failed = tags.get(TAG_FAILED_GATES) or "not judged"
+        raise Refused(f"v{version} did not pass its gates ({failed}); the champion stays {_v(champion)}")
+    judged_against = tags.get(TAG_COMPARED_TO, "none")
+    if judged_against != (champion or "none"):
+        against = _v(judged_against if judged_against != "none" else None, "no champion")
+        raise Refused(
+            f"v{version} was judged against {against}, but the champion is now {_v(champion)}; retrain to judge "
+            "a candidate against the current champion"
+        )
+
+
+def rollback_target(ledger: pd.DataFrame, champion: str, requested: str | None, promoted: list[str]) -> str:
+    """The version a rollback restores: ``requested``, or the champion before ``champion``.
+
+    Raises:
+        Refused: there is no earlier champion, the version is already the champion, or it was never
+            promoted (a rollback only restores a version that passed its gates and served before).
+    """
+    target = requested
+    if target is None:
+        moves = ledger[(ledger["status"] == "done") & (ledger["to_version"] == champion)]
+        target = moves["from_version"].iloc[-1] if len(moves) else None
+        if target is None or pd.isna(target):
+            raise Refused(f"v{champion} has no previous champion to roll back to; give to_version")
+    target = str(target)
+    if target == champion:
+        raise Refused(f"v{target} is already the champion")
+    if target not in promoted:
+        raise Refused(
+            f"v{target} was never promoted (promoted versions: {', '.join('v' + v for v in promoted) or 'none'}); "
+            "rollback only restores a version that passed its gates and served before"
+        )
+    return target
+
+
+def move_champion(
+    registry: RegistryClient, connect: Connect, entry: dict[str, Any], *, champion: str | None, version: str,
+    drop_challenger: bool = False,
+) -> pd.DataFrame:
+    """Move alias ``champion`` from ``champion`` to ``version``, crash-safe; returns the model's ledger.
+
+    Args:
+        registry: The registered model.
+        connect: Opens a warehouse connection (kept short: DuckDB allows one writer per file).
+        entry: The ledger entry (``action`` promote/rollback, trigger, reason, run ids, ...);
+            ``model_name``, ``from_version`` and ``to_version`` are filled in here.
+        champion: The champion now (None before the first promotion).
+        version: The version to make champion.
+        drop_challenger: Remove alias ``challenger`` when it names the old champion (a rollback, so
+            that production_model cannot promote the version just rolled back again).
+    """
+    entry = {**entry, "model_name": registry.model_name, "from_version": champion, "to_version": version}
+    with connect() as conn:
+        entry_id = open_ledger_entry(conn, entry)
+    if champion is not None:
+        registry.move_alias(PREVIOUS_ALIAS, champion)
+    registry.move_alias(CHAMPION_ALIAS, version)
+    if drop_challenger and champion is not None and registry.version(CHALLENGER_ALIAS) == champion:
+        registry.move_alias(CHALLENGER_ALIAS, None)
+    with connect() as conn:
+        settle_ledger_entry(conn, entry_id, "done")
+        return read_ledger(conn, registry.model_name)

@@ -1,0 +1,28 @@
+"""What a step knows about the run it is in (why it was launched, by whom) and how it refuses."""
+
+from typing import Any
+
+import dagster as dg
+
+from retrain_assets.constants import TAG_REASON, TAG_TRIGGER
+
+
+def run_trigger(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> tuple[str, str, str]:
+    """(trigger, reason, launched_by) of the run, from its tags."""
+    tags = context.run.tags
+    trigger = tags.get(TAG_TRIGGER) or "manual"
+    reason = tags.get(TAG_REASON) or "launched by hand"
+    if tags.get("dagster/sensor_name"):
+        launched_by = f"sensor {tags['dagster/sensor_name']}"
+    elif tags.get("dagster/schedule_name"):
+        launched_by = f"schedule {tags['dagster/schedule_name']}"
+    elif tags.get("dagster/backfill"):
+        launched_by = f"backfill {tags['dagster/backfill']}"
+    else:
+        launched_by = tags.get("user") or tags.get("dagster/user") or "manual (UI or CLI)"
+    return trigger, reason, launched_by
+
+
+def refusal(message: str, **metadata: Any) -> dg.Failure:
+    """A failure that a retry would not fix (bad data, wrong state): the message says what to do."""
+    return dg.Failure(description=message, metadata=metadata, allow_retries=False)
