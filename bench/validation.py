@@ -24,7 +24,8 @@ def one(n_rows: int, fmt: str) -> dict:
     """Measure one size in this process (called in a fresh subprocess)."""
     sys.path.insert(0, str(ROOT))
     from retrain_assets.constants import DEMO_CONFIG_PATH
-    from retrain_assets.core import landing, synthetic
+    from retrain_assets.core import synthetic
+    from retrain_assets.core import ingestion
     from retrain_assets.core.validation import validate_batch
     from retrain_assets.settings import load_settings
 
@@ -38,9 +39,9 @@ def one(n_rows: int, fmt: str) -> dict:
         del df
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.perf_counter()
-        fp = landing.fingerprint(path)
+        fp = ingestion.fingerprint(path)
         t1 = time.perf_counter()
-        raw = landing.read_batch(path)
+        raw = ingestion.read_batch(path)
         t2 = time.perf_counter()
         schema = settings.schema_for(None, raw, "b")
         report = validate_batch(raw, schema, batch_id="b")

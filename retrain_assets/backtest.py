@@ -78,7 +78,7 @@ from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.gates import absolute_tolerance, better_by, champion_comparison
-from retrain_assets.core.landing import BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
+from retrain_assets.core.ingestion import BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
 from retrain_assets.core.monitoring import concept_record, monitor_batch
 from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
 from retrain_assets.core.policy import (

@@ -32,14 +32,10 @@ from retrain_assets.jobs import (
 )
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.schedules import build_retrain_schedule
-from retrain_assets.sensors import (
-    alert_on_run_failure,
-    build_approval_sensor,
-    build_business_change_sensor,
-    build_drift_sensor,
-    build_landing_sensor,
-    build_performance_sensor,
-)
+from retrain_assets.sensors.alerts import alert_on_run_failure, build_approval_sensor
+from retrain_assets.sensors.landing import build_landing_sensor
+from retrain_assets.sensors.requests import build_business_change_sensor
+from retrain_assets.sensors.retrain import build_drift_sensor, build_performance_sensor
 from retrain_assets.settings import config_path_from_env, load_settings
 
 

@@ -42,7 +42,7 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     TAG_TRIGGER,
 )
-from retrain_assets.core import landing, storage, synthetic
+from retrain_assets.core import rejected, storage, synthetic
 from retrain_assets.core.redact import redact_url
 from retrain_assets.definitions import build_definitions
 from retrain_assets.demo_folder import DemoFolder
@@ -191,7 +191,7 @@ def batch_line(batch_id: str, settings) -> str:
         statuses = storage.batch_statuses(conn).set_index("batch_id")
         drift = storage.read_drift_reports(conn).set_index("batch_id")
     if batch_id not in statuses.index:
-        refused = [r for r in landing.list_rejections(settings.rejected_dir) if r["batch_id"] == batch_id]
+        refused = [r for r in rejected.list_rejections(settings.rejected_dir) if r["batch_id"] == batch_id]
         return f"REFUSED: {refused[-1]['reason']}" if refused else "not ingested"
     row = statuses.loc[batch_id]
     rows = int(row["rows"])
@@ -225,7 +225,7 @@ def report(settings) -> str:
         if row.batch_id in drift.index:
             verdict = without_batch_prefix(str(drift.loc[row.batch_id, "summary"]), row.batch_id)
             lines.append(_row(f"{'':<12} {'drift':<12} {'':>6} {'':>6} {'':>6}  ", verdict))
-    for rejection in landing.list_rejections(settings.rejected_dir):
+    for rejection in rejected.list_rejections(settings.rejected_dir):
         if rejection["stage"] == "validated_data":
             continue  # already listed above as held back
         lines.append(_row(f"{rejection['batch_id']:<12} {'REFUSED':<12} {'':>6} {'':>6} {'':>6}  ",

@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, RETRAIN_JOB
-from retrain_assets.core import registry as reg
+from retrain_assets.core import registry as reg, synthetic
 from retrain_assets.core.ledger import read_ledger
-from retrain_assets.core import synthetic
 from retrain_assets.definitions import build_definitions
 from retrain_assets.resources import resources_for
 from retrain_assets.settings import Settings, load_settings

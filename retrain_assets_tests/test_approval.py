@@ -27,9 +27,7 @@ from retrain_assets.constants import (
     REJECT_PROMOTION_JOB,
     REPO_ROOT,
 )
-from retrain_assets.core import approval
-from retrain_assets.core import registry as reg
-from retrain_assets.core import storage
+from retrain_assets.core import approval, registry as reg, storage
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 from retrain_assets_tests.test_automation import Webhook, evaluate
 

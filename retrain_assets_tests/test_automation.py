@@ -27,8 +27,7 @@ from retrain_assets.constants import (
     TAG_REASON,
     TAG_TRIGGER,
 )
-from retrain_assets.core import registry as reg
-from retrain_assets.core import synthetic
+from retrain_assets.core import registry as reg, synthetic
 from retrain_assets.resources import resources_for
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 

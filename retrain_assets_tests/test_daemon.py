@@ -46,8 +46,7 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
     VALIDATION_GATE,
 )
-from retrain_assets.core import registry as reg
-from retrain_assets.core import synthetic
+from retrain_assets.core import registry as reg, synthetic
 from retrain_assets_tests.conftest import clean_batch, write_config
 from retrain_assets_tests.dagster_dev import DagsterDev, running_dagster_dev
 

@@ -44,8 +44,7 @@ from retrain_assets.constants import (
     TAG_REASON,
     TAG_TRIGGER,
 )
-from retrain_assets.core import approval
-from retrain_assets.core import registry as reg
+from retrain_assets.core import approval, registry as reg
 from retrain_assets_tests.conftest import Workspace, clean_batch, definitions_for, failure_text, ingest, write_config
 from retrain_assets_tests.dagster_dev import DAGSTER, DagsterDev, make_home, running_dagster_dev
 from retrain_assets_tests.test_automation import Webhook

@@ -12,8 +12,7 @@ import dagster as dg
 import pytest
 
 from retrain_assets.constants import TAG_TRIGGER
-from retrain_assets.core import registry as reg
-from retrain_assets.core import synthetic
+from retrain_assets.core import registry as reg, synthetic
 from retrain_assets.core.candidate import GATE_NAMES
 from retrain_assets_tests.conftest import write_config
 from retrain_assets_tests.dagster_dev import running_dagster_dev

@@ -16,7 +16,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from retrain_assets.constants import INGEST_JOB, TAG_TRIGGER
 from retrain_assets.core import retries, storage, synthetic, workers
-from retrain_assets.sensors import TAG_RETRY_OF
+from retrain_assets.sensors.landing import TAG_RETRY_OF
 from retrain_assets_tests.conftest import Workspace, clean_batch, definitions_for, ingest, tick, write_config
 from retrain_assets_tests.test_faults import _dead_pid
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from retrain_assets.core import registry as reg
-from retrain_assets.core import storage
+from retrain_assets.core import registry as reg, storage
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text, ingest, tick
 
 

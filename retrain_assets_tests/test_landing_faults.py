@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from retrain_assets.constants import TAG_FILE, TAG_REASON
-from retrain_assets.core import landing, storage
+from retrain_assets.core import ingestion, landing, storage
 from retrain_assets_tests import bad_input_corpus as corpus
 from retrain_assets_tests.conftest import (
     Workspace,
@@ -71,7 +71,7 @@ def _raw_rows(ws: Workspace, batch_id: str) -> int:
 def test_an_unreadable_file_does_not_raise_or_block_later_batches(workspace, defs, instance, logs, monkeypatch):
     workspace.land("b0001", _csv(1))
     workspace.land("b0002", _csv(2))
-    real = landing.fingerprint
+    real = ingestion.fingerprint
 
     def denied(path, *args, **kwargs):  # tests run as root: chmod 000 would not stop them
         if path.name == "b0001.csv":
@@ -244,7 +244,7 @@ def test_an_extended_batch_is_refused_as_such_and_replace_batch_reingests_it_kee
     [rows_file] = [p for name, p in kept.items() if "replaced-rows" in name and name.endswith(".parquet")]
     assert len(pd.read_parquet(rows_file)) == 200, "the replaced rows are kept"
     assert any(p.read_bytes() == complete.encode() for p in kept.values()), "the refused copy stays"
-    assert landing.fingerprint(path) != landing.fingerprint(rows_file) and old_bytes  # the landed file is the new one
+    assert ingestion.fingerprint(path) != ingestion.fingerprint(rows_file) and old_bytes  # the landed file is the new one
     assert path.read_text(encoding="utf-8") == complete
     fourth = tick(defs, instance, cursor=third.cursor)
     assert not fourth.run_requests
@@ -358,7 +358,7 @@ def test_a_held_back_batch_whose_recorded_path_leads_out_is_not_moved(workspace,
     victim.write_text("a\n1\n", encoding="utf-8")
     record = storage.IngestionRecord(
         batch_id="b0001", file_name="victim.csv", file_path=str(victim), file_format="csv",
-        fingerprint=landing.fingerprint(victim), size_bytes=4, rows=1, columns=["a"],
+        fingerprint=ingestion.fingerprint(victim), size_bytes=4, rows=1, columns=["a"],
         arrived_at=pd.Timestamp.now(tz="UTC").to_pydatetime(), ingested_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
     )
     workspace.landing.mkdir(parents=True)

@@ -15,8 +15,7 @@ import pytest
 
 from retrain_assets.assets.promotion import production_model
 from retrain_assets.constants import PRODUCTION_MODEL
-from retrain_assets.core import approval
-from retrain_assets.core import registry as reg
+from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import InMemoryRegistry, MlflowRegistry
 from retrain_assets.jobs import approve_promotion_job, reject_promotion_job, rollback_job

@@ -26,9 +26,8 @@ import pandas as pd
 import pytest
 
 from retrain_assets.constants import RETRAIN_JOB
-from retrain_assets.core import registry as reg
-from retrain_assets.core.ledger import read_ledger
-from retrain_assets.core import synthetic
+from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core.ledger import read_ledger as ledger_table
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import Workspace, clean_batch, failure_text, ingest, write_config
 
@@ -92,7 +91,7 @@ def read_ledger(ws: Workspace) -> pd.DataFrame:
     """The ledger, through a connection closed at once (DuckDB allows one writing process)."""
     s = ws.settings
     with duckdb.connect(str(s.duckdb_path)) as conn:
-        return read_ledger(conn, s.registered_model_name)
+        return ledger_table(conn, s.registered_model_name)
 
 
 def sklearn_model(ws: Workspace, version: str):

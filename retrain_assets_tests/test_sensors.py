@@ -9,7 +9,7 @@ import time
 import pytest
 
 from retrain_assets.constants import TAG_FILE, TAG_FINGERPRINT, TAG_TRIGGER
-from retrain_assets.core.landing import fingerprint
+from retrain_assets.core.ingestion import fingerprint
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import Workspace, clean_batch, ingest, tick, write_config
 

@@ -34,8 +34,7 @@ from retrain_assets.constants import (
     ROLLBACK_JOB,
     VALIDATED_DATA,
 )
-from retrain_assets.core import registry as reg
-from retrain_assets.core import serving
+from retrain_assets.core import registry as reg, serving
 
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import (

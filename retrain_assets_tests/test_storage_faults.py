@@ -434,7 +434,7 @@ def test_a_held_file_fails_a_sensor_tick_inside_its_timeout_and_the_ingest_is_re
     that failed on the held file is retried by the landing sensor and succeeds once it is free."""
     from retrain_assets.constants import DRIFT_SENSOR
     from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS
-    from retrain_assets.sensors import TAG_RETRY_OF
+    from retrain_assets.sensors.landing import TAG_RETRY_OF
     from retrain_assets_tests.conftest import Retrainer, tick
     from retrain_assets_tests.test_automation import evaluate
 

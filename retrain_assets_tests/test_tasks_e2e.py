@@ -10,8 +10,7 @@ import dagster as dg
 import pytest
 
 from retrain_assets.constants import CANDIDATE_MODEL, DRIFT_REPORT, DRIFT_SENSOR, RETRAIN_JOB, TAG_TRIGGER
-from retrain_assets.core import registry as reg
-from retrain_assets.core import synthetic
+from retrain_assets.core import registry as reg, synthetic
 from retrain_assets.core.candidate import GATE_NAMES
 from retrain_assets.demo import run_automation, run_landing_once
 from retrain_assets_tests.conftest import Workspace, definitions_for, write_config

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from retrain_assets.constants import CANDIDATE_MODEL, PRODUCTION_MODEL, RETRAIN_JOB, ROLLBACK_JOB, TAG_TRIGGER
-from retrain_assets.core import registry as reg
-from retrain_assets.core import storage
+from retrain_assets.core import registry as reg, storage
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import Retrainer, clean_batch, materialized
 from retrain_assets_tests.conftest import failure_text as _failure_text

@@ -8,15 +8,15 @@ import dagster as dg
 import pandas as pd
 
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
-from retrain_assets.core import approval, shadow, storage
+from retrain_assets.core import approval, registry as reg, shadow, storage
 from retrain_assets.core.ledger import read_ledger
-from retrain_assets.core import registry as reg
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
 from retrain_assets.metadata import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.views import shadow_evidence_metadata
 
 
 def watched_previous(cfg, client: RegistryClient, conn, batch_id: str) -> Champion | None:
@@ -65,31 +65,6 @@ def load_challenger(client: RegistryClient, version: str) -> Champion | None:
     """The challenger, loaded, if it is still ``version`` (the alias may have moved meanwhile)."""
     model = client.load(reg.CHALLENGER_ALIAS)
     return model if model is not None and model.version == version else None
-
-
-def shadow_evidence_metadata(warehouse, champion: str | None, challenger: str) -> tuple[str, dict[str, Any]]:
-    """The shadow evidence of ``challenger`` against ``champion`` so far: a sentence, and metadata
-    (the sentence with a per-batch table, the verdict, the combined difference and its interval)."""
-    if champion is None:
-        return "no shadow evidence: there is no champion to compare with", {}
-    with warehouse.get_connection() as conn:
-        rows = storage.read_shadow_scores(conn, champion_version=champion, challenger_version=challenger)
-    if rows.empty:
-        sentence = (f"no shadow evidence: no batch has been scored by both champion v{champion} and challenger "
-                    f"v{challenger} yet (promotion.shadow_scoring: it starts with the next batch)")
-        return sentence, {"shadow_evidence": sentence}
-    evidence = shadow.shadow_evidence(rows)
-    metadata: dict[str, Any] = {
-        "shadow_evidence": dg.MetadataValue.md(f"{evidence.summary}\n\n{markdown_table(shadow.evidence_table(rows))}"),
-        "shadow_verdict": evidence.verdict,
-        "shadow_batches": evidence.labelled_batches + evidence.unlabelled_batches,
-    }
-    if evidence.difference is not None:
-        metadata["shadow_difference_overall"] = float(evidence.difference)
-    if evidence.ci_low is not None:
-        metadata.update(shadow_difference_overall_ci_low=float(evidence.ci_low),
-                        shadow_difference_overall_ci_high=float(evidence.ci_high))
-    return evidence.summary, metadata
 
 
 def drift_concept(reports: pd.DataFrame, batch_id: str, champion: Champion | None) -> dict[str, Any] | None:

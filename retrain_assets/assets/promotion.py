@@ -1,12 +1,9 @@
 """production_model: the MLflow registry alias `champion`, moved to a candidate that passed every
 gate, each move recorded in the promotion ledger; with `promotion.require_approval`, the candidate
 is left awaiting a person's decision instead (the rules: core/promotion.py and core/approval.py;
-the rollback and approval jobs: jobs.py)."""
-
-from typing import Any
+the rollback and approval ops: ops/promotion.py)."""
 
 import dagster as dg
-import pandas as pd
 import yaml
 
 from retrain_assets.constants import (
@@ -17,60 +14,13 @@ from retrain_assets.constants import (
     REJECT_PROMOTION_JOB,
     SERVING,
 )
-from retrain_assets.core import approval
-from retrain_assets.core import registry as reg
+from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger, reconcile_ledger, request_approval, settle_approval_requests
 from retrain_assets.core.model_registry import RegistryClient
-from retrain_assets.core.promotion import Refused, check_promotable, move_champion
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.promotion import Refused, check_promotable, promote, promotion_entry
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.runs import refusal, run_trigger
-
-LEDGER_SHOWN = ("recorded_at", "action", "status", "from_version", "to_version", "trigger", "reason",
-                "gates_passed", "launched_by", "approver", "dagster_run_id", "note")
-
-
-def ledger_markdown(ledger: pd.DataFrame, limit: int = 10) -> dg.MetadataValue:
-    """The newest ``limit`` ledger entries, newest first, as a table a person reads in the UI."""
-    shown = ledger.tail(limit)[[c for c in LEDGER_SHOWN if c in ledger.columns]].copy()
-    if "recorded_at" in shown:
-        shown["recorded_at"] = shown["recorded_at"].astype(str).str.slice(0, 19)
-    if "dagster_run_id" in shown:
-        shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
-    return dg.MetadataValue.md(markdown_table(shown.iloc[::-1]))
-
-
-def champion_metadata(client: RegistryClient, champion: str, previous: str | None, ledger: pd.DataFrame) -> dict[str, Any]:
-    """What production_model shows about the champion after a move (or none)."""
-    return {
-        "champion_version": champion,
-        "previous_version": previous or "none",
-        "champion_uri": client.uri(alias=reg.CHAMPION_ALIAS),
-        "version_uri": client.uri(champion),
-        "registered_model": client.model_name,
-        "ledger": ledger_markdown(ledger),
-    }
-
-
-def promote(
-    context, client: RegistryClient, warehouse: Warehouse, *, champion: str | None, version: str,
-    tags: dict[str, str], approver: str | None = None, note: str | None = None,
-) -> pd.DataFrame:
-    """Move alias `champion` to ``version`` (crash-safe, :func:`core.promotion.move_champion`) and
-    mark the version and its MLflow run as promoted; returns the ledger. The automatic promotion
-    and ``approve_promotion`` both use it."""
-    trigger, reason, launched_by = run_trigger(context)
-    mlflow_run_id = client.run_id(version)
-    ledger = move_champion(client, warehouse.get_connection, {
-        "action": "promote", "trigger": tags.get(reg.TAG_TRIGGER, trigger), "reason": tags.get(reg.TAG_REASON, reason),
-        "gates_passed": True, "gates_json": tags.get(reg.TAG_GATES, "[]"), "dagster_run_id": context.run_id,
-        "mlflow_run_id": mlflow_run_id, "launched_by": launched_by, "approver": approver, "note": note,
-    }, champion=champion, version=version)
-    client.set_tags(version, {"retrain.promoted_by_run": context.run_id})
-    if mlflow_run_id:
-        client.tag_run(mlflow_run_id, {"retrain.promoted": "true", "retrain.promoted_by_run": context.run_id})
-    context.log.info(f"champion {('v' + champion) if champion else '(none)'} -> v{version}")
-    return ledger
+from retrain_assets.views import champion_metadata, ledger_markdown
 
 
 def approval_instructions(version: str, champion: str | None, expires_at) -> str:
@@ -181,7 +131,10 @@ def production_model(
     if cfg.promotion.require_approval:
         return _await_approval(context, cfg, client, warehouse, champion, challenger, tags)
 
-    ledger = promote(context, client, warehouse, champion=champion, version=challenger, tags=tags)
+    trigger, reason, launched_by = run_trigger(context)
+    entry = promotion_entry(tags, trigger=trigger, reason=reason, launched_by=launched_by)
+    ledger = promote(client, warehouse.get_connection, entry, champion=champion, version=challenger, run_id=context.run_id)
+    context.log.info(f"champion {('v' + champion) if champion else '(none)'} -> v{challenger}")
     metadata = champion_metadata(client, challenger, champion, ledger)
     metadata["moved"] = True
     return dg.MaterializeResult(metadata=metadata)

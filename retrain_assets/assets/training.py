@@ -16,9 +16,8 @@ from retrain_assets.constants import (
     TRAINING,
     VALIDATED_DATA,
 )
-from retrain_assets.core import registry as reg
+from retrain_assets.core import approval, policy, registry as reg, serving, storage
 from retrain_assets.core.ledger import read_ledger
-from retrain_assets.core import approval, policy, serving, storage
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.columns import model_input
 from retrain_assets.core.model_registry import RegistryClient

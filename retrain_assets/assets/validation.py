@@ -7,7 +7,7 @@ import dagster as dg
 
 from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
 from retrain_assets.constants import DUCKDB_POOL, LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
-from retrain_assets.core import landing, late_labels, storage
+from retrain_assets.core import ingestion, late_labels, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import Limits, validate_batch
@@ -27,12 +27,12 @@ def _move_rejected_file(
     path = Path(record.file_path)
     if landing_dir is not None:
         try:
-            path = landing.contained(path, landing_dir, what="the recorded landed file")
-        except landing.UnsafePathError:
+            path = paths.contained(path, landing_dir, what="the recorded landed file")
+        except paths.UnsafePathError:
             return None
-    if not path.is_file() or landing.fingerprint(path) != record.fingerprint:
+    if not path.is_file() or ingestion.fingerprint(path) != record.fingerprint:
         return None
-    return landing.reject_file(
+    return rejected.reject_file(
         path, rejected_dir, reason=reason, stage=VALIDATED_DATA, fingerprint_hex=record.fingerprint,
         landing_dir=landing_dir,
     ).moved_to

@@ -23,7 +23,10 @@ from retrain_assets.core.registry import (
     PREVIOUS_ALIAS,
     TAG_COMPARED_TO,
     TAG_FAILED_GATES,
+    TAG_GATES,
     TAG_GATES_PASSED,
+    TAG_REASON,
+    TAG_TRIGGER,
 )
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -108,3 +111,31 @@ def move_champion(
     with connect() as conn:
         settle_ledger_entry(conn, entry_id, "done")
         return read_ledger(conn, registry.model_name)
+
+
+def promote(
+    registry: RegistryClient, connect: Connect, entry: dict[str, Any], *, champion: str | None, version: str,
+    run_id: str,
+) -> pd.DataFrame:
+    """Promote ``version`` (:func:`move_champion` with action ``promote``) and mark the version and
+    the tracking run that logged it as promoted by Dagster run ``run_id``; returns the ledger. The
+    automatic promotion and an approved one both use it."""
+    tracking_run = registry.run_id(version)
+    ledger = move_champion(registry, connect, {**entry, "action": "promote", "mlflow_run_id": tracking_run,
+                                               "dagster_run_id": run_id}, champion=champion, version=version)
+    registry.set_tags(version, {"retrain.promoted_by_run": run_id})
+    if tracking_run:
+        registry.tag_run(tracking_run, {"retrain.promoted": "true", "retrain.promoted_by_run": run_id})
+    return ledger
+
+
+def promotion_entry(
+    tags: dict[str, str], *, trigger: str, reason: str, launched_by: str, approver: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The ledger entry of a promotion: the trigger and reason of the retrain that made the version
+    (from its tags; else the promoting run's), its gates, who launched the run and who approved."""
+    return {
+        "trigger": tags.get(TAG_TRIGGER, trigger), "reason": tags.get(TAG_REASON, reason), "gates_passed": True,
+        "gates_json": tags.get(TAG_GATES, "[]"), "launched_by": launched_by, "approver": approver, "note": note,
+    }

@@ -25,14 +25,16 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import duckdb
 import pandas as pd
 
 from retrain_assets.core import files
 from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
-from retrain_assets.core.validation import ValidationReport
+
+if TYPE_CHECKING:  # the report is written here, never built: storage sits below validation
+    from retrain_assets.core.validation import ValidationReport
 
 
 _DDL = """

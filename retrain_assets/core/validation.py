@@ -502,7 +502,7 @@ def validate_batch(
     """Validate one batch as read from its file.
 
     Args:
-        raw: The batch as read by :func:`retrain_assets.core.landing.read_batch` (``_row`` first).
+        raw: The batch as read by :func:`retrain_assets.core.ingestion.read_batch` (``_row`` first).
         schema: The enforced schema.
         batch_id: The batch id (for messages).
         max_invalid_fraction: Largest share of quarantined rows for the batch to pass.

@@ -15,9 +15,8 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     TAG_TRIGGER,
 )
-from retrain_assets.core import approval
+from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger, settle_approval_requests
-from retrain_assets.core import registry as reg
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.state import new_materializations

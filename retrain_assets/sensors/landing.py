@@ -15,7 +15,7 @@ from retrain_assets.constants import (
 )
 from retrain_assets.sensors.alerts import alert as _alert
 from retrain_assets.state import fail_dead_runs, new_materializations
-from retrain_assets.core import landing, retries
+from retrain_assets.core import ingestion, landing, paths, rejected, retries
 from retrain_assets.jobs import ingest_job
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings
@@ -28,7 +28,7 @@ def _skip_message(plan: landing.LandingPlan, landing_dir) -> str:
         parts.append(f"waiting for {len(plan.settling)} file(s) to settle: {plan.settling[:5]}")
     if plan.waiting_marker:
         parts.append(
-            f"waiting for the ready marker <name>{landing.READY_SUFFIX} (automation.ready_marker: done_file) "
+            f"waiting for the ready marker <name>{ingestion.READY_SUFFIX} (automation.ready_marker: done_file) "
             f"of {len(plan.waiting_marker)} file(s): {plan.waiting_marker[:5]}"
         )
     if plan.refused:
@@ -40,7 +40,7 @@ def _skip_message(plan: landing.LandingPlan, landing_dir) -> str:
             "log says why and what to do): " + "; ".join(why.split(": ", 1)[0] for why in list(plan.left.values())[:5])
         )
     if plan.ignored:
-        parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({landing.IGNORED_RULE})")
+        parts.append(f"ignored {len(plan.ignored)} file(s) {plan.ignored[:5]} ({ingestion.IGNORED_RULE})")
     parts.append(f"{len(plan.already_done)} batch file(s) already taken in")
     return f"no new batch in {landing_dir}: " + "; ".join(parts)
 
@@ -181,7 +181,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             state,
             now_ts=time.time(),
             settle_seconds=cfg.automation.settle_seconds,
-            was_rejected=lambda batch_id, fp: fp in landing.rejected_fingerprints(cfg.rejected_dir, batch_id),
+            was_rejected=lambda batch_id, fp: fp in rejected.rejected_fingerprints(cfg.rejected_dir, batch_id),
             ready_marker=cfg.automation.ready_marker,
         )
         for notice in plan.new_notices:  # logged once; the skip message repeats the count
@@ -190,11 +190,11 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             if not refused.path.exists():
                 continue
             try:
-                rejection = landing.reject_file(
+                rejection = rejected.reject_file(
                     refused.path, cfg.rejected_dir, reason=refused.reason, stage=LANDING_SENSOR,
                     fingerprint_hex=refused.fingerprint, landing_dir=cfg.dataset.landing_dir,
                 )
-            except (OSError, landing.UnsafePathError) as error:  # e.g. rejected/ not writable: say so, go on
+            except (OSError, paths.UnsafePathError) as error:  # e.g. rejected/ not writable: say so, go on
                 context.log.error(f"could not move refused {refused.path.name} to {cfg.rejected_dir}: {error}; "
                                   f"it stays in the landing folder ({refused.reason})")
                 continue

@@ -15,22 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrain_assets.core.columns import ROW_COLUMN
-from retrain_assets.core import landing
-from retrain_assets.core.landing import (
-    BatchReadError,
-    LandingState,
-    NewBatch,
-    batch_id_of,
-    find_batch_file,
-    fingerprint,
-    is_ignored_name,
-    list_rejections,
-    name_problem,
-    read_batch,
-    reject_file,
-    rejected_fingerprints,
-    scan_landing,
-)
+from retrain_assets.core import ingestion, landing, paths, sniff
+from retrain_assets.core.landing import LandingState, NewBatch, find_batch_file, scan_landing
+from retrain_assets.core.rejected import list_rejections, reject_file, rejected_fingerprints
+from retrain_assets.core.ingestion import BatchReadError, batch_id_of, fingerprint, is_ignored_name, name_problem, read_batch
 
 CSV_TEXT = "customer_id,plan,age\n007,basic,41\n012,pro,\n"
 
@@ -486,7 +474,7 @@ def test_stat_cache_avoids_rehashing_unchanged_files(tmp_path, monkeypatch):
     state = LandingState.from_json(first.state.to_json())  # as stored in and read from the cursor
 
     calls = []
-    real = landing.fingerprint
+    real = ingestion.fingerprint
 
     def counting(path, *args, **kwargs):
         calls.append(path.name)
@@ -595,7 +583,7 @@ def test_files_that_are_not_what_their_name_says_are_named_for_what_they_are(tmp
     ],
 )
 def test_sniffing_leaves_files_in_the_configured_dialect_alone(tmp_path, text, delimiter):
-    assert landing.sniff_problem(_put(tmp_path, "b.csv", text), delimiter=delimiter) is None
+    assert sniff.sniff_problem(_put(tmp_path, "b.csv", text), delimiter=delimiter) is None
     assert len(read_batch(tmp_path / "b.csv", delimiter=delimiter)) >= 1
 
 
@@ -612,14 +600,14 @@ def test_a_semicolon_file_reads_once_the_delimiter_is_set(tmp_path):
 
 @pytest.mark.parametrize("batch_id", ["../outside/x", "a/b", "..", ".hidden", "_tmp", "", "x" * 129, "a\\b", None])
 def test_check_batch_id_refuses_what_a_file_name_could_not_be(batch_id):
-    with pytest.raises(landing.UnsafePathError) as info:
-        landing.check_batch_id(batch_id, source="partition key")
+    with pytest.raises(paths.UnsafePathError) as info:
+        paths.check_batch_id(batch_id, source="partition key")
     assert "partition key" in str(info.value) and "batch id" in str(info.value)
 
 
 @pytest.mark.parametrize("batch_id", ["b0001", "2024-05-01", "v1.2", "batch_0007"])
 def test_check_batch_id_accepts_landed_names(batch_id):
-    assert landing.check_batch_id(batch_id, source="run tag") == batch_id
+    assert paths.check_batch_id(batch_id, source="run tag") == batch_id
 
 
 def test_contained_refuses_dotdot_and_links_out(tmp_path):
@@ -628,18 +616,18 @@ def test_contained_refuses_dotdot_and_links_out(tmp_path):
     outside = _put(tmp_path, "secret.csv", CSV_TEXT)
     (folder / "link.csv").symlink_to(outside)
     (folder / "inner.csv").symlink_to(_put(folder, "b1.csv", CSV_TEXT))
-    assert landing.contained(folder / "b1.csv", folder, what="file") == folder.resolve() / "b1.csv"
-    assert landing.contained(folder / "inner.csv", folder, what="file") == folder.resolve() / "inner.csv"
+    assert paths.contained(folder / "b1.csv", folder, what="file") == folder.resolve() / "b1.csv"
+    assert paths.contained(folder / "inner.csv", folder, what="file") == folder.resolve() / "inner.csv"
     for bad in (folder / ".." / "secret.csv", folder / "link.csv", outside, folder / ".."):
-        with pytest.raises(landing.UnsafePathError, match="outside|not a file name"):
-            landing.contained(bad, folder, what="the landed file")
+        with pytest.raises(paths.UnsafePathError, match="outside|not a file name"):
+            paths.contained(bad, folder, what="the landed file")
 
 
 def test_reject_file_never_moves_a_file_from_outside_the_landing_folder(tmp_path):
     folder = tmp_path / "landing"
     folder.mkdir()
     outside = _put(tmp_path, "b1.csv", CSV_TEXT)
-    with pytest.raises(landing.UnsafePathError):
+    with pytest.raises(paths.UnsafePathError):
         reject_file(outside, tmp_path / "rejected", reason="x", stage="raw_data", landing_dir=folder)
     assert outside.read_text() == CSV_TEXT and not (tmp_path / "rejected").exists()
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from retrain_assets.core.columns import ROW_COLUMN
-from retrain_assets.core.landing import read_batch
+from retrain_assets.core.ingestion import read_batch
 from retrain_assets.core.schema import (
     ColumnSpec,
     DatasetSchema,

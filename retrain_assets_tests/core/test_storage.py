@@ -14,7 +14,7 @@ import pytest
 
 from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.core import storage
-from retrain_assets.core.landing import read_batch
+from retrain_assets.core.ingestion import read_batch
 from retrain_assets.core.schema import infer_schema
 from retrain_assets.core.storage import (
     IngestionRecord,

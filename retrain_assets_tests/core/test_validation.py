@@ -16,7 +16,7 @@ import pytest
 
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.constants import DEMO_CONFIG_PATH
-from retrain_assets.core.landing import read_batch
+from retrain_assets.core.ingestion import read_batch
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
 from retrain_assets.core.synthetic import (
     CATEGORIES,

@@ -1,0 +1,62 @@
+"""Dagster metadata for what a person reviews before and after the champion moves: the promotion
+ledger, the champion's URIs, and the shadow evidence of a challenger. Shared by production_model,
+production_metrics and the rollback/approval ops."""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from retrain_assets.core import registry as reg, shadow, storage
+from retrain_assets.core.model_registry import RegistryClient
+from retrain_assets.metadata import markdown_table
+
+LEDGER_SHOWN = ("recorded_at", "action", "status", "from_version", "to_version", "trigger", "reason",
+                "gates_passed", "launched_by", "approver", "dagster_run_id", "note")
+
+
+def ledger_markdown(ledger: pd.DataFrame, limit: int = 10) -> dg.MetadataValue:
+    """The newest ``limit`` ledger entries, newest first, as a table a person reads in the UI."""
+    shown = ledger.tail(limit)[[c for c in LEDGER_SHOWN if c in ledger.columns]].copy()
+    if "recorded_at" in shown:
+        shown["recorded_at"] = shown["recorded_at"].astype(str).str.slice(0, 19)
+    if "dagster_run_id" in shown:
+        shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
+    return dg.MetadataValue.md(markdown_table(shown.iloc[::-1]))
+
+
+def champion_metadata(client: RegistryClient, champion: str, previous: str | None, ledger: pd.DataFrame) -> dict[str, Any]:
+    """What production_model shows about the champion after a move (or none)."""
+    return {
+        "champion_version": champion,
+        "previous_version": previous or "none",
+        "champion_uri": client.uri(alias=reg.CHAMPION_ALIAS),
+        "version_uri": client.uri(champion),
+        "registered_model": client.model_name,
+        "ledger": ledger_markdown(ledger),
+    }
+
+
+def shadow_evidence_metadata(warehouse, champion: str | None, challenger: str) -> tuple[str, dict[str, Any]]:
+    """The shadow evidence of ``challenger`` against ``champion`` so far: a sentence, and metadata
+    (the sentence with a per-batch table, the verdict, the combined difference and its interval)."""
+    if champion is None:
+        return "no shadow evidence: there is no champion to compare with", {}
+    with warehouse.get_connection() as conn:
+        rows = storage.read_shadow_scores(conn, champion_version=champion, challenger_version=challenger)
+    if rows.empty:
+        sentence = (f"no shadow evidence: no batch has been scored by both champion v{champion} and challenger "
+                    f"v{challenger} yet (promotion.shadow_scoring: it starts with the next batch)")
+        return sentence, {"shadow_evidence": sentence}
+    evidence = shadow.shadow_evidence(rows)
+    metadata: dict[str, Any] = {
+        "shadow_evidence": dg.MetadataValue.md(f"{evidence.summary}\n\n{markdown_table(shadow.evidence_table(rows))}"),
+        "shadow_verdict": evidence.verdict,
+        "shadow_batches": evidence.labelled_batches + evidence.unlabelled_batches,
+    }
+    if evidence.difference is not None:
+        metadata["shadow_difference_overall"] = float(evidence.difference)
+    if evidence.ci_low is not None:
+        metadata.update(shadow_difference_overall_ci_low=float(evidence.ci_low),
+                        shadow_difference_overall_ci_high=float(evidence.ci_high))
+    return evidence.summary, metadata
