@@ -10,6 +10,7 @@ setup(
     version="0.1.0",
     description="Keeps machine-learning models accurate: validated data, drift, gated retraining on Dagster.",
     packages=find_packages(exclude=["retrain_assets_tests*"]),
+    package_data={"retrain_assets.core": ["warehouse.sql"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         f"dagster=={DAGSTER}",

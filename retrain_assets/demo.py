@@ -42,7 +42,7 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     TAG_TRIGGER,
 )
-from retrain_assets.core import rejected, storage, synthetic
+from retrain_assets.core import metrics_store, rejected, storage, synthetic
 from retrain_assets.core.redact import redact_url
 from retrain_assets.definitions import build_definitions
 from retrain_assets.demo_folder import DemoFolder
@@ -189,7 +189,7 @@ def batch_line(batch_id: str, settings) -> str:
     """What happened to a batch: rows, validation and the drift verdict, in one sentence."""
     with duckdb.connect(str(settings.duckdb_path)) as conn:
         statuses = storage.batch_statuses(conn).set_index("batch_id")
-        drift = storage.read_drift_reports(conn).set_index("batch_id")
+        drift = metrics_store.read_drift_reports(conn).set_index("batch_id")
     if batch_id not in statuses.index:
         refused = [r for r in rejected.list_rejections(settings.rejected_dir) if r["batch_id"] == batch_id]
         return f"REFUSED: {refused[-1]['reason']}" if refused else "not ingested"
@@ -210,7 +210,7 @@ def report(settings) -> str:
     lines = [f"{'batch':<12} {'outcome':<12} {'rows':>6} {'valid':>6} {'quar.':>6}  reason"]
     with duckdb.connect(str(settings.duckdb_path)) as conn:
         statuses = storage.batch_statuses(conn)
-        drift = storage.read_drift_reports(conn).set_index("batch_id")
+        drift = metrics_store.read_drift_reports(conn).set_index("batch_id")
     for row in statuses.itertuples(index=False):
         if _missing(row.passed):
             outcome, detail = "ingested", "not validated"

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from retrain_assets.constants import CANDIDATE_MODEL, RETRAIN_JOB, TAG_REASON, TAG_TRIGGER
-from retrain_assets.core import policy, storage, workers
+from retrain_assets.core import label_store, metrics_store, policy, storage, workers
 
 OTHER_RUNS_SCANNED = 200
 """How many of the newest runs of other jobs are searched for a candidate_model materialization."""
@@ -85,9 +85,9 @@ def batch_signals(conn, since: datetime | None) -> list[policy.BatchSignal]:
     """What monitoring said about each batch validated after ``since`` (drift reports and
     production metrics), in arrival order."""
     validated = storage.validations_since(conn, since)
-    drift = storage.read_drift_reports(conn).set_index("batch_id")
-    metrics = storage.read_production_metrics(conn).set_index("batch_id")
-    held = storage.held_label_batches(conn)
+    drift = metrics_store.read_drift_reports(conn).set_index("batch_id")
+    metrics = metrics_store.read_production_metrics(conn).set_index("batch_id")
+    held = label_store.held_label_batches(conn)
     signals = []
     for row in validated.itertuples(index=False):
         report = drift.loc[row.batch_id] if row.batch_id in drift.index else None
@@ -136,7 +136,7 @@ def policy_state(instance: dg.DagsterInstance, conn, cfg, *, has_champion: bool,
     and the labelled rows the first champion would learn from)."""
     history, running, signals = state or retrain_state(instance, conn)
     first = None if has_champion else cfg.training.first_champion_plan(
-        storage.labelled_row_counts(conn, cfg.dataset.target))
+        label_store.labelled_row_counts(conn, cfg.dataset.target))
     return policy.PolicyState(history=history, running=running, signals=signals, first_champion=first,
                               automatic_first=cfg.automation.first_champion == "automatic")
 

@@ -7,7 +7,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from retrain_assets.core import registry as reg, shadow, storage
+from retrain_assets.core import metrics_store, registry as reg, shadow, storage
+
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.metadata import markdown_table
 
@@ -43,7 +44,7 @@ def shadow_evidence_metadata(warehouse, champion: str | None, challenger: str) -
     if champion is None:
         return "no shadow evidence: there is no champion to compare with", {}
     with warehouse.get_connection() as conn:
-        rows = storage.read_shadow_scores(conn, champion_version=champion, challenger_version=challenger)
+        rows = metrics_store.read_shadow_scores(conn, champion_version=champion, challenger_version=challenger)
     if rows.empty:
         sentence = (f"no shadow evidence: no batch has been scored by both champion v{champion} and challenger "
                     f"v{challenger} yet (promotion.shadow_scoring: it starts with the next batch)")

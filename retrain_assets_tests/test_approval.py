@@ -27,7 +27,7 @@ from retrain_assets.constants import (
     REJECT_PROMOTION_JOB,
     REPO_ROOT,
 )
-from retrain_assets.core import approval, registry as reg, storage
+from retrain_assets.core import approval, metrics_store, registry as reg, storage
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 from retrain_assets_tests.test_automation import Webhook, evaluate
 
@@ -266,7 +266,7 @@ def test_shadow_scoring_shows_both_models_and_reaches_the_approver(awaiting: Ret
     assert "challenger_estimated_metric" in meta and "challenger_metric" not in meta
     assert "on 1 unlabelled batch(es) the challenger predicts" in meta["shadow_evidence"]
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
-        rows = storage.read_shadow_scores(conn, champion_version="1", challenger_version="2")
+        rows = metrics_store.read_shadow_scores(conn, champion_version="1", challenger_version="2")
     assert list(rows["batch_id"]) == ["batch_0005", "batch_0006"] and list(rows["labelled"]) == [True, False]
     assert rows["champion_metric"].notna().tolist() == [True, False]
 

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 
 from retrain_assets.constants import DRIFT_SENSOR, RETRAIN_JOB
-from retrain_assets.core import storage, synthetic, workers
+from retrain_assets.core import label_store, storage, synthetic, workers
 from retrain_assets_tests.conftest import Retrainer, clean_batch, definitions_for, ingest, tick
 from retrain_assets_tests.test_automation import LOOSE, evaluate, run_requests
 
@@ -65,8 +65,8 @@ def test_readers_work_on_a_read_only_connection_and_run_no_ddl(workspace, defs, 
     assert ingest(defs, instance, request.partition_key, tags=request.tags).success
     with duckdb.connect(str(workspace.settings.duckdb_path), read_only=True) as conn:
         assert list(storage.batch_statuses(conn)["batch_id"]) == ["b0001"]
-        assert storage.labelled_batches(conn) == {"b0001": True}
-        assert storage.held_label_batches(conn) == {}
+        assert label_store.labelled_batches(conn) == {"b0001": True}
+        assert label_store.held_label_batches(conn) == {}
 
 
 def test_two_retrains_requested_at_once_give_one_promotion(tmp_path, instance, monkeypatch):

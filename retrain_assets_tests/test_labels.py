@@ -5,7 +5,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from retrain_assets.core import registry as reg, storage
+from retrain_assets.core import label_store, metrics_store, registry as reg, storage
+
+
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text, ingest, tick
 
 
@@ -32,7 +34,7 @@ def test_rows_whose_labels_are_late_do_not_hold_the_batch_back_nor_reach_trainin
     r.land(2, partial)
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
         status = storage.batch_statuses(conn).set_index("batch_id")
-        counts = dict(storage.labelled_row_counts(conn, "churned"))
+        counts = dict(label_store.labelled_row_counts(conn, "churned"))
         validated = storage.read_validated(conn, ["batch_0002"])
     assert bool(status.loc["batch_0002", "passed"]) and int(status.loc["batch_0002", "quarantined_rows"]) == 0
     assert len(validated) == 800 and int(validated["churned"].isna().sum()) == len(late)
@@ -43,18 +45,18 @@ def test_rows_whose_labels_are_late_do_not_hold_the_batch_back_nor_reach_trainin
     # With a champion in place, a batch with late labels is scored on its labelled rows only.
     r.land(3, partial.assign(customer_id=partial["customer_id"].str.replace("C0002", "C0003")))
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
-        metrics = storage.read_production_metrics(conn).set_index("batch_id")
+        metrics = metrics_store.read_production_metrics(conn).set_index("batch_id")
     assert "batch_0003" in metrics.index and pd.notna(metrics.loc["batch_0003", "batch_metric"])
 
 
 def _held(r: Retrainer) -> dict[str, str]:
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
-        return storage.held_label_batches(conn)
+        return label_store.held_label_batches(conn)
 
 
 def _labelled(r: Retrainer) -> dict[str, bool]:
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
-        return storage.labelled_batches(conn)
+        return label_store.labelled_batches(conn)
 
 
 def _label_quality(r: Retrainer, batch_id: str) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import dagster as dg
 
 from retrain_assets.constants import DRIFT_REPORT, INGEST_JOB, PRODUCTION_METRICS, TAG_TRIGGER, VALIDATED_DATA
-from retrain_assets.core import late_labels, storage
+from retrain_assets.core import label_store, late_labels, metrics_store, storage
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.synthetic import ID_COLUMN, TARGET
 from retrain_assets_tests.conftest import clean_batch, ingest, materialized, tick
@@ -30,7 +30,7 @@ def _unlabelled_then_labels(workspace, defs, instance):
     workspace.land("b0002", second_batch.assign(**{TARGET: None}))
     second = tick(defs, instance, cursor=first.cursor)
     assert ingest(defs, instance, "b0002", tags=second.run_requests[0].tags).success
-    assert _read(workspace, storage.labelled_batches) == {"b0001": True, "b0002": False}
+    assert _read(workspace, label_store.labelled_batches) == {"b0001": True, "b0002": False}
     return second.cursor, truth
 
 
@@ -64,7 +64,7 @@ def test_a_labels_file_attaches_labels_by_id_and_the_batch_is_scored_again(works
     assert (b2[TARGET].dropna().astype(int) == expected.loc[b2[TARGET].dropna().index]).all()
     b1 = validated[validated["_batch_id"] == "b0001"]
     assert (b1[TARGET].astype(int) == first_batch.set_index(ID_COLUMN)[TARGET].loc[b1.index]).all(), "never overwritten"
-    assert _read(workspace, storage.labelled_row_counts, TARGET) == [("b0001", 400), ("b0002", 300)]
+    assert _read(workspace, label_store.labelled_row_counts, TARGET) == [("b0001", 400), ("b0002", 300)]
     assert _read(workspace, storage.passed_batches) == ["b0001", "b0002"], "a labels file is not a data batch"
 
     reasons = _read(workspace, storage.read_quarantine, "b0003").set_index("_row")["reasons"]
@@ -82,7 +82,7 @@ def test_a_labels_file_attaches_labels_by_id_and_the_batch_is_scored_again(works
     run = defs.resolve_job_def(INGEST_JOB).execute_in_process(
         instance=instance, partition_key="b0002", asset_selection=rescore[0].asset_selection, tags=rescore[0].tags)
     assert run.success and materialized(run, DRIFT_REPORT)
-    drift = _read(workspace, storage.read_drift_reports).set_index("batch_id")
+    drift = _read(workspace, metrics_store.read_drift_reports).set_index("batch_id")
     assert bool(drift.loc["b0002", "labelled"])
     again = tick(defs, instance, cursor=after.cursor)
     assert not [r for r in again.run_requests if r.tags.get(TAG_TRIGGER) == "late_labels"]
@@ -106,7 +106,7 @@ def test_a_labels_file_of_mostly_unknown_ids_is_held_back_and_attaches_nothing(w
     assert not result.success
     summary = result.asset_materializations_for_node(VALIDATED_DATA)[0].metadata["summary"].value
     assert summary.startswith("labels file b0003 held back: 50 of 55 rows") and "no label was attached" in summary
-    assert _read(workspace, storage.labelled_row_counts, TARGET) == [("b0001", 400)]
+    assert _read(workspace, label_store.labelled_row_counts, TARGET) == [("b0001", 400)]
     assert not path.exists() and workspace.rejected_files("b0003"), "the bytes are kept in the rejected area"
 
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from retrain_assets.constants import DRIFT_REPORT
-from retrain_assets.core import storage, synthetic
+from retrain_assets.core import metrics_store, storage, synthetic
 from retrain_assets_tests.conftest import (
     churn_pipeline,
     clean_batch,
@@ -72,7 +72,7 @@ def test_clean_batch_no_drift_and_covariate_drift_named(workspace, defs, instanc
     assert picture.startswith("![batch_0005 vs reference: distributions of monthly_charges")
     assert "](data:image/png;base64,iVBORw0KGgo" in picture and len(picture) < 150_000
     with duckdb.connect(str(workspace.settings.duckdb_path)) as conn:
-        reports = storage.read_drift_reports(conn).set_index("batch_id")
+        reports = metrics_store.read_drift_reports(conn).set_index("batch_id")
     assert bool(reports.loc["batch_0005", "drift_detected"]) and not bool(reports.loc["batch_0004", "drift_detected"])
     html = (workspace.settings.reports_dir / "drift" / "batch_0005.html").read_text()
     assert "monthly_charges" in html and "data:image/png;base64" in html

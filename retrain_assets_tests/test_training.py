@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from retrain_assets.constants import CANDIDATE_MODEL, PRODUCTION_MODEL, RETRAIN_JOB, ROLLBACK_JOB, TAG_TRIGGER
-from retrain_assets.core import registry as reg, storage
+from retrain_assets.core import metrics_store, registry as reg, storage
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import Retrainer, clean_batch, materialized
 from retrain_assets_tests.conftest import failure_text as _failure_text
@@ -232,7 +232,7 @@ def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(b
     import duckdb
 
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
-        report = storage.read_drift_reports(conn).set_index("batch_id").loc["batch_0005"]
+        report = metrics_store.read_drift_reports(conn).set_index("batch_id").loc["batch_0005"]
     assert report["concept_drift"], report["summary"]
     r.land(6, synthetic.make_batch(2000, seed=106, batch_index=6, scenario="concept_drift"))
     result = r.retrain(tags={TAG_TRIGGER: "concept_drift"})

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB, VALIDATED_DATA
-from retrain_assets.core import storage
+from retrain_assets.core import label_store, metrics_store, storage
 from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
 from retrain_assets.core.report import plot_distributions, write_html_report
@@ -43,7 +43,7 @@ def _feature_table(features: pd.DataFrame) -> dg.TableMetadataValue:
 
 
 def _labels_file_result(context, conn, batch_id: str) -> dg.MaterializeResult:
-    files = storage.read_label_files(conn).set_index("batch_id")
+    files = label_store.read_label_files(conn).set_index("batch_id")
     batches = list(files.loc[batch_id, "labelled_batches"])
     message = (f"batch {batch_id!r} is a labels file (labels for earlier rows): nothing to compare; the batches it "
                f"labelled ({', '.join(batches) or 'none'}) are monitored again by the landing sensor")
@@ -70,7 +70,7 @@ def drift_report(
     schema = SchemaStore(cfg.schema_path).load()
     with warehouse.get_connection() as conn:
         passed = storage.passed_batches(conn)
-        if batch_id in storage.label_file_ids(conn):
+        if batch_id in label_store.label_file_ids(conn):
             return _labels_file_result(context, conn, batch_id)
         if batch_id not in passed:
             raise dg.Failure(
@@ -140,8 +140,8 @@ def drift_report(
             agreement=result.agreement,
         )
     with warehouse.get_connection() as conn:
-        storage.write_drift_report(conn, record)
-        label_status = storage.flag_labels(conn, batch_id, verdict.kind, verdict.reason) if verdict else None
+        metrics_store.write_drift_report(conn, record)
+        label_status = label_store.flag_labels(conn, batch_id, verdict.kind, verdict.reason) if verdict else None
     if verdict is not None:
         context.log.warning(
             f"labels of batch {batch_id} look suspect ({label_status}): {verdict.reason}. They are kept out of training "

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
-from retrain_assets.core import approval, registry as reg, shadow, storage
+from retrain_assets.core import approval, label_store, metrics_store, registry as reg, shadow, storage
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
@@ -99,7 +99,7 @@ def production_metrics(
     client = registry.client()
     champion = registry.champion()
     with warehouse.get_connection() as conn:
-        if batch_id in storage.label_file_ids(conn):
+        if batch_id in label_store.label_file_ids(conn):
             message = f"batch {batch_id!r} is a labels file: no rows of its own to measure the champion on"
             context.log.info(message)
             return dg.MaterializeResult(metadata={"reason": message, "kind": "labels file"})
@@ -113,7 +113,7 @@ def production_metrics(
             holdout = storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
             previous = watched_previous(cfg, client, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
         challenger_version, shadow_reason = shadow_candidate(cfg, client, conn, champion)
-        concept = drift_concept(storage.read_drift_reports(conn, batch_id), batch_id, champion)
+        concept = drift_concept(metrics_store.read_drift_reports(conn, batch_id), batch_id, champion)
     challenger = load_challenger(client, challenger_version) if challenger_version else None
     if challenger_version and challenger is None:
         shadow_reason = f"challenger v{challenger_version} lost its alias while this batch was measured"
@@ -126,12 +126,12 @@ def production_metrics(
         shadowed = shadow.shadow_score(cfg, batch_id, batch, champion, challenger)
         context.log.info(f"shadow: {shadowed.summary} ({shadowed.seconds:.2f} s)")
     with warehouse.get_connection() as conn:
-        storage.write_production_metrics(conn, record)
+        metrics_store.write_production_metrics(conn, record)
         if shadowed is not None:
-            storage.write_shadow_scores(conn, shadowed.as_record() | {
+            metrics_store.write_shadow_scores(conn, shadowed.as_record() | {
                 "created_at": record["created_at"], "dagster_run_id": context.run_id})
-        history = storage.read_production_metrics(conn)
-        shadow_history = storage.read_shadow_scores(conn)
+        history = metrics_store.read_production_metrics(conn)
+        shadow_history = metrics_store.read_shadow_scores(conn)
 
     metadata = {
         "summary": measured.summary,

@@ -16,7 +16,15 @@ from retrain_assets.constants import (
     TRAINING,
     VALIDATED_DATA,
 )
-from retrain_assets.core import approval, policy, registry as reg, serving, storage
+from retrain_assets.core import (
+    approval,
+    label_store,
+    metrics_store,
+    policy,
+    registry as reg,
+    serving,
+    storage,
+)
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.columns import model_input
@@ -84,11 +92,11 @@ def candidate_model(
     trigger, reason, launched_by = run_trigger(context)
     client = registry.client()
     with warehouse.get_connection() as conn:
-        labelled = storage.labelled_batches(conn)
+        labelled = label_store.labelled_batches(conn)
         adaptation = cfg.training.adaptation(trigger)
         if registry.champion_version() is None:
             # The first champion, as soon as the labelled data allows: the drift sensor's own rule.
-            plan = cfg.training.first_champion_plan(storage.labelled_row_counts(conn, cfg.dataset.target))
+            plan = cfg.training.first_champion_plan(label_store.labelled_row_counts(conn, cfg.dataset.target))
             if not plan.ready and sum(labelled.values()) < 2:
                 raise refusal(f"cannot train: {plan.reason}. The champion is untouched.")
             if plan.ready:
@@ -104,7 +112,7 @@ def candidate_model(
             storage.read_validated(conn, window.train_batches), storage.read_validated(conn, window.holdout_batches),
             time_column=cfg.dataset.time_column,
         )
-        drift_reports = storage.read_drift_reports(conn)
+        drift_reports = metrics_store.read_drift_reports(conn)
     context.log.info(window.summary)
 
     fingerprint = data_fingerprint(train_frame)

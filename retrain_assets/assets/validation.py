@@ -7,7 +7,7 @@ import dagster as dg
 
 from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
 from retrain_assets.constants import DUCKDB_POOL, LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
-from retrain_assets.core import ingestion, late_labels, paths, rejected, storage
+from retrain_assets.core import ingestion, label_store, late_labels, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import Limits, validate_batch
@@ -141,14 +141,14 @@ def _take_labels_file(context: dg.AssetExecutionContext, cfg, warehouse: Warehou
     keys = raw[ids].astype(object).where(raw[ids].notna(), None).apply(
         lambda column: column.map(lambda v: None if v is None else str(v).strip()))
     with warehouse.get_connection() as conn:
-        known = storage.rows_with_ids(conn, keys.dropna(), schema.target)
+        known = label_store.rows_with_ids(conn, keys.dropna(), schema.target)
     late = late_labels.match_late_labels(raw, schema, known, batch_id=batch_id)
     report = late_labels.as_report(late, schema, cfg.validation.max_invalid_fraction)
     attached = 0
     with warehouse.get_connection() as conn:
         storage.write_validation(conn, report, fingerprint=record.fingerprint, run_id=context.run_id)
         if report.passed:
-            attached = storage.attach_labels(
+            attached = label_store.attach_labels(
                 conn, batch_id, late.updates, target=schema.target, rows=late.rows, already_known=late.already_known,
                 quarantined=len(late.quarantine), run_id=context.run_id,
             )

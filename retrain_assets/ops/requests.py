@@ -6,7 +6,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from retrain_assets.core import storage
+from retrain_assets.core import label_store, storage
+
 
 
 class ReviewLabelsConfig(dg.Config):
@@ -25,7 +26,7 @@ def decide_on_labels(context: dg.OpExecutionContext, config: ReviewLabelsConfig)
     """Record a person's decision on a batch's suspect labels."""
     with context.resources.warehouse.get_connection() as conn:
         try:
-            review = storage.review_labels(conn, config.batch_id, config.decision, config.reviewer, config.note)
+            review = label_store.review_labels(conn, config.batch_id, config.decision, config.reviewer, config.note)
         except ValueError as error:
             raise dg.Failure(description=str(error)) from None
     context.log.info(f"labels of batch {config.batch_id} {review['status']} by {config.reviewer}: {review['reason']}")

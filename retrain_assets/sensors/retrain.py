@@ -15,7 +15,7 @@ from retrain_assets.constants import (
     TAG_REASON,
     TAG_TRIGGER,
 )
-from retrain_assets.core import policy, storage
+from retrain_assets.core import label_store, metrics_store, policy, storage
 from retrain_assets.jobs import retrain_job, rollback_job
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.sensors.alerts import alert
@@ -87,7 +87,7 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
         if champion is None:
             return dg.SkipReason(f"no champion yet: nothing to judge on {', '.join(sorted(batches))}")
         with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
-            metrics = storage.read_production_metrics(conn)
+            metrics = metrics_store.read_production_metrics(conn)
             measured = metrics[metrics["batch_id"].isin(batches)]
             # A batch scored by an earlier champion says nothing about this one: acting on it would
             # roll back or retrain the wrong model.
@@ -103,7 +103,7 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
                     f"{', '.join(sorted(batches))} scored by {', '.join('v' + v for v in scored_by)}, "
                     f"not by champion v{champion}: nothing to act on"
                 )
-            held = storage.held_label_batches(conn)
+            held = label_store.held_label_batches(conn)
             suspect = fresh[fresh["batch_id"].isin(held)]
             fresh = fresh[~fresh["batch_id"].isin(held)]
             if fresh.empty:

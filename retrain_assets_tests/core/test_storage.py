@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
-from retrain_assets.core import storage
+from retrain_assets.core import metrics_store, storage
 from retrain_assets.core.ingestion import read_batch
 from retrain_assets.core.schema import infer_schema
 from retrain_assets.core.storage import (
@@ -383,9 +383,9 @@ def _filled(conn, table: str, **values) -> dict:
 
 
 @pytest.mark.parametrize("table, write, keys", [
-    ("drift_reports", storage.write_drift_report, {"batch_id": "b1"}),
-    ("production_metrics", storage.write_production_metrics, {"batch_id": "b1"}),
-    ("shadow_scores", storage.write_shadow_scores, {"batch_id": "b1", "challenger_version": "3"}),
+    ("drift_reports", metrics_store.write_drift_report, {"batch_id": "b1"}),
+    ("production_metrics", metrics_store.write_production_metrics, {"batch_id": "b1"}),
+    ("shadow_scores", metrics_store.write_shadow_scores, {"batch_id": "b1", "challenger_version": "3"}),
 ])
 def test_monitoring_rows_are_replaced_per_key(tmp_path, table, write, keys):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:

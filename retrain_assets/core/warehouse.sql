@@ -1,0 +1,158 @@
+-- The warehouse's tables (DuckDB), created by retrain_assets.core.storage.ensure_tables.
+-- Columns added since a table was first created are added by storage._ADDED_COLUMNS.
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS ingestion_log (
+    batch_id VARCHAR PRIMARY KEY,
+    file_name VARCHAR NOT NULL,
+    file_path VARCHAR NOT NULL,
+    file_format VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    columns VARCHAR[] NOT NULL,
+    arrived_at TIMESTAMPTZ NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS label_reviews (
+    batch_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    flagged_at TIMESTAMPTZ NOT NULL,
+    reviewer VARCHAR,
+    note VARCHAR,
+    reviewed_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS label_files (
+    batch_id VARCHAR PRIMARY KEY,
+    rows BIGINT NOT NULL,
+    attached BIGINT NOT NULL,
+    already_known BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    labelled_batches VARCHAR[] NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id VARCHAR NOT NULL,
+    _row BIGINT NOT NULL,
+    failed_rules VARCHAR NOT NULL,
+    reasons VARCHAR NOT NULL,
+    row_json VARCHAR NOT NULL,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_validation (
+    batch_id VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR,
+    passed BOOLEAN NOT NULL,
+    labelled BOOLEAN NOT NULL,
+    rows BIGINT NOT NULL,
+    valid_rows BIGINT NOT NULL,
+    quarantined_rows BIGINT NOT NULL,
+    invalid_fraction DOUBLE NOT NULL,
+    max_invalid_fraction DOUBLE NOT NULL,
+    schema_problems VARCHAR[] NOT NULL,
+    failed_rules VARCHAR[] NOT NULL,
+    summary VARCHAR NOT NULL,
+    validated_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS drift_reports (
+    batch_id VARCHAR PRIMARY KEY,
+    drift_detected BOOLEAN NOT NULL,
+    data_drift BOOLEAN NOT NULL,
+    prediction_drift BOOLEAN,
+    concept_drift BOOLEAN,
+    drift_score DOUBLE NOT NULL,
+    drifted_features VARCHAR[] NOT NULL,
+    domain_auc DOUBLE,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR,
+    batch_metric DOUBLE,
+    estimated_metric DOUBLE,
+    champion_version VARCHAR,
+    reference_batches VARCHAR[] NOT NULL,
+    summary VARCHAR NOT NULL,
+    features_json VARCHAR NOT NULL,
+    report_path VARCHAR,
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    holdout_metric DOUBLE,
+    detectors_fired VARCHAR[],
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS production_metrics (
+    batch_id VARCHAR PRIMARY KEY,
+    champion_version VARCHAR,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR NOT NULL,
+    batch_metric DOUBLE,
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    holdout_metric DOUBLE,
+    floor DOUBLE,
+    below_floor BOOLEAN,
+    degraded BOOLEAN,
+    detectors_fired VARCHAR[] NOT NULL,
+    estimated_metric DOUBLE,
+    watch_previous_version VARCHAR,
+    watch_difference DOUBLE,
+    watch_ci_low DOUBLE,
+    rollback_recommended BOOLEAN NOT NULL,
+    summary VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS promotion_ledger (
+    entry_id VARCHAR PRIMARY KEY,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    settled_at TIMESTAMPTZ,
+    model_name VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    from_version VARCHAR,
+    to_version VARCHAR NOT NULL,
+    trigger VARCHAR,
+    reason VARCHAR,
+    gates_passed BOOLEAN,
+    gates_json VARCHAR,
+    dagster_run_id VARCHAR,
+    mlflow_run_id VARCHAR,
+    launched_by VARCHAR,
+    note VARCHAR,
+    approver VARCHAR
+);
+CREATE TABLE IF NOT EXISTS shadow_scores (
+    batch_id VARCHAR NOT NULL,
+    champion_version VARCHAR NOT NULL,
+    challenger_version VARCHAR NOT NULL,
+    labelled BOOLEAN NOT NULL,
+    metric VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    champion_metric DOUBLE,
+    champion_ci_low DOUBLE,
+    champion_ci_high DOUBLE,
+    challenger_metric DOUBLE,
+    challenger_ci_low DOUBLE,
+    challenger_ci_high DOUBLE,
+    difference DOUBLE,
+    difference_ci_low DOUBLE,
+    difference_ci_high DOUBLE,
+    champion_estimated_metric DOUBLE,
+    challenger_estimated_metric DOUBLE,
+    champion_mean_score DOUBLE,
+    challenger_mean_score DOUBLE,
+    champion_positive_rate DOUBLE,
+    challenger_positive_rate DOUBLE,
+    champion_quantiles DOUBLE[] NOT NULL,
+    challenger_quantiles DOUBLE[] NOT NULL,
+    agreement DOUBLE NOT NULL,
+    mean_abs_score_difference DOUBLE NOT NULL,
+    seconds DOUBLE NOT NULL,
+    summary VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dagster_run_id VARCHAR,
+    PRIMARY KEY (batch_id, challenger_version)
+);
