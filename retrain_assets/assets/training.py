@@ -1,7 +1,6 @@
 """candidate_model: a seeded scikit-learn pipeline trained on the training window, tracked and
 registered in MLflow (alias ``challenger``) and judged by six blocking gates."""
 
-import json
 from typing import Any
 
 import dagster as dg
@@ -16,27 +15,20 @@ from retrain_assets.constants import (
     TRAINING,
     VALIDATED_DATA,
 )
-from retrain_assets.core import (
-    approval,
-    label_store,
-    metrics_store,
-    policy,
-    registry as reg,
-    serving,
-    storage,
-)
-from retrain_assets.core.ledger import read_ledger
+from retrain_assets.core import approval, policy, serving
+from retrain_assets.core import registry as reg
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.columns import model_input
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.performance import score_metric
+from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.redact import redact_url
+from retrain_assets.core.retrain import CannotTrain, gate_tags, lineage_tags, run_params, training_data
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.train import (
     check_training_data,
     data_fingerprint,
-    select_training_window,
     train,
     training_xy,
 )
@@ -91,28 +83,14 @@ def candidate_model(
 
     trigger, reason, launched_by = run_trigger(context)
     client = registry.client()
-    with warehouse.get_connection() as conn:
-        labelled = label_store.labelled_batches(conn)
-        adaptation = cfg.training.adaptation(trigger)
-        if registry.champion_version() is None:
-            # The first champion, as soon as the labelled data allows: the drift sensor's own rule.
-            plan = cfg.training.first_champion_plan(label_store.labelled_row_counts(conn, cfg.dataset.target))
-            if not plan.ready and sum(labelled.values()) < 2:
-                raise refusal(f"cannot train: {plan.reason}. The champion is untouched.")
-            if plan.ready:
-                adaptation = {"holdout_share": plan.holdout_share, "half_life": None}
-                context.log.info(plan.reason)
-        try:
-            window = select_training_window(
-                list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n, **adaptation,
-            )
-        except ValueError as error:
-            raise refusal(f"cannot train: {error}") from None
-        train_frame, holdout = window.frames(
-            storage.read_validated(conn, window.train_batches), storage.read_validated(conn, window.holdout_batches),
-            time_column=cfg.dataset.time_column,
-        )
-        drift_reports = metrics_store.read_drift_reports(conn)
+    try:
+        with warehouse.get_connection() as conn:
+            data = training_data(conn, cfg, trigger=trigger, has_champion=registry.champion_version() is not None)
+    except CannotTrain as error:
+        raise refusal(str(error)) from None
+    if data.plan:
+        context.log.info(data.plan)
+    window, train_frame, holdout = data.window, data.train, data.holdout
     context.log.info(window.summary)
 
     fingerprint = data_fingerprint(train_frame)
@@ -162,14 +140,7 @@ def candidate_model(
     mlflow_run_id = run.info.run_id if run is not None else None
 
     # Track and register --------------------------------------------------------------------
-    params = {
-        "estimator": cfg.model.estimator, "seed": cfg.model.seed, "task": task, "target": target, "metric": metric,
-        "training_window": window.window, "training_last_n": window.last_n,
-        "holdout_share": window.holdout_share if window.holdout_share is not None else 1.0,
-        "recency_half_life_batches": window.half_life,
-        **{f"model.{k}": v for k, v in cfg.model.params.items()},
-    }
-    mlflow.log_params({k: ("none" if v is None else v) for k, v in params.items()})
+    mlflow.log_params(run_params(cfg, window))
     metrics = {
         f"holdout_{metric}": holdout_value, "training_rows": trained.n_rows, "holdout_rows": len(holdout_labelled),
         "training_seconds": trained.seconds, "training_peak_memory_mb": trained.peak_memory_mb,
@@ -178,20 +149,11 @@ def candidate_model(
         metrics[f"champion_holdout_{metric}"] = champion_value
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
     code = reg.code_version(REPO_ROOT)
-    lineage = {
-        reg.TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
-        reg.TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
-        reg.TAG_METRIC: metric,
-        reg.TAG_HOLDOUT_METRIC: repr(holdout_value),
-        **({reg.TAG_HOLDOUT_SHARE: repr(window.holdout_share)} if window.holdout_share is not None else {}),
-        reg.TAG_DATA_FINGERPRINT: fingerprint,
-        reg.TAG_CODE_VERSION: code,
-        reg.TAG_DAGSTER_RUN: context.run_id,
-        reg.TAG_TRIGGER: trigger,
-        reg.TAG_REASON: reason,
-        reg.TAG_COMPARED_TO: champion.version if champion is not None else "none",
-        "retrain.launched_by": launched_by,
-    }
+    lineage = lineage_tags(
+        window, metric=metric, holdout_value=holdout_value, fingerprint=fingerprint, code_version=code,
+        run_id=context.run_id, trigger=trigger, reason=reason, launched_by=launched_by,
+        champion_version=champion.version if champion is not None else None,
+    )
     mlflow.set_tags(lineage)
     example = model_input(holdout_labelled.head(5), target)
     version, version_uri = client.log_candidate(
@@ -203,24 +165,15 @@ def candidate_model(
     sample = serving.latency_sample(model_input(holdout_labelled, target), 1000)
     probe = serving.smoke_test(version_uri, sample, tracking_uri=cfg.mlflow_tracking_uri)
     expected = trained.pipeline.predict(sample)
-    waiver = stability_waiver(trigger, drift_reports, champion)
+    waiver = stability_waiver(trigger, data.drift_reports, champion)
     results = judge(
         cfg, schema, scores=scores, holdout=holdout_labelled, train_labels=y_train, probe=probe,
         probe_expected=expected, waiver=waiver, seed=cfg.model.seed,
     )
     failed = [r.name for r in results if not r.passed]
-    client.set_tags(
-        version,
-        {
-            reg.TAG_GATES_PASSED: "false" if failed else "true",
-            reg.TAG_FAILED_GATES: ",".join(failed),
-            reg.TAG_GATES: json.dumps([
-                {"gate": r.name, "passed": bool(r.passed), "waived": bool(r.waived), "summary": r.summary[:400]}
-                for r in results
-            ]),
-        },
-    )
-    mlflow.set_tags({reg.TAG_GATES_PASSED: "false" if failed else "true", reg.TAG_FAILED_GATES: ",".join(failed)})
+    verdicts = gate_tags(results)
+    client.set_tags(version, verdicts)
+    mlflow.set_tags({k: verdicts[k] for k in (reg.TAG_GATES_PASSED, reg.TAG_FAILED_GATES)})
     for result in results:
         mlflow.log_metric(f"gate_{result.name}", 1.0 if result.passed else 0.0)
     if failed:

@@ -1,0 +1,120 @@
+"""One retrain, the parts that need no Dagster: which data the candidate learns from and is held out
+on, and what is recorded on its registered version (lineage and gate verdicts). candidate_model
+calls these; training itself is :mod:`retrain_assets.core.train`, judging :mod:`retrain_assets.core.candidate`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from retrain_assets.core import label_store, metrics_store, storage
+from retrain_assets.core import registry as reg
+from retrain_assets.core.gates import GateResult
+from retrain_assets.core.train import TrainingWindow, select_training_window
+
+
+class CannotTrain(ValueError):
+    """Nothing can be trained now; the message says why. The champion is untouched."""
+
+
+@dataclass
+class TrainingData:
+    """What one retrain learns from and is judged on.
+
+    Attributes:
+        window: The batches trained on and held out, with their weights.
+        train: The training rows.
+        holdout: The newest labelled rows, held out (time-ordered).
+        drift_reports: Every stored drift report (for the stability gate's waiver).
+        plan: The first champion's plan, in words, when there is no champion yet (else None).
+    """
+
+    window: TrainingWindow
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    drift_reports: pd.DataFrame
+    plan: str | None = None
+
+
+def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_champion: bool) -> TrainingData:
+    """The training window for a retrain launched by ``trigger``, read from the warehouse.
+
+    Without a champion the first-champion plan decides (the drift sensor's own rule): as soon as the
+    labelled rows allow, part of the newest batch is held out.
+
+    Raises:
+        CannotTrain: too little labelled data, or no window can be chosen.
+    """
+    labelled = label_store.labelled_batches(conn)
+    adaptation = cfg.training.adaptation(trigger)
+    plan = None
+    if not has_champion:
+        first = cfg.training.first_champion_plan(label_store.labelled_row_counts(conn, cfg.dataset.target))
+        if not first.ready and sum(labelled.values()) < 2:
+            raise CannotTrain(f"cannot train: {first.reason}. The champion is untouched.")
+        if first.ready:
+            adaptation = {"holdout_share": first.holdout_share, "half_life": None}
+            plan = first.reason
+    try:
+        window = select_training_window(
+            list(labelled), labelled, window=cfg.training.window, last_n=cfg.training.last_n, **adaptation,
+        )
+    except ValueError as error:
+        raise CannotTrain(f"cannot train: {error}") from None
+    train, holdout = window.frames(
+        storage.read_validated(conn, window.train_batches), storage.read_validated(conn, window.holdout_batches),
+        time_column=cfg.dataset.time_column,
+    )
+    return TrainingData(window, train, holdout, metrics_store.read_drift_reports(conn), plan)
+
+
+def run_params(cfg, window: TrainingWindow) -> dict[str, Any]:
+    """The tracking run's parameters: estimator, seed, task, metric, window and model parameters."""
+    params = {
+        "estimator": cfg.model.estimator, "seed": cfg.model.seed, "task": cfg.dataset.task,
+        "target": cfg.dataset.target, "metric": cfg.metric, "training_window": window.window,
+        "training_last_n": window.last_n,
+        "holdout_share": window.holdout_share if window.holdout_share is not None else 1.0,
+        "recency_half_life_batches": window.half_life,
+        **{f"model.{k}": v for k, v in cfg.model.params.items()},
+    }
+    return {k: ("none" if v is None else v) for k, v in params.items()}
+
+
+def lineage_tags(
+    window: TrainingWindow, *, metric: str, holdout_value: float, fingerprint: str, code_version: str, run_id: str,
+    trigger: str, reason: str, launched_by: str, champion_version: str | None,
+) -> dict[str, str]:
+    """What a registered version was trained on, held out on and judged against, and why it was made."""
+    return {
+        reg.TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
+        reg.TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
+        reg.TAG_METRIC: metric,
+        reg.TAG_HOLDOUT_METRIC: repr(holdout_value),
+        **({reg.TAG_HOLDOUT_SHARE: repr(window.holdout_share)} if window.holdout_share is not None else {}),
+        reg.TAG_DATA_FINGERPRINT: fingerprint,
+        reg.TAG_CODE_VERSION: code_version,
+        reg.TAG_DAGSTER_RUN: run_id,
+        reg.TAG_TRIGGER: trigger,
+        reg.TAG_REASON: reason,
+        reg.TAG_COMPARED_TO: champion_version or "none",
+        "retrain.launched_by": launched_by,
+    }
+
+
+def gate_tags(results: list[GateResult]) -> dict[str, str]:
+    """The gate verdicts recorded on a version: production_model promotes only ``gates_passed`` true."""
+    failed = [r.name for r in results if not r.passed]
+    return {
+        reg.TAG_GATES_PASSED: "false" if failed else "true",
+        reg.TAG_FAILED_GATES: ",".join(failed),
+        reg.TAG_GATES: json.dumps([
+            {"gate": r.name, "passed": bool(r.passed), "waived": bool(r.waived), "summary": r.summary[:400]}
+            for r in results
+        ]),
+    }
