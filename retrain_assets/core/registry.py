@@ -93,10 +93,8 @@ class Champion:
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities (binary classifier), the probability matrix with one column
-        per class in :attr:`classes` order (multiclass), or predictions (regressor).
-
-        Runs with one OpenMP/BLAS thread: on a busy 2-core machine HGB prediction of 300 rows took
-        1.2 s with default threads and 0.02 s with one.
+        per class in :attr:`classes` order (multiclass), or predictions (regressor), with one
+        OpenMP/BLAS thread (why: docs/decisions.md, "Scoring with one thread").
         """
         from threadpoolctl import threadpool_limits
 

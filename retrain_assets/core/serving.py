@@ -11,10 +11,8 @@ sample through its logged signature (``mlflow.pyfunc``), and score 1,000 rows wi
   are a *failed probe* (``ok=False``), never an exception.
 * :func:`main` (child side) loads the model (timed), reads the sample, predicts once to warm up,
   then ``repeats`` times, and writes a JSON result. It imports only mlflow, pandas and numpy.
-* :func:`latency_sample` makes a sample of exactly ``rows`` rows for the latency measurement.
-  Time on 1,000 rows, not fewer: each pyfunc call has a fixed cost (signature enforcement, ~3 ms
-  for a small sklearn pipeline), so a 50-row sample reported ~60 ms per 1,000 rows for a model
-  that scores 1,000 rows in ~3 ms.
+* :func:`latency_sample` makes a sample of exactly ``rows`` rows for the latency measurement
+  (1,000 rows; why not fewer: docs/decisions.md, "Serving latency on 1,000 rows").
 
 Top-level imports are stdlib only, so the parent imports this module cheaply and the child's
 start-up is not slowed (or polluted) by anything but what serving needs. Pure Python (no Dagster).
