@@ -101,6 +101,20 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     assert not result.run_requests, [r.run_key for r in result.run_requests]
     assert "outside reason" not in _skip(result) and "NOT ingested" not in _skip(result)
 
+    # Each failed run's events are read once, not on every tick (a held-back batch stays failed for good).
+    read = []
+    real_all_logs = instance.all_logs
+    def all_logs(run_id, *args, **kwargs):
+        read.append(run_id)
+        return real_all_logs(run_id, *args, **kwargs)
+    instance.all_logs = all_logs
+    try:
+        again = tick(defs, instance, cursor=result.cursor)
+    finally:
+        del instance.all_logs
+    assert not again.run_requests
+    assert not {held.run_id, refused.run_id} & set(read), read
+
 
 def test_an_ingest_whose_worker_was_killed_is_failed_and_retried_in_the_same_tick(tmp_path, instance):
     ws, defs = _workspace(tmp_path, **{"automation.ingest_retry_minutes": 0})

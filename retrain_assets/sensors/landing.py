@@ -52,6 +52,12 @@ FAILED_INGESTS_SCANNED = 50
 """How many of the newest failed ingest runs are looked at for batches to retry."""
 
 
+_DECISIONS: dict[str, bool] = {}
+"""Failed run id -> whether it failed by decision. A failed run's events never change, so each is
+read once per code-server process instead of on every tick (held-back batches stay failed for good)."""
+_DECISIONS_KEPT = 10_000
+
+
 def _failure_is_a_decision(instance: dg.DagsterInstance, run_id: str) -> bool:
     """Whether a failed ingest run refused or held back its batch on purpose (never retried).
 
@@ -59,6 +65,15 @@ def _failure_is_a_decision(instance: dg.DagsterInstance, run_id: str) -> bool:
     batch is a failed validation gate (a failed asset check evaluation). Anything else (a killed
     worker, a lock, a full disk, a server down) is an outside cause.
     """
+    known = _DECISIONS.get(run_id)
+    if known is None:
+        if len(_DECISIONS) >= _DECISIONS_KEPT:
+            _DECISIONS.clear()
+        known = _DECISIONS[run_id] = _read_decision(instance, run_id)
+    return known
+
+
+def _read_decision(instance: dg.DagsterInstance, run_id: str) -> bool:
     records = instance.all_logs(
         run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
     )
