@@ -196,24 +196,79 @@ def _looks_numeric(series: pd.Series) -> bool:
     return parsed.notna().mean() >= NUMERIC_SHARE_FOR_INFERENCE
 
 
+@dataclass(frozen=True)
+class SchemaHints:
+    """What the config says about the columns (``schema``): hints always win over what a batch shows.
+
+    Attributes:
+        categorical, numeric, id_columns, ignore_columns, required: Column hints.
+        ranges: Column -> (min, max).
+        categories: Column -> allowed values.
+        classes: Allowed target classes.
+        allow_extra_columns: Whether unexpected columns are dropped instead of failing a batch.
+        max_null_fraction: Largest null share per feature.
+        max_classes: Distinct target values above which the target is refused as the wrong kind.
+    """
+
+    categorical: Sequence[str] = ()
+    numeric: Sequence[str] = ()
+    id_columns: Sequence[str] = ()
+    ignore_columns: Sequence[str] = ()
+    required: Sequence[str] = ()
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    categories: dict[str, Sequence[str]] = field(default_factory=dict)
+    classes: Sequence[Any] | None = None
+    allow_extra_columns: bool = False
+    max_null_fraction: float = 0.5
+    max_classes: int = 50
+
+    def kind(self, name: str, otherwise: Kind) -> Kind:
+        """The hinted kind of ``name``, else ``otherwise``."""
+        return ("id" if name in self.id_columns else "categorical" if name in self.categorical
+                else "numeric" if name in self.numeric else otherwise)
+
+    def spec(self, name: str, kind: Kind, observed: dict[str, Any] | None = None) -> ColumnSpec:
+        """The column as the hints make it: required if an id or hinted so, with its range and categories."""
+        low, high = (self.ranges or {}).get(name, (None, None))
+        allowed = tuple(str(v) for v in self.categories[name]) if name in (self.categories or {}) else None
+        return ColumnSpec(name=name, kind=kind, required=kind == "id" or name in self.required, min=low, max=high,
+                          categories=allowed, **({"observed": observed} if observed is not None else {}))
+
+    def hinted(self) -> list[str]:
+        """Columns named by a kind hint, in hint order."""
+        return [*self.id_columns, *self.categorical, *self.numeric]
+
+    def applied(self, schema: DatasetSchema, columns: Sequence[ColumnSpec]) -> DatasetSchema:
+        """``schema`` with ``columns`` and the hints' schema-wide settings."""
+        return replace(
+            schema, columns=tuple(columns), ignore_columns=tuple(self.ignore_columns),
+            allow_extra_columns=self.allow_extra_columns, max_null_fraction=self.max_null_fraction,
+            max_classes=self.max_classes,
+            classes=tuple(normalise_label(c) for c in self.classes) if self.classes is not None else schema.classes,
+        )
+
+
+def _observe(series: pd.Series, kind: Kind) -> dict[str, Any]:
+    """What one batch shows of a column of this kind (kept under ``observed``)."""
+    observed: dict[str, Any] = {"null_fraction": round(float(series.isna().mean()), 4)}
+    if kind == "numeric":
+        values = numeric_parse(series)
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            observed.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()))
+            observed.update(expectations.learn_numeric(values))
+    elif kind == "categorical":
+        counts = strip_text(series.dropna().astype(str)).value_counts()
+        observed["categories"] = sorted(counts.index.tolist())[:200]
+    elif kind == "datetime":
+        fmt = expectations.date_format(series)
+        observed.update(expectations.learn_datetime(series, expectations.parse_times(series, fmt)))
+    return observed
+
+
 def infer_schema(
-    batch: pd.DataFrame,
-    *,
-    target: str,
-    task: Task,
-    time_column: str | None = None,
-    categorical: Sequence[str] = (),
-    numeric: Sequence[str] = (),
-    id_columns: Sequence[str] = (),
-    ignore_columns: Sequence[str] = (),
-    required: Sequence[str] = (),
-    ranges: dict[str, tuple[float | None, float | None]] | None = None,
-    categories: dict[str, Sequence[str]] | None = None,
-    classes: Sequence[Any] | None = None,
-    allow_extra_columns: bool = False,
-    max_null_fraction: float = 0.5,
-    max_classes: int = 50,
-    batch_id: str = "",
+    batch: pd.DataFrame, *, target: str, task: Task, time_column: str | None = None, batch_id: str = "",
+    **hints: Any,
 ) -> DatasetSchema:
     """Build the schema from hints plus what one batch shows.
 
@@ -227,98 +282,41 @@ def infer_schema(
         target: Label column (may be absent from an unlabelled batch).
         task: classification or regression.
         time_column: Event-time column, if any.
-        categorical, numeric, id_columns, ignore_columns, required: Column hints.
-        ranges: Column -> (min, max) hints.
-        categories: Column -> allowed values hints.
-        classes: Allowed target classes hint.
-        allow_extra_columns: Whether unexpected columns are dropped instead of failing a batch.
-        max_null_fraction: Largest null share per feature.
-        max_classes: Distinct target values above which the target is refused as the wrong kind.
         batch_id: Which batch the inference saw, recorded in ``source``.
+        **hints: The fields of :class:`SchemaHints`.
 
     Returns:
         The schema.
     """
-    ranges = ranges or {}
-    categories = categories or {}
+    given = SchemaHints(**hints)
     specs: list[ColumnSpec] = []
     for name in batch.columns:
-        if name in (ROW_COLUMN, target) or name in ignore_columns:
+        if name in (ROW_COLUMN, target) or name in given.ignore_columns:
             continue
         series = batch[name]
-        if name == time_column:
-            kind: Kind = "datetime"
-        elif name in id_columns:
-            kind = "id"
-        elif name in categorical:
-            kind = "categorical"
-        elif name in numeric:
-            kind = "numeric"
-        else:
-            kind = "numeric" if _looks_numeric(series) else "categorical"
-        observed: dict[str, Any] = {"null_fraction": round(float(series.isna().mean()), 4)}
-        low, high = ranges.get(name, (None, None))
-        allowed = tuple(str(v) for v in categories[name]) if name in categories else None
-        if kind == "numeric":
-            values = numeric_parse(series)
-            finite = values[np.isfinite(values)]
-            if len(finite):
-                observed.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()))
-                observed.update(expectations.learn_numeric(values))
-        elif kind == "categorical":
-            counts = strip_text(series.dropna().astype(str)).value_counts()
-            observed["categories"] = sorted(counts.index.tolist())[:200]
-        elif kind == "datetime":
-            fmt = expectations.date_format(series)
-            observed.update(expectations.learn_datetime(series, expectations.parse_times(series, fmt)))
-        specs.append(
-            ColumnSpec(
-                name=name,
-                kind=kind,
-                required=kind == "id" or name in required,
-                min=low,
-                max=high,
-                categories=allowed,
-                observed=observed,
-            )
-        )
+        kind: Kind = "datetime" if name == time_column else given.kind(
+            name, "numeric" if _looks_numeric(series) else "categorical")
+        specs.append(given.spec(name, kind, _observe(series, kind)))
     # Hinted columns absent from this batch are still part of the schema (and so reported missing).
     present = {s.name for s in specs}
-    for name in [*id_columns, *categorical, *numeric, *([time_column] if time_column else [])]:
-        if name not in present and name not in ignore_columns and name != target:
-            kind = (
-                "datetime" if name == time_column else "id" if name in id_columns
-                else "categorical" if name in categorical else "numeric"
-            )
-            low, high = ranges.get(name, (None, None))
-            allowed = tuple(str(v) for v in categories[name]) if name in categories else None
-            specs.append(ColumnSpec(name=name, kind=kind, required=kind == "id" or name in required,
-                                    min=low, max=high, categories=allowed))
+    for name in [*given.hinted(), *([time_column] if time_column else [])]:
+        if name not in present and name not in given.ignore_columns and name != target:
+            specs.append(given.spec(name, "datetime" if name == time_column else given.kind(name, "numeric")))
             present.add(name)
 
     schema_classes: tuple[Any, ...] | None = None
-    if task == "classification":
-        if classes is not None:
-            schema_classes = tuple(normalise_label(c) for c in classes)
-        elif target in batch.columns:
-            labels = {normalise_label(v) for v in batch[target].dropna()}
-            labels.discard(None)
-            if 0 < len(labels) <= max_classes:
-                schema_classes = tuple(sorted(labels, key=lambda v: (isinstance(v, str), v)))
-    parts = ["hints"] if any([categorical, numeric, id_columns, ranges, categories, classes]) else []
+    if task == "classification" and given.classes is None and target in batch.columns:
+        labels = {normalise_label(v) for v in batch[target].dropna()}
+        labels.discard(None)
+        if 0 < len(labels) <= given.max_classes:
+            schema_classes = tuple(sorted(labels, key=lambda v: (isinstance(v, str), v)))
+    parts = ["hints"] if any([given.categorical, given.numeric, given.id_columns, given.ranges, given.categories,
+                              given.classes]) else []
     parts.append(f"inferred from batch {batch_id}" if batch_id else "inferred")
-    return DatasetSchema(
-        columns=tuple(specs),
-        target=target,
-        task=task,
-        classes=schema_classes,
-        time_column=time_column,
-        ignore_columns=tuple(ignore_columns),
-        allow_extra_columns=allow_extra_columns,
-        max_null_fraction=max_null_fraction,
-        max_classes=max_classes,
-        source=" + ".join(parts),
-    )
+    schema = DatasetSchema(columns=(), target=target, task=task, classes=schema_classes, time_column=time_column,
+                           source=" + ".join(parts))
+    schema = given.applied(schema, specs)
+    return schema if task == "classification" else replace(schema, classes=None)
 
 
 def with_classes(schema: DatasetSchema, labels: Sequence[Any]) -> DatasetSchema:
@@ -359,59 +357,22 @@ class SchemaStore:
         return schema
 
 
-def apply_hints(
-    schema: DatasetSchema,
-    *,
-    categorical: Sequence[str] = (),
-    numeric: Sequence[str] = (),
-    id_columns: Sequence[str] = (),
-    ignore_columns: Sequence[str] = (),
-    required: Sequence[str] = (),
-    ranges: dict[str, tuple[float | None, float | None]] | None = None,
-    categories: dict[str, Sequence[str]] | None = None,
-    classes: Sequence[Any] | None = None,
-    allow_extra_columns: bool = False,
-    max_null_fraction: float = 0.5,
-    max_classes: int = 50,
-) -> DatasetSchema:
-    """Re-apply the config's hints to a stored schema, so edits to the config take effect.
+def apply_hints(schema: DatasetSchema, **hints: Any) -> DatasetSchema:
+    """Re-apply the config's hints (the fields of :class:`SchemaHints`) to a stored schema, so edits
+    to the config take effect.
 
     The stored schema keeps what was inferred (column order, kinds not hinted, observations);
     every hint in the config overrides it. Columns newly listed in ``ignore_columns`` leave the
     schema; hinted columns the schema did not have are added (and so required in batches).
     """
-    ranges = ranges or {}
-    categories = categories or {}
+    given = SchemaHints(**hints)
     specs = []
     for spec in schema.columns:
-        if spec.name in ignore_columns:
-            continue
-        kind = spec.kind
-        if spec.name in id_columns:
-            kind = "id"
-        elif spec.name in categorical:
-            kind = "categorical"
-        elif spec.name in numeric:
-            kind = "numeric"
-        low, high = ranges.get(spec.name, (None, None))
-        allowed = tuple(str(v) for v in categories[spec.name]) if spec.name in categories else None
-        specs.append(replace(spec, kind=kind, required=kind == "id" or spec.name in required,
-                             min=low, max=high, categories=allowed))
+        if spec.name not in given.ignore_columns:
+            specs.append(replace(given.spec(spec.name, given.kind(spec.name, spec.kind)), observed=spec.observed))
     known = {s.name for s in specs}
-    for name in [*id_columns, *categorical, *numeric]:
-        if name not in known and name not in ignore_columns:
-            kind = "id" if name in id_columns else "categorical" if name in categorical else "numeric"
-            low, high = ranges.get(name, (None, None))
-            allowed = tuple(str(v) for v in categories[name]) if name in categories else None
-            specs.append(ColumnSpec(name=name, kind=kind, required=kind == "id" or name in required,
-                                    min=low, max=high, categories=allowed))
+    for name in given.hinted():
+        if name not in known and name not in given.ignore_columns:
+            specs.append(given.spec(name, given.kind(name, "numeric")))
             known.add(name)
-    return replace(
-        schema,
-        columns=tuple(specs),
-        classes=tuple(normalise_label(c) for c in classes) if classes is not None else schema.classes,
-        ignore_columns=tuple(ignore_columns),
-        allow_extra_columns=allow_extra_columns,
-        max_null_fraction=max_null_fraction,
-        max_classes=max_classes,
-    )
+    return given.applied(schema, specs)
