@@ -26,7 +26,7 @@ functions the platform runs (no Dagster, no daemon, no MLflow), under five polic
 For each batch ``i`` the deployed model is first scored on it (the metric the policy *earned* on
 that batch), then the policy decides whether to retrain having seen it. A retrain trains, like the
 product, on every labelled batch so far except the newest, which is the holdout
-(:func:`~retrain_assets.core.train.select_training_window` with the configured window). The first
+(:func:`~retrain_assets.core.training_window.select_training_window` with the configured window). The first
 model is trained on the first ``--initial`` batches for every policy and is not counted as a
 retrain. Replayed batches have no wall-clock time: the clock advances one day per batch, so the
 cooldown and budget of the policy work as they would with daily batches.
@@ -100,15 +100,13 @@ from retrain_assets.core.registry import (
 )
 
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, with_classes
-from retrain_assets.core.train import (
-    check_training_data,
-    feature_columns,
-    select_training_window,
-    train,
-)
+from retrain_assets.core.train import train
+from retrain_assets.core.training_data import feature_columns
+from retrain_assets.core.training_data import check_training_data
+from retrain_assets.core.training_window import select_training_window
 from retrain_assets.core.validation import validate_batch
 from retrain_assets.core.watch import measure_batch
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.markdown import markdown_table
 from retrain_assets.settings import Settings, load_settings
 
 DEFAULT_BATCHES = synthetic.STREAM_BATCHES

@@ -14,7 +14,7 @@ from retrain_assets.constants import CANDIDATE_MODEL, VALIDATED_DATA, VALIDATION
 from retrain_assets.core.candidate import GATE_DESCRIPTIONS, GATE_NAMES
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
-from retrain_assets.metadata import inert, markdown_table
+from retrain_assets.core.markdown import inert, markdown_table
 
 validation_gate = dg.AssetCheckSpec(
     name=VALIDATION_GATE,

@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from retrain_assets.core import metrics_store, registry as reg, shadow, storage
+from retrain_assets.core import metrics_store, registry as reg, shadow
 
 from retrain_assets.core.model_registry import RegistryClient
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.markdown import markdown_table
 
 LEDGER_SHOWN = ("recorded_at", "action", "status", "from_version", "to_version", "trigger", "reason",
                 "gates_passed", "launched_by", "approver", "dagster_run_id", "note")

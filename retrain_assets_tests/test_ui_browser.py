@@ -61,7 +61,7 @@ from retrain_assets.constants import (
 from retrain_assets.core import registry as reg
 from retrain_assets.core.report import png_data_uri
 from retrain_assets.definitions import build_definitions
-from retrain_assets.metadata import MAX_INLINE_PNG_BYTES
+from retrain_assets.core.markdown import MAX_INLINE_PNG_BYTES
 from retrain_assets_tests.conftest import Workspace, clean_batch, write_config
 from retrain_assets_tests.dagster_dev import DagsterDev, make_home, running_dagster_dev
 

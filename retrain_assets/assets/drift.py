@@ -13,7 +13,7 @@ from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
-from retrain_assets.metadata import png_markdown
+from retrain_assets.core.markdown import png_markdown
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 

@@ -9,7 +9,7 @@ import dagster as dg
 from retrain_assets.constants import BATCH_EXTENSIONS, DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
 from retrain_assets.core import ingestion, landing, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
 from retrain_assets.runs import file_fingerprint, refusal

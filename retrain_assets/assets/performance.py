@@ -13,7 +13,7 @@ from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.views import shadow_evidence_metadata

@@ -15,8 +15,7 @@ from retrain_assets.constants import (
     TRAINING,
     VALIDATED_DATA,
 )
-from retrain_assets.core import approval, policy, serving
-from retrain_assets.core import registry as reg
+from retrain_assets.core import approval, policy, registry as reg, serving
 from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
 from retrain_assets.core.columns import model_input
 from retrain_assets.core.model_registry import RegistryClient
@@ -26,13 +25,10 @@ from retrain_assets.core.redact import redact_url
 from retrain_assets.core.retrain import CannotTrain, gate_tags, lineage_tags, run_params, training_data
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
-from retrain_assets.core.train import (
-    check_training_data,
-    data_fingerprint,
-    train,
-    training_xy,
-)
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.train import train
+from retrain_assets.core.training_data import training_xy
+from retrain_assets.core.training_data import check_training_data, data_fingerprint
+from retrain_assets.core.markdown import markdown_table
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.runs import refusal, run_trigger
 

@@ -11,7 +11,7 @@ from retrain_assets.core import ingestion, label_store, late_labels, paths, reje
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import Limits, validate_batch
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse
 

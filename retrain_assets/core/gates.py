@@ -33,8 +33,8 @@ from scipy import stats
 
 from retrain_assets.core.performance import HIGHER_IS_BETTER, predicted_class, resampled_metrics, score_metric
 from retrain_assets.core.schema import DatasetSchema
-from retrain_assets.core.train import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
-from retrain_assets.metadata import markdown_table
+from retrain_assets.core.training_data import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
+from retrain_assets.core.markdown import markdown_table
 
 Task = Literal["classification", "regression"]
 

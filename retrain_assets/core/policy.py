@@ -431,7 +431,7 @@ def already_trained(
 
     Args:
         requested_at: When this retrain run was created (POSIX seconds).
-        fingerprint: Fingerprint of this retrain's training data (``core.train.data_fingerprint``).
+        fingerprint: Fingerprint of this retrain's training data (``core.training_data.data_fingerprint``).
         versions: (version, registered at, data fingerprint, Dagster run id) of the registered versions.
         own_run: This run's id (its own version, if any, does not count).
     """

@@ -12,10 +12,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from retrain_assets.core import label_store, metrics_store, storage
-from retrain_assets.core import registry as reg
+from retrain_assets.core import label_store, metrics_store, registry as reg, storage
 from retrain_assets.core.gates import GateResult
-from retrain_assets.core.train import TrainingWindow, select_training_window
+from retrain_assets.core.training_window import TrainingWindow, select_training_window
 
 
 class CannotTrain(ValueError):

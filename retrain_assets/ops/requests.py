@@ -6,7 +6,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from retrain_assets.core import label_store, storage
+from retrain_assets.core import label_store
 
 
 

@@ -15,7 +15,7 @@ from retrain_assets.constants import (
     TAG_REASON,
     TAG_TRIGGER,
 )
-from retrain_assets.core import label_store, metrics_store, policy, storage
+from retrain_assets.core import label_store, metrics_store, policy
 from retrain_assets.jobs import retrain_job, rollback_job
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.sensors.alerts import alert
