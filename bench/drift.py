@@ -43,7 +43,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from retrain_assets.core.drift import DriftSettings, detect_drift, textbook_rule  # noqa: E402
+from retrain_assets.core.drift import detect_drift, textbook_rule
+from retrain_assets.core.drift_settings import DriftSettings
 
 NUMERIC = [f"x{i}" for i in range(8)]
 CATEGORIES = {"c0": ("a", "b", "c", "d", "e"), "c1": ("w", "x", "y", "z")}

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
 from retrain_assets.core import cron, gates
-from retrain_assets.core.drift import DriftSettings as CoreDriftSettings
+from retrain_assets.core.drift_settings import DriftSettings as CoreDriftSettings
 from retrain_assets.core.policy import PolicySettings
 from retrain_assets.core.alerts import unset_variables, webhook_problem
 from retrain_assets.core.redact import redact, split_credentials

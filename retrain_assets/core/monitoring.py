@@ -16,7 +16,9 @@ from threadpoolctl import threadpool_limits
 
 from retrain_assets.core.columns import ROW_COLUMN, model_input
 from retrain_assets.core import labels as label_rules
-from retrain_assets.core.drift import DriftResult, DriftSettings, detect_drift, prediction_drift
+from retrain_assets.core.drift import DriftResult, detect_drift
+from retrain_assets.core.drift_settings import DriftSettings
+from retrain_assets.core.feature_drift import prediction_drift
 from retrain_assets.core.holdout import holdout_rows
 
 from retrain_assets.core.performance import (

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
 from retrain_assets.core import gates, shadow
-from retrain_assets.core.drift import prediction_drift
+from retrain_assets.core.feature_drift import prediction_drift
 from retrain_assets.core.performance import (
     absent_classes,
     concept_drift,
