@@ -119,7 +119,7 @@ def setup(workdir: Path, rows: int, batches: int) -> dict:
     import yaml
 
     from retrain_assets.constants import DEMO_CONFIG_PATH
-    from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
 
     paths = workspace_paths(workdir)
     for key in ("landing", "state", "home", "cwd", "plain"):
@@ -137,8 +137,8 @@ def setup(workdir: Path, rows: int, batches: int) -> dict:
     past = time.time() - 60
     for index in range(1, batches + 2):  # the last one is the holdout
         batch_id = f"batch_{index:04d}"
-        frame = synthetic.make_batch(per_batch, seed=100 + index, batch_index=index)
-        path = synthetic.write_batch(frame, paths["landing"] / f"{batch_id}.parquet")
+        frame = synthetic_batches.make_batch(per_batch, seed=100 + index, batch_index=index)
+        path = synthetic_batches.write_batch(frame, paths["landing"] / f"{batch_id}.parquet")
         os.utime(path, (past, past))
         ids.append(batch_id)
     make_s = time.perf_counter() - t0

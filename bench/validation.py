@@ -24,18 +24,18 @@ def one(n_rows: int, fmt: str) -> dict:
     """Measure one size in this process (called in a fresh subprocess)."""
     sys.path.insert(0, str(ROOT))
     from retrain_assets.constants import DEMO_CONFIG_PATH
-    from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
     from retrain_assets.core import ingestion
     from retrain_assets.core.validation import validate_batch
     from retrain_assets.settings import load_settings
 
     settings = load_settings(DEMO_CONFIG_PATH)
     with tempfile.TemporaryDirectory() as tmp:
-        df = synthetic.make_batch(n_rows, seed=1, scenario="corrupt", corrupt_fraction=0.01)
-        path = synthetic.write_batch(df, Path(tmp) / f"b.{fmt}") if fmt == "csv" else None
+        df = synthetic_batches.make_batch(n_rows, seed=1, scenario="corrupt", corrupt_fraction=0.01)
+        path = synthetic_batches.write_batch(df, Path(tmp) / f"b.{fmt}") if fmt == "csv" else None
         if fmt == "parquet":
-            clean = synthetic.make_batch(n_rows, seed=1)
-            path = synthetic.write_batch(clean, Path(tmp) / "b.parquet")
+            clean = synthetic_batches.make_batch(n_rows, seed=1)
+            path = synthetic_batches.write_batch(clean, Path(tmp) / "b.parquet")
         del df
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.perf_counter()

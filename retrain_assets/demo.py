@@ -42,7 +42,7 @@ from retrain_assets.constants import (
     RETRAIN_JOB,
     TAG_TRIGGER,
 )
-from retrain_assets.core import metrics_store, rejected, storage, synthetic
+from retrain_assets.core import demo_data, metrics_store, rejected, storage, synthetic_batches
 from retrain_assets.core.redact import redact_url
 from retrain_assets.definitions import build_definitions
 from retrain_assets.demo_folder import DemoFolder
@@ -61,8 +61,8 @@ def write_bad_input_examples(landing_dir: Path, *, n_rows: int, seed: int) -> li
     notes.write_text("this is not a batch\n", encoding="utf-8")
     empty = landing_dir / "batch_0012.csv"
     empty.write_bytes(b"")
-    renamed = synthetic.make_batch(n_rows, seed=seed + 13, batch_index=13).rename(columns={"age": "customer_age"})
-    renamed_path = synthetic.write_batch(renamed, landing_dir / "batch_0013.csv")
+    renamed = synthetic_batches.make_batch(n_rows, seed=seed + 13, batch_index=13).rename(columns={"age": "customer_age"})
+    renamed_path = synthetic_batches.write_batch(renamed, landing_dir / "batch_0013.csv")
     return [notes, empty, renamed_path]
 
 
@@ -278,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     staging = settings.storage.root / "demo_staging"
     staging.mkdir(parents=True, exist_ok=True)
-    paths = synthetic.write_demo_batches(staging, n_rows=args.rows, seed=args.seed)
+    paths = demo_data.write_demo_batches(staging, n_rows=args.rows, seed=args.seed)
     paths += write_bad_input_examples(staging, n_rows=args.rows, seed=args.seed)
-    scenarios = {batch_id: scenario for batch_id, scenario, _ in synthetic.DEMO_PLAN}
+    scenarios = {batch_id: scenario for batch_id, scenario, _ in demo_data.DEMO_PLAN}
     scenarios.update({"notes": "wrong extension", "batch_0012": "empty file", "batch_0013": "column 'age' renamed"})
     print(wrap(f"Demo folder {folder.root} (its own Dagster home: {home})."))
     print(wrap(f"Landing {len(paths)} demo files one at a time in {settings.dataset.landing_dir}; after each, the "

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core import synthetic
+from retrain_assets.core import synthetic, synthetic_batches
+
 
 IGNORED = "ignored"  # left in the landing folder, no run, the sensor's message states the rule
 REFUSED = "refused"  # moved to rejected/ by the sensor or raw_data, with a reason file
@@ -38,7 +39,7 @@ TARGET = "churned"
 
 def clean(rows: int = 200, seed: int = 7, batch_index: int = 4) -> pd.DataFrame:
     """A clean labelled batch like the reference batches."""
-    return synthetic.make_batch(rows, seed=seed, batch_index=batch_index)
+    return synthetic_batches.make_batch(rows, seed=seed, batch_index=batch_index)
 
 
 def csv_text(frame: pd.DataFrame, **kwargs) -> str:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, RETRAIN_JOB
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.definitions import build_definitions
 from retrain_assets.resources import resources_for
@@ -44,7 +44,7 @@ class Workspace:
         path = self.landing / f"{batch_id}{ext}"
         self.landing.mkdir(parents=True, exist_ok=True)
         if isinstance(content, pd.DataFrame):
-            synthetic.write_batch(content, path)
+            synthetic_batches.write_batch(content, path)
         elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
@@ -143,7 +143,7 @@ def instance():
 
 
 def clean_batch(batch_index: int = 1, n_rows: int = 400, **kwargs) -> pd.DataFrame:
-    return synthetic.make_batch(n_rows, seed=100 + batch_index, batch_index=batch_index, **kwargs)
+    return synthetic_batches.make_batch(n_rows, seed=100 + batch_index, batch_index=batch_index, **kwargs)
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:

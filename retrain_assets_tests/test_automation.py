@@ -27,7 +27,7 @@ from retrain_assets.constants import (
     TAG_REASON,
     TAG_TRIGGER,
 )
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.resources import resources_for
 from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
 
@@ -117,7 +117,7 @@ def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_th
     r = champion
     # Gates that cannot block this retrain: the test is about tags, not about the gates' verdict.
     r.reconfigure(**{"gates.max_flip_rate": 1.0, "gates.slice_tolerance": 1.0, "gates.comparison_tolerance": 1.0})
-    r.land(4, synthetic.make_batch(1500, seed=204, batch_index=4, scenario="covariate_drift"))
+    r.land(4, synthetic_batches.make_batch(1500, seed=204, batch_index=4, scenario="covariate_drift"))
     requests = run_requests(evaluate(r, DRIFT_SENSOR))
     assert len(requests) == 1
     request = requests[0]
@@ -134,7 +134,7 @@ def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_th
 
     # The cooldown now holds the next drifted batch back, with the reason as the skip message.
     r.reconfigure(**{"automation.cooldown_minutes": 60})
-    r.land(5, synthetic.make_batch(1500, seed=205, batch_index=5, scenario="covariate_drift"))
+    r.land(5, synthetic_batches.make_batch(1500, seed=205, batch_index=5, scenario="covariate_drift"))
     result = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(result) and "cooldown 60 min" in result.skip_message
 
@@ -142,13 +142,13 @@ def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_th
 def test_ten_drifted_batches_at_once_cause_one_retrain(champion: Retrainer):
     r = champion
     for i in range(4, 14):
-        r.land(i, synthetic.make_batch(600, seed=300 + i, batch_index=i, scenario="covariate_drift"))
+        r.land(i, synthetic_batches.make_batch(600, seed=300 + i, batch_index=i, scenario="covariate_drift"))
     first = run_requests(evaluate(r, DRIFT_SENSOR))
     assert len(first) == 1
     # While the requested run is in progress, nothing else is requested.
     job = r.defs.resolve_job_def(RETRAIN_JOB)
     r.instance.create_run_for_job(job, tags=first[0].tags, status=dg.DagsterRunStatus.STARTED)
-    r.land(14, synthetic.make_batch(600, seed=314, batch_index=14, scenario="covariate_drift"))
+    r.land(14, synthetic_batches.make_batch(600, seed=314, batch_index=14, scenario="covariate_drift"))
     again = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(again) and "already queued or running" in again.skip_message
 
@@ -160,13 +160,13 @@ def test_a_retrain_launched_from_the_asset_graph_counts_for_the_policy(champion:
     asset_job = r.defs.resolve_implicit_global_asset_job_def()
     selection = frozenset({dg.AssetKey(CANDIDATE_MODEL), dg.AssetKey(PRODUCTION_MODEL)})
     run = r.instance.create_run_for_job(asset_job, asset_selection=selection, status=dg.DagsterRunStatus.STARTED)
-    r.land(4, synthetic.make_batch(1500, seed=504, batch_index=4, scenario="covariate_drift"))
+    r.land(4, synthetic_batches.make_batch(1500, seed=504, batch_index=4, scenario="covariate_drift"))
     result = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(result) and "already queued or running" in result.skip_message
     # Finished: the cooldown (60 min) now counts from it.
     r.instance.report_run_failed(r.instance.get_run_by_id(run.run_id))
     r.reconfigure(**{"automation.cooldown_minutes": 60})
-    r.land(5, synthetic.make_batch(1500, seed=505, batch_index=5, scenario="covariate_drift"))
+    r.land(5, synthetic_batches.make_batch(1500, seed=505, batch_index=5, scenario="covariate_drift"))
     result = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(result) and "cooldown 60 min" in result.skip_message
     # An asset-graph run that does not train (an ingest of one batch) is not a retrain.
@@ -174,23 +174,23 @@ def test_a_retrain_launched_from_the_asset_graph_counts_for_the_policy(champion:
     r.instance.delete_run(run.run_id)
     r.instance.create_run_for_job(asset_job, asset_selection=frozenset({dg.AssetKey("raw_data")}),
                                   status=dg.DagsterRunStatus.STARTED)
-    r.land(6, synthetic.make_batch(1500, seed=506, batch_index=6, scenario="covariate_drift"))
+    r.land(6, synthetic_batches.make_batch(1500, seed=506, batch_index=6, scenario="covariate_drift"))
     assert run_requests(evaluate(r, DRIFT_SENSOR))
 
 
 def test_confirmation_waits_for_k_of_n_drifted_batches(champion: Retrainer):
     r = champion
     r.reconfigure(**{"automation.confirm_k": 2, "automation.confirm_n": 3})
-    r.land(4, synthetic.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
+    r.land(4, synthetic_batches.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
     result = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(result) and "drift in 1 of the last 1 batches, 2 needed to confirm" in result.skip_message
-    r.land(5, synthetic.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
+    r.land(5, synthetic_batches.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
     assert len(run_requests(evaluate(r, DRIFT_SENSOR))) == 1
 
 
 def test_concept_drift_requests_a_retrain_and_alerts(champion: Retrainer, webhook: Webhook):
     r = champion
-    r.land(4, synthetic.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
+    r.land(4, synthetic_batches.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
     perf = run_requests(evaluate(r, PERFORMANCE_SENSOR))
     assert len(perf) == 1 and perf[0].tags[TAG_TRIGGER] == "concept_drift"
     assert any("champion degrading" in text and "batch_0004" in text for text in webhook.texts())
@@ -387,7 +387,7 @@ def test_both_policy_sensors_decide_with_the_backtesters_function(tmp_path, inst
     assert r.retrain(tags={"retrain/trigger": "bootstrap"}).success
     evaluate(r, PERFORMANCE_SENSOR)
     calls.clear()
-    r.land(4, synthetic.make_batch(1000, seed=404, batch_index=4, scenario="concept_drift"))
+    r.land(4, synthetic_batches.make_batch(1000, seed=404, batch_index=4, scenario="concept_drift"))
     drift = evaluate(r, DRIFT_SENSOR)
     performance = evaluate(r, PERFORMANCE_SENSOR)
     assert len(calls) == 2, "one decision per sensor"

@@ -13,7 +13,7 @@ import pytest
 
 from retrain_assets import backtest as bt
 from retrain_assets.constants import DEMO_CONFIG_PATH, REPO_ROOT
-from retrain_assets.core import synthetic
+from retrain_assets.core import demo_data, synthetic, synthetic_batches
 from retrain_assets.settings import load_settings
 
 N_BATCHES, N_ROWS = 8, 400
@@ -35,8 +35,8 @@ def result(cfg):
 
 @pytest.mark.parametrize("n", [8, 12, 30, 60])
 def test_demo_plan_changes_last_and_noise_does_not(n):
-    plan = synthetic.demo_plan(n)
-    covariate = [s.covariate == synthetic.DEMO_COVARIATE_STRENGTH for s in plan]
+    plan = demo_data.demo_plan(n)
+    covariate = [s.covariate == demo_data.DEMO_COVARIATE_STRENGTH for s in plan]
     shifted = [s.concept == "shifted" for s in plan]
     onset, concept_onset = covariate.index(True), shifted.index(True)
     assert all(covariate[onset:]) and all(shifted[concept_onset:]), "a change, once started, lasts to the end"
@@ -51,16 +51,16 @@ def test_demo_stream_is_seeded_and_applies_its_plan():
     first, again = bt.demo_stream(N_BATCHES, N_ROWS, seed=5), bt.demo_stream(N_BATCHES, N_ROWS, seed=5)
     for a, b in zip(first, again):
         pd.testing.assert_frame_equal(a.frame, b.frame)
-    plan = synthetic.demo_plan(N_BATCHES)
+    plan = demo_data.demo_plan(N_BATCHES)
     clean = next(b for b, s in zip(first, plan) if s.note == "clean")
-    drifted = next(b for b, s in zip(first, plan) if s.covariate == synthetic.DEMO_COVARIATE_STRENGTH)
+    drifted = next(b for b, s in zip(first, plan) if s.covariate == demo_data.DEMO_COVARIATE_STRENGTH)
     assert drifted.frame["monthly_charges"].mean() > clean.frame["monthly_charges"].mean() + 10
     assert all(b.labelled_rows == N_ROWS for b in first)
 
 
 def test_too_short_a_demo_stream_is_refused():
     with pytest.raises(ValueError, match="at least 6 batches"):
-        synthetic.demo_plan(5)
+        demo_data.demo_plan(5)
 
 
 # --- the accounting ---------------------------------------------------------------------------
@@ -130,8 +130,8 @@ def test_platform_retrains_after_a_lasting_concept_change_and_not_on_clean_batch
     stream = [
         bt.Batch(spec.batch_id, frame, rows, spec.note)
         for i in range(N_BATCHES)
-        for spec in [synthetic.DemoBatchSpec(f"batch_{i + 1:04d}", concept="shifted" if i >= concept_from else "base")]
-        for frame in [synthetic.demo_batch(spec, rows, seed=100 + i)]
+        for spec in [demo_data.DemoBatchSpec(f"batch_{i + 1:04d}", concept="shifted" if i >= concept_from else "base")]
+        for frame in [demo_data.demo_batch(spec, rows, seed=100 + i)]
     ]
     result = bt.run_backtest(cfg, stream, policies=["never", "platform"])
     platform = result.run("platform")
@@ -173,14 +173,14 @@ def test_cli_writes_the_table_and_the_plot(tmp_path):
 
 def test_landing_folder_replay(cfg, tmp_path, capsys):
     landing = tmp_path / "landing"
-    frames = [synthetic.make_batch(N_ROWS, seed=40 + i, batch_index=i + 1) for i in range(5)]
+    frames = [synthetic_batches.make_batch(N_ROWS, seed=40 + i, batch_index=i + 1) for i in range(5)]
     partly = frames[3].copy()
     partly.loc[partly.index[:100], synthetic.TARGET] = np.nan  # 100 rows still waiting for their label
     for i, frame in enumerate([frames[0], frames[1], frames[2], partly, frames[4]]):
-        synthetic.write_batch(frame, landing / f"batch_{i + 1:04d}.{'parquet' if i % 2 else 'csv'}")
-    synthetic.write_batch(synthetic.make_batch(N_ROWS, seed=50, scenario="corrupt", batch_index=6),
+        synthetic_batches.write_batch(frame, landing / f"batch_{i + 1:04d}.{'parquet' if i % 2 else 'csv'}")
+    synthetic_batches.write_batch(synthetic_batches.make_batch(N_ROWS, seed=50, scenario="corrupt", batch_index=6),
                           landing / "batch_0006.csv")
-    synthetic.write_batch(synthetic.make_batch(N_ROWS, seed=51, scenario="unlabelled", batch_index=7),
+    synthetic_batches.write_batch(synthetic_batches.make_batch(N_ROWS, seed=51, scenario="unlabelled", batch_index=7),
                           landing / "batch_0007.parquet")
     (landing / "notes.txt").write_text("not a batch")
 

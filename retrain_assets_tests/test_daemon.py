@@ -46,7 +46,7 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
     VALIDATION_GATE,
 )
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets_tests.conftest import clean_batch, write_config
 from retrain_assets_tests.dagster_dev import DagsterDev, running_dagster_dev
 
@@ -192,7 +192,7 @@ class Daemon:
 
     def drop(self, batch_id: str, frame: pd.DataFrame) -> None:
         """Write the batch outside the landing folder, then move it in at once (never half-written)."""
-        staged = synthetic.write_batch(frame, self.outbox / f"{batch_id}.csv")
+        staged = synthetic_batches.write_batch(frame, self.outbox / f"{batch_id}.csv")
         landing_dir = self.settings.dataset.landing_dir
         landing_dir.mkdir(parents=True, exist_ok=True)
         os.replace(staged, landing_dir / staged.name)
@@ -326,19 +326,19 @@ def test_the_daemon_retrains_on_drift_quarantines_corrupt_batches_and_gates_a_ba
         # 4. Covariate drift: a data_drift retrain that promotes (measured with these seeds:
         #    candidate roc_auc 0.853 vs 0.837, CI of the difference +0.004..+0.028; 12.8% flips,
         #    maximum 15%).
-        step = d.step("batch_0004", synthetic.make_batch(ROWS, seed=204, batch_index=4, scenario="covariate_drift"))
+        step = d.step("batch_0004", synthetic_batches.make_batch(ROWS, seed=204, batch_index=4, scenario="covariate_drift"))
         assert step.ingest.is_success, d.failure_text(step.ingest)
         second = d.assert_promoted(step, "data_drift", previous=first)
 
         # 5. Concept drift: a concept_drift retrain that promotes (stability waived by the drift
         #    report's confirmation; measured roc_auc 0.777 vs 0.773, CI -0.002..+0.010).
-        step = d.step("batch_0005", synthetic.make_batch(ROWS, seed=205, batch_index=5, scenario="concept_drift"))
+        step = d.step("batch_0005", synthetic_batches.make_batch(ROWS, seed=205, batch_index=5, scenario="concept_drift"))
         assert step.ingest.is_success, d.failure_text(step.ingest)
         third = d.assert_promoted(step, "concept_drift", previous=second)
         ledger_rows = len(d.ledger())
 
         # 6. A corrupt batch is held back by the validation gate and moved to the rejected area.
-        step = d.step("batch_0006", synthetic.make_batch(ROWS, seed=206, batch_index=6, scenario="corrupt"))
+        step = d.step("batch_0006", synthetic_batches.make_batch(ROWS, seed=206, batch_index=6, scenario="corrupt"))
         assert step.ingest.is_failure, "a batch with 12% corrupt rows must fail its ingest run"
         assert VALIDATION_GATE in d.failure_text(step.ingest), d.failure_text(step.ingest)
         rejected = d.settings.rejected_dir / "batch_0006"

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from retrain_assets.constants import TAG_TRIGGER
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.candidate import GATE_NAMES
 from retrain_assets_tests.conftest import write_config
 from retrain_assets_tests.dagster_dev import running_dagster_dev
@@ -24,7 +24,7 @@ ROWS = 1500
 
 
 def plans(index: int, scenario: str = "clean"):
-    return synthetic.make_batch(ROWS, seed=400 + index, batch_index=index, scenario=scenario, task="multiclass")
+    return synthetic_batches.make_batch(ROWS, seed=400 + index, batch_index=index, scenario=scenario, task="multiclass")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 
 from retrain_assets.constants import DRIFT_SENSOR, RETRAIN_JOB
-from retrain_assets.core import label_store, storage, synthetic, workers
+from retrain_assets.core import label_store, storage, synthetic, synthetic_batches, workers
 from retrain_assets_tests.conftest import Retrainer, clean_batch, definitions_for, ingest, tick
 from retrain_assets_tests.test_automation import LOOSE, evaluate, run_requests
 
@@ -39,13 +39,13 @@ def test_a_retrain_whose_worker_was_killed_is_failed_and_does_not_block_the_next
     job = r.defs.resolve_job_def(RETRAIN_JOB)
     alive = r.instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
                                           tags={workers.WORKER_TAG: workers.this_worker()})
-    r.land(4, synthetic.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
+    r.land(4, synthetic_batches.make_batch(1500, seed=404, batch_index=4, scenario="covariate_drift"))
     waiting = evaluate(r, DRIFT_SENSOR)
     assert not run_requests(waiting) and "already queued or running" in waiting.skip_message
     # The worker is killed (here: the run now names a process that has exited).
     dead_worker = workers.this_worker().rsplit(":", 1)[0] + f":{_dead_pid()}"
     r.instance.add_run_tags(alive.run_id, {workers.WORKER_TAG: dead_worker})
-    r.land(5, synthetic.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
+    r.land(5, synthetic_batches.make_batch(1500, seed=405, batch_index=5, scenario="covariate_drift"))
     result = evaluate(r, DRIFT_SENSOR)
     assert len(run_requests(result)) == 1, result.skip_message
     assert r.instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.FAILURE

@@ -15,7 +15,7 @@ import pytest
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from retrain_assets.constants import INGEST_JOB, TAG_TRIGGER
-from retrain_assets.core import retries, storage, synthetic, workers
+from retrain_assets.core import retries, storage, synthetic, synthetic_batches, workers
 from retrain_assets.sensors.landing import TAG_RETRY_OF
 from retrain_assets_tests.conftest import Workspace, clean_batch, definitions_for, ingest, tick, write_config
 from retrain_assets_tests.test_faults import _dead_pid
@@ -84,7 +84,7 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     ws.land("b0001", clean_batch(1))
     first = tick(defs, instance)
     assert ingest(defs, instance, "b0001", tags=first.run_requests[0].tags).success
-    corrupt = synthetic.make_batch(400, seed=7, batch_index=2, scenario="corrupt", corrupt_fraction=0.3)
+    corrupt = synthetic_batches.make_batch(400, seed=7, batch_index=2, scenario="corrupt", corrupt_fraction=0.3)
     ws.land("b0002", corrupt)
     second = tick(defs, instance, cursor=first.cursor)
     held = ingest(defs, instance, "b0002", tags=second.run_requests[0].tags)

@@ -122,9 +122,10 @@ def test_permuted_multiclass_labels_are_flagged_on_an_accuracy_deployment(tmp_pa
     """A multiclass model judged on accuracy: labels whose classes were permuted (an export that
     mapped codes wrongly) are flagged by the agreement rule, which needs no roc_auc."""
     from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
 
     def plans(index: int, rows: int = 1000):
-        return synthetic.make_batch(rows, seed=400 + index, batch_index=index, task="multiclass")
+        return synthetic_batches.make_batch(rows, seed=400 + index, batch_index=index, task="multiclass")
 
     r = Retrainer(tmp_path, instance, **{
         "dataset.target": synthetic.MULTICLASS_TARGET, "schema.classes": list(synthetic.PLANS),

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from retrain_assets.constants import DRIFT_REPORT
-from retrain_assets.core import metrics_store, storage, synthetic
+from retrain_assets.core import metrics_store, storage, synthetic, synthetic_batches
 from retrain_assets_tests.conftest import (
     churn_pipeline,
     clean_batch,
@@ -22,7 +22,7 @@ ROWS = 1500
 
 
 def _batch(i: int, scenario: str = "clean"):
-    return synthetic.make_batch(ROWS, seed=500 + i, batch_index=i, scenario=scenario)
+    return synthetic_batches.make_batch(ROWS, seed=500 + i, batch_index=i, scenario=scenario)
 
 
 def _land_and_ingest(workspace, defs, instance, i: int, scenario: str = "clean"):

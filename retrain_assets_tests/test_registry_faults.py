@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from retrain_assets.constants import RETRAIN_JOB
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.ledger import read_ledger as ledger_table
 from retrain_assets.definitions import build_definitions
 from retrain_assets_tests.conftest import Workspace, clean_batch, failure_text, ingest, write_config
@@ -180,7 +180,7 @@ def test_plain_process_loads_champion_and_predicts_a_landed_batch(tmp_path):
     with persistent_instance(tmp_path / "dagster_home") as instance:
         landed = bootstrap(ws, defs, instance)
     csv_path = landed[0]
-    parquet_path = synthetic.write_batch(clean_batch(7, 300), tmp_path / "other" / "batch_0007.parquet")
+    parquet_path = synthetic_batches.write_batch(clean_batch(7, 300), tmp_path / "other" / "batch_0007.parquet")
     script = tmp_path / "serving_client.py"
     script.write_text(SERVING_CLIENT)
     elsewhere = tmp_path / "elsewhere"

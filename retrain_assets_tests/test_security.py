@@ -148,6 +148,7 @@ def test_an_alert_that_fails_never_fails_the_tick_or_shows_the_secret(tmp_path, 
 
     from retrain_assets.constants import PERFORMANCE_SENSOR, TAG_TRIGGER
     from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
     from retrain_assets_tests.conftest import Retrainer
     from retrain_assets_tests.test_automation import LOOSE, Webhook, evaluate, run_requests
 
@@ -161,7 +162,7 @@ def test_an_alert_that_fails_never_fails_the_tick_or_shows_the_secret(tmp_path, 
         evaluate(r, PERFORMANCE_SENSOR)
         monkeypatch.setenv("RETRAIN_TEST_HOOK", broken)
         caplog.set_level(logging.INFO)
-        r.land(4, synthetic.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
+        r.land(4, synthetic_batches.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
         requests = run_requests(evaluate(r, PERFORMANCE_SENSOR))
         assert len(requests) == 1 and requests[0].tags[TAG_TRIGGER] == "concept_drift"
         captured = capsys.readouterr()

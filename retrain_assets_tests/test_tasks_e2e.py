@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from retrain_assets.constants import CANDIDATE_MODEL, DRIFT_REPORT, DRIFT_SENSOR, RETRAIN_JOB, TAG_TRIGGER
-from retrain_assets.core import registry as reg, synthetic
+from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.candidate import GATE_NAMES
 from retrain_assets.demo import run_automation, run_landing_once
 from retrain_assets_tests.conftest import Workspace, definitions_for, write_config
@@ -31,7 +31,7 @@ LOOSE = {"automation.cooldown_minutes": 0, "automation.cooldown_batches": 1, "au
 
 
 def batch(index: int, scenario: str, **kwargs):
-    return synthetic.make_batch(800, seed=300 + index, batch_index=index, scenario=scenario, **kwargs)
+    return synthetic_batches.make_batch(800, seed=300 + index, batch_index=index, scenario=scenario, **kwargs)
 
 
 def retrain_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:

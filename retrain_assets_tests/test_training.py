@@ -226,15 +226,15 @@ def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(b
     assert "no drift report" in meta(gates(result)["prediction_stability"], "waiver")
 
     # A batch whose labels follow a new rule: drift_report confirms concept drift against v1.
-    from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
 
-    r.land(5, synthetic.make_batch(2000, seed=105, batch_index=5, scenario="concept_drift"))
+    r.land(5, synthetic_batches.make_batch(2000, seed=105, batch_index=5, scenario="concept_drift"))
     import duckdb
 
     with duckdb.connect(str(r.settings.duckdb_path)) as conn:
         report = metrics_store.read_drift_reports(conn).set_index("batch_id").loc["batch_0005"]
     assert report["concept_drift"], report["summary"]
-    r.land(6, synthetic.make_batch(2000, seed=106, batch_index=6, scenario="concept_drift"))
+    r.land(6, synthetic_batches.make_batch(2000, seed=106, batch_index=6, scenario="concept_drift"))
     result = r.retrain(tags={TAG_TRIGGER: "concept_drift"})
     stability = gates(result)["prediction_stability"]
     assert stability.passed and meta(stability, "waived") is True
@@ -244,10 +244,10 @@ def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(b
 def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch(bootstrapped: Retrainer):
     """After a concept change the newest batch is the only one labelled under the new rule: a
     concept_drift retrain trains on its oldest half too and is judged on its newest half."""
-    from retrain_assets.core import synthetic
+    from retrain_assets.core import synthetic_batches
 
     r = bootstrapped
-    r.land(4, synthetic.make_batch(2000, seed=104, batch_index=4, scenario="concept_drift"))
+    r.land(4, synthetic_batches.make_batch(2000, seed=104, batch_index=4, scenario="concept_drift"))
     client = reg.client_for(r.settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(r.settings.mlflow_experiment)
 

@@ -11,18 +11,18 @@ import pandas as pd
 
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.constants import BATCH_EXTENSIONS
-from retrain_assets.core import synthetic
-from retrain_assets.core.synthetic import demo_batch, demo_plan, stream_batch_seed
+from retrain_assets.core import demo_data, synthetic
+from retrain_assets.core.demo_data import demo_batch, demo_plan, stream_batch_seed
 from retrain_assets.core.ingestion import BatchReadError, batch_id_of, is_ignored_name, name_problem, read_batch
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, with_classes
 from retrain_assets.core.validation import validate_batch
 from retrain_assets.settings import Settings
 
 
-DEFAULT_BATCHES = synthetic.STREAM_BATCHES
+DEFAULT_BATCHES = demo_data.STREAM_BATCHES
 DEFAULT_ROWS = 2000
 DEFAULT_SEED = 7
-DEFAULT_INITIAL = synthetic.STREAM_INITIAL
+DEFAULT_INITIAL = demo_data.STREAM_INITIAL
 """The first model learns from the first two batches and is judged on the third, for every policy."""
 
 

@@ -24,7 +24,8 @@ from retrain_assets.core.gates import (
 )
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.schema import infer_schema
-from retrain_assets.core.synthetic import ID_COLUMN, TARGET, TIME_COLUMN, make_batch
+from retrain_assets.core.synthetic import ID_COLUMN, TARGET, TIME_COLUMN
+from retrain_assets.core.synthetic_batches import make_batch
 
 N_BOOT = 200  # the gate's 1000 costs ~1.8 s per roc_auc comparison of 2000 rows; 200 decide these cases
 

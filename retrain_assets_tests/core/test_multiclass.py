@@ -23,7 +23,8 @@ from retrain_assets.core.performance import (
     score_metric,
 )
 from retrain_assets.core.registry import Champion
-from retrain_assets.core.synthetic import MULTICLASS_TARGET, PLANS, make_batch, true_plan_probabilities
+from retrain_assets.core.synthetic import MULTICLASS_TARGET, PLANS, true_plan_probabilities
+from retrain_assets.core.synthetic_batches import make_batch
 from retrain_assets.settings import load_settings
 from retrain_assets_tests.conftest import write_config
 

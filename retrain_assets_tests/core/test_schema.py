@@ -23,16 +23,8 @@ from retrain_assets.core.schema import (
     numeric_parse,
     with_classes,
 )
-from retrain_assets.core.synthetic import (
-    CATEGORIES,
-    FEATURES,
-    ID_COLUMN,
-    REGRESSION_TARGET,
-    TARGET,
-    TIME_COLUMN,
-    make_batch,
-    write_batch,
-)
+from retrain_assets.core.synthetic import CATEGORIES, FEATURES, ID_COLUMN, REGRESSION_TARGET, TARGET, TIME_COLUMN
+from retrain_assets.core.synthetic_batches import make_batch, write_batch
 
 NUMERIC = [c for c, kind in FEATURES.items() if kind == "numeric"]
 CATEGORICAL = [c for c, kind in FEATURES.items() if kind == "categorical"]

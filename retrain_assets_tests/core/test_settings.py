@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH, REPO_ROOT
-from retrain_assets.core.synthetic import make_batch
+from retrain_assets.core.synthetic_batches import make_batch
 from retrain_assets.settings import SettingsError, config_path_from_env, load_settings, parse_settings
 
 

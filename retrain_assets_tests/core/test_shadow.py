@@ -9,7 +9,7 @@ import pytest
 
 from retrain_assets.core import shadow
 from retrain_assets.core.registry import Champion
-from retrain_assets.core.synthetic import make_batch
+from retrain_assets.core.synthetic_batches import make_batch
 from retrain_assets.settings import load_settings
 from retrain_assets_tests.conftest import churn_pipeline, write_config
 

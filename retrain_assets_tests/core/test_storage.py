@@ -27,7 +27,8 @@ from retrain_assets.core.storage import (
     write_raw_batch,
     write_validation,
 )
-from retrain_assets.core.synthetic import CATEGORIES, ID_COLUMN, TARGET, TIME_COLUMN, make_batch, write_batch
+from retrain_assets.core.synthetic import CATEGORIES, ID_COLUMN, TARGET, TIME_COLUMN
+from retrain_assets.core.synthetic_batches import make_batch, write_batch
 from retrain_assets.core.validation import ValidationReport, validate_batch
 
 HINTS = dict(

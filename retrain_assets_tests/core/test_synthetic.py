@@ -12,22 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from retrain_assets.core import synthetic as syn
-from retrain_assets.core.synthetic import (
-    CATEGORIES,
-    CORRUPTION_KINDS,
-    DEMO_PLAN,
-    FEATURES,
-    ID_COLUMN,
-    RANGES,
-    REGRESSION_TARGET,
-    SCENARIOS,
-    TARGET,
-    TIME_COLUMN,
-    make_batch,
-    true_churn_probability,
-    write_batch,
-    write_demo_batches,
-)
+from retrain_assets.core.synthetic import CATEGORIES, CORRUPTION_KINDS, FEATURES, ID_COLUMN, RANGES, REGRESSION_TARGET, SCENARIOS, TARGET, TIME_COLUMN, true_churn_probability
+from retrain_assets.core.synthetic_batches import make_batch, write_batch
+from retrain_assets.core.demo_data import DEMO_PLAN, write_demo_batches
 
 BASE_COLUMNS = [ID_COLUMN, TIME_COLUMN, *FEATURES]
 NUMERIC = [c for c, kind in FEATURES.items() if kind == "numeric"]

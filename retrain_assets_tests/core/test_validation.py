@@ -18,17 +18,8 @@ from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.constants import DEMO_CONFIG_PATH
 from retrain_assets.core.ingestion import read_batch
 from retrain_assets.core.schema import DatasetSchema, apply_hints, infer_schema
-from retrain_assets.core.synthetic import (
-    CATEGORIES,
-    CORRUPTION_KINDS,
-    FEATURES,
-    ID_COLUMN,
-    REGRESSION_TARGET,
-    TARGET,
-    TIME_COLUMN,
-    make_batch,
-    write_batch,
-)
+from retrain_assets.core.synthetic import CATEGORIES, CORRUPTION_KINDS, FEATURES, ID_COLUMN, REGRESSION_TARGET, TARGET, TIME_COLUMN
+from retrain_assets.core.synthetic_batches import make_batch, write_batch
 from retrain_assets.core.validation import ValidationReport, column_problems, validate_batch
 from retrain_assets.settings import load_settings
 
