@@ -13,7 +13,7 @@ import pytest
 from retrain_assets import definitions as definitions_module
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH
 from retrain_assets.definitions import build_definitions
-from retrain_assets.settings import SettingsError
+from retrain_assets.settings.base import SettingsError
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 

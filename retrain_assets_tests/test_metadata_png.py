@@ -15,7 +15,7 @@ from PIL import Image
 
 from retrain_assets.core.report import png_data_uri, plot_distributions
 from retrain_assets.core.markdown import MAX_INLINE_PNG_BYTES, png_markdown
-from retrain_assets.settings import DriftSettingsModel
+from retrain_assets.settings.retraining import DriftSettingsModel
 
 IMAGE = re.compile(r"^!\[(?P<alt>(?:[^\]\\]|\\.)*)\]\(data:image/png;base64,(?P<data>[A-Za-z0-9+/]+=*)\)$")
 

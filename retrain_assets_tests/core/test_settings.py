@@ -11,7 +11,8 @@ import yaml
 
 from retrain_assets.constants import CONFIG_ENV_VAR, DEMO_CONFIG_PATH, REPO_ROOT
 from retrain_assets.core.synthetic_batches import make_batch
-from retrain_assets.settings import SettingsError, config_path_from_env, load_settings, parse_settings
+from retrain_assets.settings import config_path_from_env, load_settings, parse_settings
+from retrain_assets.settings.base import SettingsError
 
 
 def _demo_raw() -> dict[str, Any]:
