@@ -17,6 +17,8 @@ from threadpoolctl import threadpool_limits
 
 from retrain_assets.core.columns import model_input
 from retrain_assets.core import gates
+from retrain_assets.core import stability_gates
+from retrain_assets.core import slice_gate
 from retrain_assets.core.gates import GateResult
 
 from retrain_assets.core.performance import score_metric
@@ -188,7 +190,7 @@ def serving_smoke_test(probe: Any, expected: np.ndarray, budget_ms_per_1000: flo
         differ = int(np.sum(~np.isclose(got.astype(float), want.astype(float), rtol=1e-6, atol=1e-9)))
     else:
         differ = int(np.sum(got.astype(str) != want.astype(str)))
-    latency = gates.serving_latency(probe.ms_per_1000 / 1000.0, budget_ms_per_1000)
+    latency = stability_gates.serving_latency(probe.ms_per_1000 / 1000.0, budget_ms_per_1000)
     metrics.update(latency.metrics, load_seconds=float(probe.load_seconds), differing_predictions=differ)
     if differ:
         return GateResult(
@@ -202,13 +204,13 @@ def serving_smoke_test(probe: Any, expected: np.ndarray, budget_ms_per_1000: flo
 def slice_gate(
     metric: str, scores: HoldoutScores, holdout: pd.DataFrame, columns: list[str], *, tolerance: float, min_rows: int
 ) -> GateResult:
-    """:func:`gates.slice_regression` over every slice column, as one verdict."""
+    """:func:`slice_gate.slice_regression` over every slice column, as one verdict."""
     rows = holdout.reset_index(drop=True)
     if not columns:
         return GateResult("slice_regression", True, "no categorical column to slice by: nothing compared",
                           {"columns": "none", "slices": []})
     results = [
-        gates.slice_regression(metric, scores.y_true, scores.candidate_scores, scores.champion_scores,
+        slice_gate.slice_regression(metric, scores.y_true, scores.candidate_scores, scores.champion_scores,
                                rows[column].rename(column), tolerance=tolerance, min_rows=min_rows)
         for column in columns
     ]
@@ -250,7 +252,7 @@ def judge(
     metric, g, task = cfg.metric, cfg.gates, cfg.dataset.task
     candidate_value = score_metric(metric, scores.y_true, scores.candidate_scores)
     holdout = holdout[holdout[cfg.dataset.target].notna()].reset_index(drop=True)
-    columns = list(g.slice_columns) if g.slice_columns else gates.default_slice_columns(schema, holdout)
+    columns = list(g.slice_columns) if g.slice_columns else slice_gate.default_slice_columns(schema, holdout)
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
         raise ValueError(f"gates.slice_columns names column(s) not in the data: {', '.join(missing)}")
@@ -258,7 +260,7 @@ def judge(
     train_counts = train_labels.value_counts().to_dict() if classification else None
     holdout_counts = _labels(holdout, cfg.dataset.target, task).value_counts().to_dict() if classification else None
     waived, note = waiver
-    stability = gates.prediction_stability(
+    stability = stability_gates.prediction_stability(
         scores.candidate_pred, scores.champion_pred, max_flip_rate=g.max_flip_rate, waive=waived, waive_reason=note,
         task=task,
     )
@@ -273,7 +275,7 @@ def judge(
         slice_gate(metric, scores, holdout, columns, tolerance=g.slice_tolerance, min_rows=g.slice_min_rows),
         stability,
         serving_smoke_test(probe, probe_expected, g.latency_budget_ms_per_1000),
-        gates.data_sufficiency(
+        stability_gates.data_sufficiency(
             len(train_labels), train_counts, min_rows=cfg.training.min_rows,
             min_rows_per_class=cfg.training.min_rows_per_class, n_holdout=len(holdout),
             holdout_class_counts=holdout_counts, min_holdout_rows=cfg.training.min_holdout_rows,

@@ -97,7 +97,7 @@ class ServingProbe:
 
     @property
     def seconds_per_1000(self) -> float | None:
-        """``ms_per_1000`` in seconds, the unit :func:`retrain_assets.core.gates.serving_latency` takes."""
+        """``ms_per_1000`` in seconds, the unit :func:`retrain_assets.core.stability_gates.serving_latency` takes."""
         return None if self.ms_per_1000 is None else self.ms_per_1000 / 1000.0
 
 

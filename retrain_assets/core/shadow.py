@@ -25,6 +25,7 @@ import pandas as pd
 
 from retrain_assets.core.columns import model_input
 from retrain_assets.core import files, gates
+from retrain_assets.core import stability_gates
 
 from retrain_assets.core.performance import (
     resampled_metrics,
@@ -202,7 +203,7 @@ def shadow_score(
             out.challenger_positive_rate = float(chall_pred.mean())
     else:
         champ_pred, chall_pred = champ_scores, chall_scores
-    flipped, _, _ = gates.flip_rate(chall_pred, champ_pred, task=task)
+    flipped, _, _ = stability_gates.flip_rate(chall_pred, champ_pred, task=task)
     out.agreement = 1.0 - flipped
     out.mean_abs_score_difference = float(np.mean(np.abs(chall_scores - champ_scores)))
 

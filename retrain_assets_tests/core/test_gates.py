@@ -9,19 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from retrain_assets.core.gates import (
-    DEFAULT_FLOORS,
-    GateResult,
-    champion_comparison,
-    data_sufficiency,
-    default_slice_columns,
-    flip_rate,
-    mcnemar,
-    metric_floor,
-    prediction_stability,
-    serving_latency,
-    slice_regression,
-)
+from retrain_assets.core.gates import DEFAULT_FLOORS, GateResult, champion_comparison, mcnemar, metric_floor
+from retrain_assets.core.stability_gates import data_sufficiency, flip_rate, prediction_stability, serving_latency
+from retrain_assets.core.slice_gate import default_slice_columns, slice_regression
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.schema import infer_schema
 from retrain_assets.core.synthetic import ID_COLUMN, TARGET, TIME_COLUMN

@@ -13,6 +13,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
 from retrain_assets.core import gates, shadow
+
+from retrain_assets.core import stability_gates
+
+from retrain_assets.core import slice_gate
 from retrain_assets.core.feature_drift import prediction_drift
 from retrain_assets.core.performance import (
     absent_classes,
@@ -136,14 +140,14 @@ def test_slices_need_enough_rows_of_every_class_and_the_rest():
     slices = pd.Series(np.where(np.arange(600) < 500, "big", "small"), name="contract")
     y = y.copy()
     y[500:] = 0  # the small slice has one class only
-    result = gates.slice_regression("roc_auc", y, p, p, slices, min_rows=50, min_class_rows=20)
+    result = slice_gate.slice_regression("roc_auc", y, p, p, slices, min_rows=50, min_class_rows=20)
     assert [row["slice"] for row in result.metrics["slices"]] == ["big"]
     assert result.metrics["skipped"][0]["slice"] == "small" and "class rows [100, 0, 0]" in result.metrics["skipped"][0]["reason"]
     assert result.passed
 
 
 def test_flip_rate_is_the_share_of_changed_predicted_classes_with_text_labels():
-    rate, flipped, task = gates.flip_rate(np.array(["gold", "silver", "bronze", "gold"], dtype=object),
+    rate, flipped, task = stability_gates.flip_rate(np.array(["gold", "silver", "bronze", "gold"], dtype=object),
                                           np.array(["gold", "bronze", "bronze", "silver"], dtype=object),
                                           task="classification")
     assert (rate, flipped, task) == (0.5, 2, "classification")

@@ -347,8 +347,8 @@ def test_defaults_have_one_source_the_core_modules():
     """Each setting that mirrors a core default takes it from the core (one place to change it)."""
     import dataclasses
 
-    from retrain_assets.core import gates
-    from retrain_assets.core.drift import DriftSettings as Core
+    from retrain_assets.core import gates, slice_gate, stability_gates, training_data
+    from retrain_assets.core.drift_settings import DriftSettings as Core
     from retrain_assets.core.policy import PolicySettings
     from retrain_assets.settings import AutomationSettings, DriftSettingsModel, GateSettings, TrainingSettings
 
@@ -360,7 +360,7 @@ def test_defaults_have_one_source_the_core_modules():
     g, t = GateSettings(), TrainingSettings()
     assert (g.comparison_tolerance, g.bootstrap_resamples, g.max_flip_rate, g.slice_tolerance, g.slice_min_rows,
             g.latency_budget_ms_per_1000) == (
-        gates.DEFAULT_COMPARISON_TOLERANCE, gates.DEFAULT_BOOTSTRAP_RESAMPLES, gates.DEFAULT_MAX_FLIP_RATE,
-        gates.DEFAULT_SLICE_TOLERANCE, gates.DEFAULT_SLICE_MIN_ROWS, gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000)
+        gates.DEFAULT_COMPARISON_TOLERANCE, gates.DEFAULT_BOOTSTRAP_RESAMPLES, stability_gates.DEFAULT_MAX_FLIP_RATE,
+        slice_gate.DEFAULT_SLICE_TOLERANCE, slice_gate.DEFAULT_SLICE_MIN_ROWS, stability_gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000)
     assert (t.min_rows, t.min_rows_per_class, t.min_holdout_rows) == (
-        gates.DEFAULT_MIN_ROWS, gates.DEFAULT_MIN_ROWS_PER_CLASS, gates.DEFAULT_MIN_HOLDOUT_ROWS)
+        training_data.DEFAULT_MIN_ROWS, training_data.DEFAULT_MIN_ROWS_PER_CLASS, stability_gates.DEFAULT_MIN_HOLDOUT_ROWS)
