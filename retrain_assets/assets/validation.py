@@ -10,7 +10,8 @@ from retrain_assets.constants import DUCKDB_POOL, LABELS_FOR, RAW_DATA, VALIDATE
 from retrain_assets.core import ingestion, label_store, late_labels, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
-from retrain_assets.core.validation import Limits, validate_batch
+from retrain_assets.core.validation import validate_batch
+from retrain_assets.core.validation_rules import Limits
 from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import RetrainSettings, Warehouse

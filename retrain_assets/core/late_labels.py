@@ -30,7 +30,8 @@ import pandas as pd
 
 from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 from retrain_assets.core.schema import DatasetSchema, normalise_labels, numeric_parse, strip_text
-from retrain_assets.core.validation import RuleOutcome, ValidationReport, rows_as_json
+from retrain_assets.core.validation import ValidationReport, rows_as_json
+from retrain_assets.core.validation_rules import RuleOutcome
 
 
 
