@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from retrain_assets import backtest as bt
+from retrain_assets.backtest import cli as bt_cli
 from retrain_assets.constants import DEMO_CONFIG_PATH, REPO_ROOT
 from retrain_assets.core import demo_data, synthetic, synthetic_batches
 from retrain_assets.settings import load_settings
@@ -192,7 +193,7 @@ def test_landing_folder_replay(cfg, tmp_path, capsys):
     assert "_row" not in schema.column_names
 
     out = tmp_path / "bt.png"
-    assert bt.main(["--landing", str(landing), "--out", str(out), "--config", str(DEMO_CONFIG_PATH)]) == 0
+    assert bt_cli.main(["--landing", str(landing), "--out", str(out), "--config", str(DEMO_CONFIG_PATH)]) == 0
     printed = capsys.readouterr().out
     assert "skipped batch_0006.csv" in printed and "| platform |" in printed
     per_batch = pd.read_csv(out.with_suffix(".csv")).set_index("batch_id")

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from retrain_assets.core.report import png_data_uri, plot_distributions
+from retrain_assets.core.report import plot_distributions
+from retrain_assets.core.markdown import png_data_uri
 from retrain_assets.core.markdown import MAX_INLINE_PNG_BYTES, png_markdown
 from retrain_assets.settings.retraining import DriftSettingsModel
 

@@ -59,7 +59,7 @@ from retrain_assets.constants import (
     REPO_ROOT,
 )
 from retrain_assets.core import registry as reg
-from retrain_assets.core.report import png_data_uri
+from retrain_assets.core.markdown import png_data_uri
 from retrain_assets.definitions import build_definitions
 from retrain_assets.core.markdown import MAX_INLINE_PNG_BYTES
 from retrain_assets_tests.conftest import Workspace, clean_batch, write_config

@@ -45,7 +45,6 @@ per policy and a CSV of the same numbers. Example::
     python -m retrain_assets.backtest --landing data/landing
 """
 
-from retrain_assets.backtest.cli import main
 from retrain_assets.backtest.policies import policy_settings, run_policy
 from retrain_assets.backtest.replay import FALSE_RETRAIN_MARGIN, PolicyRun, Replay
 from retrain_assets.backtest.report import POLICIES, BacktestResult, format_report, run_backtest
@@ -53,6 +52,6 @@ from retrain_assets.backtest.stream import DEFAULT_BATCHES, DEFAULT_INITIAL, DEF
 
 __all__ = [
     "DEFAULT_BATCHES", "DEFAULT_INITIAL", "DEFAULT_ROWS", "FALSE_RETRAIN_MARGIN", "POLICIES", "BacktestResult", "Batch",
-    "PolicyRun", "Replay", "demo_stream", "format_report", "landing_stream", "main", "policy_settings", "run_backtest",
+    "PolicyRun", "Replay", "demo_stream", "format_report", "landing_stream", "policy_settings", "run_backtest",
     "run_policy",
 ]

@@ -16,9 +16,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retrain_assets.core.columns import model_input
-from retrain_assets.core import gates
-from retrain_assets.core import stability_gates
-from retrain_assets.core import slice_gate
+from retrain_assets.core import gates, slice_gate, stability_gates
 from retrain_assets.core.gates import GateResult
 
 from retrain_assets.core.performance import score_metric
@@ -201,7 +199,7 @@ def serving_smoke_test(probe: Any, expected: np.ndarray, budget_ms_per_1000: flo
     return GateResult("serving_smoke_test", latency.passed, loaded + latency.summary, metrics)
 
 
-def slice_gate(
+def slices_verdict(
     metric: str, scores: HoldoutScores, holdout: pd.DataFrame, columns: list[str], *, tolerance: float, min_rows: int
 ) -> GateResult:
     """:func:`slice_gate.slice_regression` over every slice column, as one verdict."""
@@ -272,7 +270,7 @@ def judge(
             metric, scores.y_true, scores.candidate_scores, scores.champion_scores,
             tolerance=g.comparison_tolerance, n_boot=g.bootstrap_resamples, seed=seed,
         ),
-        slice_gate(metric, scores, holdout, columns, tolerance=g.slice_tolerance, min_rows=g.slice_min_rows),
+        slices_verdict(metric, scores, holdout, columns, tolerance=g.slice_tolerance, min_rows=g.slice_min_rows),
         stability,
         serving_smoke_test(probe, probe_expected, g.latency_budget_ms_per_1000),
         stability_gates.data_sufficiency(

@@ -31,26 +31,14 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from retrain_assets.core.gate_defaults import (
+    DEFAULT_BOOTSTRAP_RESAMPLES,
+    DEFAULT_COMPARISON_TOLERANCE,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_FLOORS,
+)
 from retrain_assets.core.performance import HIGHER_IS_BETTER, predicted_class, resampled_metrics, score_metric
 from retrain_assets.core.markdown import markdown_table
-
-DEFAULT_FLOORS: dict[str, float | None] = {"roc_auc": 0.6, "accuracy": 0.6, "f1": 0.3, "rmse": None, "mae": None}
-"""Smallest acceptable value per metric. roc_auc 0.6: clearly better than ranking at random (0.5).
-accuracy 0.6 and f1 0.3: a sanity floor only — with imbalanced classes the majority-class accuracy
-is higher than 0.6, so set a floor from your data. rmse/mae: none, their scale is the target's."""
-
-DEFAULT_COMPARISON_TOLERANCE = 0.02
-"""How much worse than the champion the candidate may be (lower 95% bound of the paired
-difference): two points of roc_auc/accuracy/f1, or 2 % of the champion's rmse/mae. The interval
-has to fit the holdout: on the demo's 800-row holdout two equally good models give a difference
-of ±0.005 with an interval ±0.01 wide, so a 0.005 tolerance blocked about half of all equally
-good retrains (measured); 0.02 blocks ~2.5% of them and every candidate worse by ≥0.03."""
-
-DEFAULT_BOOTSTRAP_RESAMPLES = 1000
-"""Paired bootstrap resamples: the 2.5 % quantile of 1000 draws moves by ~0.1 SE between seeds."""
-
-DEFAULT_CONFIDENCE = 0.95
-"""Two-sided coverage of the difference's interval; the gate uses its lower bound."""
 
 
 BOUNDED = ("roc_auc", "accuracy", "f1")

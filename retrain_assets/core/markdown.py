@@ -3,12 +3,12 @@ Markdown (wrap it in ``dg.MetadataValue.md``), so ``core`` modules may use them 
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from retrain_assets.core.report import png_data_uri
 
 MAX_INLINE_PNG_BYTES = 150_000
 """Largest PNG :func:`png_markdown` inlines. Metadata is stored in the event log with every
@@ -79,3 +79,25 @@ def png_markdown(image: Path | str | bytes, alt: str, *, max_bytes: int = MAX_IN
         )
     text = " ".join(alt.split()).replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
     return f"![{text}]({png_data_uri(image if isinstance(image, bytes) else Path(image))})"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_data_uri(image: Path | bytes) -> str:
+    """A PNG as a ``data:image/png;base64,...`` URI, for an ``<img>`` or a Markdown image.
+
+    Args:
+        image: A PNG file or its bytes.
+
+    Returns:
+        The data URI (about 4/3 of the PNG's size).
+
+    Raises:
+        ValueError: If the bytes are not a PNG.
+    """
+    png = image if isinstance(image, bytes) else Path(image).read_bytes()
+    if not png.startswith(PNG_SIGNATURE):
+        where = "the bytes given" if isinstance(image, bytes) else str(image)
+        raise ValueError(f"{where} is not a PNG (no PNG signature); save the figure with format='png'")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -3,7 +3,6 @@ HTML page (table + the PNG inlined). Pure Python (matplotlib, no Dagster)."""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.core import files
+from retrain_assets.core.markdown import png_data_uri
 
 
 def plot_distributions(
@@ -138,28 +138,6 @@ def write_html_report(
         parts.append("</tr>")
     parts.append("</table></body></html>")
     return files.write_atomic(path, "".join(parts))  # whole or not at all
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_data_uri(image: Path | bytes) -> str:
-    """A PNG as a ``data:image/png;base64,...`` URI, for an ``<img>`` or a Markdown image.
-
-    Args:
-        image: A PNG file or its bytes.
-
-    Returns:
-        The data URI (about 4/3 of the PNG's size).
-
-    Raises:
-        ValueError: If the bytes are not a PNG.
-    """
-    png = image if isinstance(image, bytes) else Path(image).read_bytes()
-    if not png.startswith(PNG_SIGNATURE):
-        where = "the bytes given" if isinstance(image, bytes) else str(image)
-        raise ValueError(f"{where} is not a PNG (no PNG signature); save the figure with format='png'")
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _fmt(value) -> str:

@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.core.columns import model_input
-from retrain_assets.core import files, gates
-from retrain_assets.core import stability_gates
+from retrain_assets.core import files, gates, stability_gates
 
 from retrain_assets.core.performance import (
     resampled_metrics,

@@ -9,6 +9,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.gate_defaults import (
+    DEFAULT_MAX_SLICES,
+    DEFAULT_MAX_SLICE_LEVELS,
+    DEFAULT_SLICE_BOOTSTRAP_RESAMPLES,
+    DEFAULT_SLICE_MIN_CLASS_ROWS,
+    DEFAULT_SLICE_MIN_ROWS,
+    DEFAULT_SLICE_TOLERANCE,
+)
 from retrain_assets.core.gates import (
     BOUNDED,
     GateResult,
@@ -21,32 +29,6 @@ from retrain_assets.core.gates import (
 )
 from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
 from retrain_assets.core.schema import DatasetSchema
-
-
-DEFAULT_SLICE_TOLERANCE = 0.02
-"""How much worse than the champion the candidate may be on one slice, when significantly worse."""
-
-
-DEFAULT_SLICE_MIN_ROWS = 50
-"""Slices with fewer holdout rows are listed as skipped, not judged."""
-
-
-DEFAULT_SLICE_MIN_CLASS_ROWS = 20
-"""Classification slices need this many rows of each class to be judged: an AUC over 3 positives
-(the demo's two_year contracts: 203 rows, 3 churners) moved by 0.18 between two equally good
-models, and a bootstrap of those 3 rows cannot show how unstable that is."""
-
-
-DEFAULT_SLICE_BOOTSTRAP_RESAMPLES = 300
-"""Paired bootstrap resamples per slice (only the sign of the interval's upper end is used)."""
-
-
-DEFAULT_MAX_SLICES = 2
-"""How many categorical columns :func:`default_slice_columns` picks."""
-
-
-DEFAULT_MAX_SLICE_LEVELS = 20
-"""Columns with more levels are not picked as default slices (their slices would be tiny)."""
 
 
 def default_slice_columns(

@@ -8,31 +8,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from retrain_assets.core.gate_defaults import (
+    DEFAULT_LATENCY_BUDGET_MS_PER_1000,
+    DEFAULT_MAX_FLIP_RATE,
+    DEFAULT_MIN_HOLDOUT_ROWS,
+    DEFAULT_REGRESSION_CHANGE,
+)
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.schema import Task
-from retrain_assets.core.training_data import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
-
-
-DEFAULT_MAX_FLIP_RATE = 0.15
-"""Largest share of holdout predictions that may differ from the champion's. Two equally good
-gradient-boosted models retrained a batch apart on the demo data flip 7–10% of 800 holdout
-predictions (rows near the 0.5 threshold); 0.15 lets such retrains through and stops a model
-that changes its mind on one customer in six or more."""
-
-
-DEFAULT_REGRESSION_CHANGE = 0.1
-"""A regression prediction "flips" when it moves by more than 10 % of the champion's prediction
-(or of the champion's median absolute prediction, when that is larger: near-zero predictions
-would otherwise count every tiny change)."""
-
-
-DEFAULT_MIN_HOLDOUT_ROWS = 100
-"""Fewest holdout rows: the paired interval of a difference of AUCs on fewer rows is too wide to
-tell a better candidate from a worse one."""
-
-
-DEFAULT_LATENCY_BUDGET_MS_PER_1000 = 500.0
-"""Milliseconds to score 1000 rows in a fresh process; the demo's models take 5–60 ms."""
+from retrain_assets.core.gate_defaults import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
 
 
 def flip_rate(

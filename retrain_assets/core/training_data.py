@@ -12,18 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.gate_defaults import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
 from retrain_assets.core.columns import INTERNAL_COLUMNS, model_input
 from retrain_assets.core.schema import DatasetSchema, Task, normalise_labels, numeric_parse
 
 TASKS = ("classification", "regression")
-
-
-DEFAULT_MIN_ROWS = 200
-"""Fewest labelled training rows: below this a holdout-based comparison is mostly noise."""
-
-
-DEFAULT_MIN_ROWS_PER_CLASS = 20
-"""Fewest rows of each class: a classifier cannot learn (nor be judged on) a class it barely saw."""
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from retrain_assets.core.columns import model_input
-from retrain_assets.core import gates
+from retrain_assets.core import gate_defaults, gates
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.monitoring import missing_classes_note, scored_holdout
 from retrain_assets.core.performance import estimate_performance, score_metric
@@ -88,7 +88,7 @@ def measure_batch(
     if champion is None:
         out.summary = f"batch {batch_id}: no champion yet, nothing to measure"
         return out
-    floor = cfg.gates.metric_floor if cfg.gates.metric_floor is not None else gates.DEFAULT_FLOORS.get(metric)
+    floor = cfg.gates.metric_floor if cfg.gates.metric_floor is not None else gate_defaults.DEFAULT_FLOORS.get(metric)
     out.floor = floor
     if holdout is not None:
         holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from retrain_assets.core import cron, gates, slice_gate, stability_gates, training_data
+from retrain_assets.core import cron, gate_defaults
+
 from retrain_assets.core.alerts import unset_variables, webhook_problem
 from retrain_assets.core.drift_settings import DriftSettings as CoreDriftSettings
 from retrain_assets.core.policy import PolicySettings
@@ -43,13 +44,13 @@ class TrainingSettings(Section):
     )
     last_n: int | None = Field(default=None, ge=1, description="N for window last_n_batches / last_n_rows.")
     min_rows: int = Field(
-        default=training_data.DEFAULT_MIN_ROWS, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
+        default=gate_defaults.DEFAULT_MIN_ROWS, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
     )
     min_rows_per_class: int = Field(
-        default=training_data.DEFAULT_MIN_ROWS_PER_CLASS, ge=1, description="Fewest training rows of each class (gate data_sufficiency; classification)."
+        default=gate_defaults.DEFAULT_MIN_ROWS_PER_CLASS, ge=1, description="Fewest training rows of each class (gate data_sufficiency; classification)."
     )
     min_holdout_rows: int = Field(
-        default=stability_gates.DEFAULT_MIN_HOLDOUT_ROWS, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
+        default=gate_defaults.DEFAULT_MIN_HOLDOUT_ROWS, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
     )
     adapt_on: list[str] = Field(
         default_factory=lambda: ["concept_drift", "performance_decline"],
@@ -108,22 +109,22 @@ class GateSettings(Section):
         description="Lowest acceptable holdout metric (highest for rmse/mae); default 0.6 for roc_auc/accuracy, 0.3 for f1, none for rmse/mae.",
     )
     comparison_tolerance: float = Field(
-        default=gates.DEFAULT_COMPARISON_TOLERANCE,
+        default=gate_defaults.DEFAULT_COMPARISON_TOLERANCE,
         ge=0,
         description="How much worse than the champion the candidate may be (lower 95% bound of the paired difference); a fraction of the champion's value for rmse/mae.",
     )
-    bootstrap_resamples: int = Field(default=gates.DEFAULT_BOOTSTRAP_RESAMPLES, ge=100, le=20000,
+    bootstrap_resamples: int = Field(default=gate_defaults.DEFAULT_BOOTSTRAP_RESAMPLES, ge=100, le=20000,
                                      description="Paired bootstrap resamples.")
     slice_columns: list[str] | None = Field(
         default=None, description="Columns whose slices must not regress; default: up to 2 categorical columns with the fewest levels."
     )
-    slice_tolerance: float = Field(default=slice_gate.DEFAULT_SLICE_TOLERANCE, ge=0, description="How much worse the candidate may be on one slice.")
-    slice_min_rows: int = Field(default=slice_gate.DEFAULT_SLICE_MIN_ROWS, ge=1, description="Slices with fewer holdout rows are listed, not judged.")
+    slice_tolerance: float = Field(default=gate_defaults.DEFAULT_SLICE_TOLERANCE, ge=0, description="How much worse the candidate may be on one slice.")
+    slice_min_rows: int = Field(default=gate_defaults.DEFAULT_SLICE_MIN_ROWS, ge=1, description="Slices with fewer holdout rows are listed, not judged.")
     max_flip_rate: float = Field(
-        default=stability_gates.DEFAULT_MAX_FLIP_RATE, ge=0, le=1, description="Largest share of holdout predictions that may differ from the champion's (waived on confirmed concept drift)."
+        default=gate_defaults.DEFAULT_MAX_FLIP_RATE, ge=0, le=1, description="Largest share of holdout predictions that may differ from the champion's (waived on confirmed concept drift)."
     )
     latency_budget_ms_per_1000: float = Field(
-        default=stability_gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000, gt=0, description="Serving smoke test: milliseconds allowed to score 1,000 rows in a fresh process."
+        default=gate_defaults.DEFAULT_LATENCY_BUDGET_MS_PER_1000, gt=0, description="Serving smoke test: milliseconds allowed to score 1,000 rows in a fresh process."
     )
 
 

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from retrain_assets.core.gates import DEFAULT_FLOORS, GateResult, champion_comparison, mcnemar, metric_floor
+from retrain_assets.core.gates import GateResult, champion_comparison, mcnemar, metric_floor
+from retrain_assets.core.gate_defaults import DEFAULT_FLOORS
 from retrain_assets.core.stability_gates import data_sufficiency, flip_rate, prediction_stability, serving_latency
 from retrain_assets.core.slice_gate import default_slice_columns, slice_regression
 from retrain_assets.core.performance import score_metric

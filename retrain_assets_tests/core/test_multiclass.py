@@ -12,11 +12,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
-from retrain_assets.core import gates, shadow
+from retrain_assets.core import gates, shadow, slice_gate, stability_gates
 
-from retrain_assets.core import stability_gates
 
-from retrain_assets.core import slice_gate
 from retrain_assets.core.feature_drift import prediction_drift
 from retrain_assets.core.performance import (
     absent_classes,

@@ -348,6 +348,8 @@ def test_defaults_have_one_source_the_core_modules():
     import dataclasses
 
     from retrain_assets.core import gates, slice_gate, stability_gates, training_data
+
+    from retrain_assets.core import gate_defaults
     from retrain_assets.core.drift_settings import DriftSettings as Core
     from retrain_assets.core.policy import PolicySettings
     from retrain_assets.settings import AutomationSettings, DriftSettingsModel, GateSettings, TrainingSettings
@@ -360,7 +362,7 @@ def test_defaults_have_one_source_the_core_modules():
     g, t = GateSettings(), TrainingSettings()
     assert (g.comparison_tolerance, g.bootstrap_resamples, g.max_flip_rate, g.slice_tolerance, g.slice_min_rows,
             g.latency_budget_ms_per_1000) == (
-        gates.DEFAULT_COMPARISON_TOLERANCE, gates.DEFAULT_BOOTSTRAP_RESAMPLES, stability_gates.DEFAULT_MAX_FLIP_RATE,
-        slice_gate.DEFAULT_SLICE_TOLERANCE, slice_gate.DEFAULT_SLICE_MIN_ROWS, stability_gates.DEFAULT_LATENCY_BUDGET_MS_PER_1000)
+        gate_defaults.DEFAULT_COMPARISON_TOLERANCE, gate_defaults.DEFAULT_BOOTSTRAP_RESAMPLES, gate_defaults.DEFAULT_MAX_FLIP_RATE,
+        gate_defaults.DEFAULT_SLICE_TOLERANCE, gate_defaults.DEFAULT_SLICE_MIN_ROWS, gate_defaults.DEFAULT_LATENCY_BUDGET_MS_PER_1000)
     assert (t.min_rows, t.min_rows_per_class, t.min_holdout_rows) == (
-        training_data.DEFAULT_MIN_ROWS, training_data.DEFAULT_MIN_ROWS_PER_CLASS, stability_gates.DEFAULT_MIN_HOLDOUT_ROWS)
+        gate_defaults.DEFAULT_MIN_ROWS, gate_defaults.DEFAULT_MIN_ROWS_PER_CLASS, gate_defaults.DEFAULT_MIN_HOLDOUT_ROWS)
