@@ -101,6 +101,7 @@ def backdate_requests(r: Retrainer, hours: float) -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_gated_candidate_awaits_approval_and_approve_moves_the_champion(awaiting: Retrainer, webhook: Webhook):
     r = awaiting
     # Waiting: the champion did not move; the ledger and the metadata say what awaits whom and how to approve.
@@ -184,6 +185,7 @@ def test_reject_clears_the_challenger_and_the_champion_stays(awaiting: Retrainer
     assert r.alias(reg.CHAMPION_ALIAS) == "1" and len(requests(r)) == 1
 
 
+@pytest.mark.slow
 def test_an_expired_request_cannot_be_approved(awaiting: Retrainer, webhook: Webhook):
     r = awaiting
     backdate_requests(r, 73)  # default approval_max_age_hours: 72
@@ -204,6 +206,7 @@ def test_an_expired_request_cannot_be_approved(awaiting: Retrainer, webhook: Web
     assert r.alias(reg.CHAMPION_ALIAS) == "1"
 
 
+@pytest.mark.slow
 def test_a_candidate_that_fails_its_gates_leaves_the_awaiting_one_alone(awaiting: Retrainer):
     r = awaiting
     r.land(5)
@@ -219,6 +222,7 @@ def test_a_candidate_that_fails_its_gates_leaves_the_awaiting_one_alone(awaiting
     assert r.alias(reg.CHAMPION_ALIAS) == "2"
 
 
+@pytest.mark.slow
 def test_a_newer_candidate_supersedes_the_awaiting_one(awaiting: Retrainer):
     r = awaiting
     r.land(5)
@@ -244,6 +248,7 @@ def test_a_newer_candidate_supersedes_the_awaiting_one(awaiting: Retrainer):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shadow_scoring_shows_both_models_and_reaches_the_approver(awaiting: Retrainer):
     r = awaiting
     r.land(5, rows=1000)  # labelled
@@ -286,6 +291,7 @@ def test_shadow_scoring_shows_both_models_and_reaches_the_approver(awaiting: Ret
     assert "challenger_version" not in meta and meta["shadow_scoring"] == "no challenger other than champion v2"
 
 
+@pytest.mark.slow
 def test_shadow_scoring_modes(awaiting: Retrainer):
     r = awaiting
     r.reconfigure(**{"promotion.shadow_scoring": "never"})

@@ -165,6 +165,7 @@ UNREADABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(UNREADABLE))
 def test_unreadable_files_fail_raw_data_clearly_and_are_kept(workspace, defs, instance, kind):
     content, ext, message = UNREADABLE[kind]
@@ -233,6 +234,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_broken_batches_fail_the_gate_with_reasons_and_are_kept(workspace, defs, instance, kind):
     transform, phrases = BROKEN[kind]

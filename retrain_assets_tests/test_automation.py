@@ -103,6 +103,7 @@ def champion(tmp_path, instance, webhook) -> Retrainer:
     return r
 
 
+@pytest.mark.slow
 def test_a_clean_batch_causes_no_retrain(champion: Retrainer):
     champion.land(4, rows=1000)
     result = evaluate(champion, DRIFT_SENSOR)
@@ -113,6 +114,7 @@ def test_a_clean_batch_causes_no_retrain(champion: Retrainer):
     assert evaluate(champion, DRIFT_SENSOR).skip_message == "no new drift report"
 
 
+@pytest.mark.slow
 def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_the_ledger(champion: Retrainer):
     r = champion
     # Gates that cannot block this retrain: the test is about tags, not about the gates' verdict.
@@ -139,6 +141,7 @@ def test_covariate_drift_requests_one_retrain_with_tags_that_reach_mlflow_and_th
     assert not run_requests(result) and "cooldown 60 min" in result.skip_message
 
 
+@pytest.mark.slow
 def test_ten_drifted_batches_at_once_cause_one_retrain(champion: Retrainer):
     r = champion
     for i in range(4, 14):
@@ -153,6 +156,7 @@ def test_ten_drifted_batches_at_once_cause_one_retrain(champion: Retrainer):
     assert not run_requests(again) and "already queued or running" in again.skip_message
 
 
+@pytest.mark.slow
 def test_a_retrain_launched_from_the_asset_graph_counts_for_the_policy(champion: Retrainer):
     """"Materialize" on candidate_model in the UI runs Dagster's implicit asset job, not `retrain`:
     while it runs the sensors must not start another, and once done it counts for the cooldown."""
@@ -178,6 +182,7 @@ def test_a_retrain_launched_from_the_asset_graph_counts_for_the_policy(champion:
     assert run_requests(evaluate(r, DRIFT_SENSOR))
 
 
+@pytest.mark.slow
 def test_confirmation_waits_for_k_of_n_drifted_batches(champion: Retrainer):
     r = champion
     r.reconfigure(**{"automation.confirm_k": 2, "automation.confirm_n": 3})
@@ -188,6 +193,7 @@ def test_confirmation_waits_for_k_of_n_drifted_batches(champion: Retrainer):
     assert len(run_requests(evaluate(r, DRIFT_SENSOR))) == 1
 
 
+@pytest.mark.slow
 def test_concept_drift_requests_a_retrain_and_alerts(champion: Retrainer, webhook: Webhook):
     r = champion
     r.land(4, synthetic_batches.make_batch(2000, seed=504, batch_index=4, scenario="concept_drift"))
@@ -198,6 +204,7 @@ def test_concept_drift_requests_a_retrain_and_alerts(champion: Retrainer, webhoo
     assert len(drift) == 1 and drift[0].tags[TAG_TRIGGER] == "concept_drift"
 
 
+@pytest.mark.slow
 def test_metric_below_the_floor_is_a_performance_decline(champion: Retrainer):
     r = champion
     r.reconfigure(**{"gates.metric_floor": 0.95})
@@ -207,6 +214,7 @@ def test_metric_below_the_floor_is_a_performance_decline(champion: Retrainer):
     assert "below the floor of 0.95" in requests[0].tags[TAG_REASON]
 
 
+@pytest.mark.slow
 def test_a_new_champion_that_does_worse_is_rolled_back(champion: Retrainer, webhook: Webhook):
     r = champion
     # Loosened gates let a model trained on shuffled labels through (what the watch is for).
@@ -246,6 +254,7 @@ def request_retrain(r: Retrainer, reason: str):
     return run
 
 
+@pytest.mark.slow
 def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer, webhook: Webhook):
     r = champion
     with pytest.raises(dg.DagsterInvalidConfigError, match="reason"):
@@ -267,6 +276,7 @@ def test_a_person_requests_a_retrain_with_a_reason(champion: Retrainer, webhook:
     assert any("requested retrain not started" in t and "already queued or running" in t for t in webhook.texts())
 
 
+@pytest.mark.slow
 def test_a_new_business_change_sensor_answers_only_a_request_no_retrain_answered(champion: Retrainer):
     """With no cursor (a new deployment), the sensor starts from now: a request made since the newest
     retrain started still gets one; one made before it was answered by that retrain."""
@@ -281,6 +291,7 @@ def test_a_new_business_change_sensor_answers_only_a_request_no_retrain_answered
     assert evaluate(r, BUSINESS_CHANGE_SENSOR).skip_message == "no new retrain request"
 
 
+@pytest.mark.slow
 def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webhook: Webhook):
     r = champion
     r.reconfigure(**{"gates.max_flip_rate": 0.0})
@@ -300,6 +311,7 @@ def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webh
                for t in texts), texts
 
 
+@pytest.mark.slow
 def test_the_safety_net_schedule_skips_when_a_retrain_ran_in_the_period(champion: Retrainer):
     r = champion
     schedule = r.defs.resolve_schedule_def(RETRAIN_SCHEDULE)
@@ -350,6 +362,7 @@ def test_the_performance_sensor_judges_no_champion_when_there_is_none(tmp_path, 
         assert not run_requests(result) and result.skip_message == f"no champion yet: nothing to judge on {batch}"
 
 
+@pytest.mark.slow
 def test_a_new_performance_sensor_starts_from_the_newest_metrics_not_from_history(champion: Retrainer, webhook: Webhook):
     """With no cursor the sensor acts on the current state, the newest production metrics: a decline
     on an earlier batch (here under a floor raised for that batch only) is history, not replayed."""
@@ -364,6 +377,7 @@ def test_a_new_performance_sensor_starts_from_the_newest_metrics_not_from_histor
     assert not any("champion degrading" in t for t in webhook.texts())
 
 
+@pytest.mark.slow
 def test_both_policy_sensors_decide_with_the_backtesters_function(tmp_path, instance, monkeypatch):
     """The drift and the performance sensor each call policy.next_action (the backtester's too, see
     test_backtest) on the state read from Dagster and DuckDB, and act on its decision."""

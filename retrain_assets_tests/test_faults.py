@@ -7,6 +7,7 @@ import sys
 
 import dagster as dg
 import duckdb
+import pytest
 
 from retrain_assets.constants import DRIFT_SENSOR, RETRAIN_JOB
 from retrain_assets.core import label_store, storage, synthetic, synthetic_batches, workers
@@ -30,6 +31,7 @@ def test_a_run_records_its_worker(workspace, defs, instance):
     assert worker == workers.this_worker() and not workers.worker_gone(worker)
 
 
+@pytest.mark.slow
 def test_a_retrain_whose_worker_was_killed_is_failed_and_does_not_block_the_next(tmp_path, instance):
     r = Retrainer(tmp_path, instance, **LOOSE)
     for i in (1, 2, 3):
@@ -69,6 +71,7 @@ def test_readers_work_on_a_read_only_connection_and_run_no_ddl(workspace, defs, 
         assert label_store.held_label_batches(conn) == {}
 
 
+@pytest.mark.slow
 def test_two_retrains_requested_at_once_give_one_promotion(tmp_path, instance, monkeypatch):
     """Two `retrain` runs launched together by hand queue on the retrain pool; the second starts after
     the first promoted, finds a version trained on exactly its data since it was requested, and stops."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
+import pytest
 
 from retrain_assets.core import label_store, metrics_store, registry as reg, storage
 
@@ -25,6 +26,7 @@ def test_an_empty_target_column_is_an_unlabelled_batch(workspace, defs, instance
     assert int(status.loc["b0002", "quarantined_rows"]) == 0
 
 
+@pytest.mark.slow
 def test_rows_whose_labels_are_late_do_not_hold_the_batch_back_nor_reach_training(tmp_path, instance):
     r = Retrainer(tmp_path, instance)
     r.land(1, rows=800)
@@ -69,6 +71,7 @@ def _label_quality(r: Retrainer, batch_id: str) -> str:
     return str(records[0].asset_materialization.metadata["label_quality"].value)
 
 
+@pytest.mark.slow
 def test_inverted_labels_are_flagged_kept_out_of_training_and_never_trigger_until_accepted(tmp_path, instance):
     from retrain_assets.constants import DRIFT_SENSOR, PERFORMANCE_SENSOR, REVIEW_LABELS_JOB
     from retrain_assets_tests.test_automation import LOOSE, evaluate, run_requests
@@ -118,6 +121,7 @@ def test_labels_all_one_class_are_flagged_without_a_champion(tmp_path, instance)
     assert _labelled(r) == {"batch_0001": True, "batch_0002": False}
 
 
+@pytest.mark.slow
 def test_permuted_multiclass_labels_are_flagged_on_an_accuracy_deployment(tmp_path, instance):
     """A multiclass model judged on accuracy: labels whose classes were permuted (an export that
     mapped codes wrongly) are flagged by the agreement rule, which needs no roc_auc."""

@@ -52,6 +52,7 @@ def test_first_batch_has_no_reference(workspace, defs, instance):
     assert "no reference yet" in meta["reason"].value
 
 
+@pytest.mark.slow
 def test_clean_batch_no_drift_and_covariate_drift_named(workspace, defs, instance, three_clean):
     _, clean = _land_and_ingest(workspace, defs, instance, 4)
     meta = _meta(clean)
@@ -78,6 +79,7 @@ def test_clean_batch_no_drift_and_covariate_drift_named(workspace, defs, instanc
     assert "monthly_charges" in html and "data:image/png;base64" in html
 
 
+@pytest.mark.slow
 def test_held_back_batch_gets_no_drift_report(workspace, defs, instance, three_clean):
     batch_id, result = _land_and_ingest(workspace, defs, instance, 4, "corrupt")
     assert not result.success
@@ -104,6 +106,7 @@ def with_champion(workspace, three_clean):
     return version, auc
 
 
+@pytest.mark.slow
 def test_with_a_champion_clean_labelled_batch_has_no_concept_drift(workspace, defs, instance, with_champion):
     version, holdout_auc = with_champion
     _, result = _land_and_ingest(workspace, defs, instance, 4)
@@ -116,6 +119,7 @@ def test_with_a_champion_clean_labelled_batch_has_no_concept_drift(workspace, de
     assert meta["drift_detected"].value is False
 
 
+@pytest.mark.slow
 def test_with_a_champion_concept_drift_is_caught(workspace, defs, instance, with_champion):
     _, result = _land_and_ingest(workspace, defs, instance, 4, "concept_drift")
     meta = _meta(result)
@@ -125,6 +129,7 @@ def test_with_a_champion_concept_drift_is_caught(workspace, defs, instance, with
     assert "significantly worse" in meta["concept_drift_detail"].value
 
 
+@pytest.mark.slow
 def test_with_a_champion_covariate_drift_moves_predictions(workspace, defs, instance, with_champion):
     _, result = _land_and_ingest(workspace, defs, instance, 4, "covariate_drift")
     meta = _meta(result)
@@ -132,6 +137,7 @@ def test_with_a_champion_covariate_drift_moves_predictions(workspace, defs, inst
     assert meta["data_drift"].value is True
 
 
+@pytest.mark.slow
 def test_with_a_champion_unlabelled_batch_gets_an_estimate(workspace, defs, instance, with_champion):
     _, holdout_auc = with_champion
     _, result = _land_and_ingest(workspace, defs, instance, 4, "unlabelled")

@@ -312,6 +312,7 @@ def rerun_and_check(ws: Workspace, defs: dg.Definitions, instance: dg.DagsterIns
     return assert_registry_and_ledger_consistent(ws)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killed_during_training_leaves_the_champion_and_a_rerun_completes(tmp_path):
     ws = Workspace(root=tmp_path, config_path=write_config(tmp_path))
@@ -336,6 +337,7 @@ def test_killed_during_training_leaves_the_champion_and_a_rerun_completes(tmp_pa
     assert ledger["status"].tolist() == ["done", "done"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("point", ["after_champion_move", "before_champion_move"])
 def test_killed_during_promotion_leaves_a_consistent_registry_and_a_rerun_completes(tmp_path, point):

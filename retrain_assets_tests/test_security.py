@@ -135,6 +135,7 @@ def test_a_webhook_from_the_environment_is_accepted(tmp_path, monkeypatch):
     assert settings.alerts.webhook_url == "${RETRAIN_TEST_HOOK}"  # kept unexpanded: the secret stays in the env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "broken",
     [f"hooks.slack.com/services/T0/B0/{SECRET}", "", f"http://127.0.0.1:9/hooks?token={SECRET}"],

@@ -429,6 +429,7 @@ def test_every_transaction_in_storage_goes_through_the_one_helper():
         "use storage.transaction(conn, doing) instead of BEGIN/COMMIT/ROLLBACK by hand"
 
 
+@pytest.mark.slow
 def test_a_held_file_fails_a_sensor_tick_inside_its_timeout_and_the_ingest_is_retried_once_free(tmp_path):
     """A sensor waits at most SENSOR_LOCK_WAIT_SECONDS (a tick has 60 s), naming the holder; an ingest
     that failed on the held file is retried by the landing sensor and succeeds once it is free."""

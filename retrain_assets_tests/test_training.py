@@ -88,6 +88,7 @@ def assert_blocked(r: Retrainer, result, gate: str, champion: str) -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_first_retrain_bootstraps_the_champion_with_lineage(bootstrapped: Retrainer, tmp_path):
     r = bootstrapped
     s = r.settings
@@ -154,6 +155,7 @@ def test_gates_are_waived_only_for_comparisons_without_a_champion(tmp_path, inst
     assert meta(production, "champion_uri") == "models:/churn@champion" and meta(production, "champion_version") == "1"
 
 
+@pytest.mark.slow
 def test_a_better_candidate_is_promoted_and_the_old_champion_kept_as_previous(tmp_path, instance):
     # A deliberately weak first champion: a shallow boosted model trained on one batch.
     r = Retrainer(tmp_path, instance, **{"model.params": {"max_iter": 3, "max_depth": 2}})
@@ -180,6 +182,7 @@ def test_a_better_candidate_is_promoted_and_the_old_champion_kept_as_previous(tm
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_worse_candidate_is_blocked_by_the_champion_comparison(bootstrapped: Retrainer):
     r = bootstrapped
     r.land(4)
@@ -196,6 +199,7 @@ def test_a_worse_candidate_is_blocked_by_the_champion_comparison(bootstrapped: R
     assert {run.info.status for run in runs} == {"FINISHED"}
 
 
+@pytest.mark.slow
 def test_a_label_shuffled_candidate_is_blocked_by_the_metric_floor(bootstrapped: Retrainer):
     r = bootstrapped
     shuffled = clean_batch(4, 800)
@@ -210,6 +214,7 @@ def test_a_label_shuffled_candidate_is_blocked_by_the_metric_floor(bootstrapped:
     assert "champion_comparison" in failed_gates(result)
 
 
+@pytest.mark.slow
 def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(bootstrapped: Retrainer):
     r = bootstrapped
     r.land(4)
@@ -241,6 +246,7 @@ def test_a_too_unstable_candidate_is_blocked_unless_concept_drift_is_confirmed(b
     assert "concept drift confirmed on batch batch_000" in stability.description
 
 
+@pytest.mark.slow
 def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch(bootstrapped: Retrainer):
     """After a concept change the newest batch is the only one labelled under the new rule: a
     concept_drift retrain trains on its oldest half too and is judged on its newest half."""
@@ -279,6 +285,7 @@ def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rollback_restores_the_previous_champion_and_is_recorded(bootstrapped: Retrainer):
     r = bootstrapped
     r.reconfigure(**{"gates.max_flip_rate": 0.5})
@@ -316,6 +323,7 @@ def test_rollback_restores_the_previous_champion_and_is_recorded(bootstrapped: R
     assert not production.success and "nothing to promote" in failure_text(production)
 
 
+@pytest.mark.slow
 def test_production_model_refuses_a_challenger_that_failed_or_was_judged_against_another_champion(
     bootstrapped: Retrainer,
 ):
@@ -345,6 +353,7 @@ def test_production_model_refuses_a_challenger_that_failed_or_was_judged_against
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_single_class_labels_fail_candidate_model_and_register_nothing(bootstrapped: Retrainer):
     r = bootstrapped
     for i in (4, 5):
@@ -381,6 +390,7 @@ def test_constant_and_empty_feature_columns_fail_candidate_model(tmp_path, insta
     assert r.alias(reg.CHAMPION_ALIAS) is None
 
 
+@pytest.mark.slow
 def test_too_few_rows_are_blocked_by_data_sufficiency(tmp_path, instance):
     r = Retrainer(tmp_path, instance, **{"training.min_rows": 1000})
     for i in (1, 2):
@@ -391,6 +401,7 @@ def test_too_few_rows_are_blocked_by_data_sufficiency(tmp_path, instance):
     assert r.alias(reg.CHAMPION_ALIAS) is None
 
 
+@pytest.mark.slow
 def test_one_large_labelled_batch_gives_the_first_champion_judged_on_its_newest_rows(tmp_path, instance, monkeypatch):
     """A history file of labelled rows needs no second batch: the first champion learns from its
     oldest rows and is judged on its newest (training.newest_holdout_share, by event time)."""
