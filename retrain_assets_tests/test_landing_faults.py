@@ -192,6 +192,14 @@ def test_a_semicolon_file_is_ingested_once_the_delimiter_is_set(tmp_path, instan
     [request] = tick(defs, instance).run_requests
     run = ingest(defs, instance, "b0001", tags=request.tags)
     assert run.success, failure_text(run)
+    import duckdb
+
+    with duckdb.connect(str(ws.settings.duckdb_path), read_only=True) as conn:
+        rows = storage.read_validated(conn, ["b0001"])
+    expected = clean_batch(1, 200)
+    assert len(rows) == 200  # every row, split on ';' into the real columns
+    assert set(expected.columns) <= set(rows.columns)
+    assert rows["monthly_charges"].to_numpy() == pytest.approx(expected["monthly_charges"].to_numpy())
 
 
 # --------------------------------------------------------------------------

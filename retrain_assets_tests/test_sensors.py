@@ -119,6 +119,12 @@ def test_sensor_requests_runs_that_ingest_the_batch(workspace, defs, instance):
     request = tick(defs, instance).run_requests[0]
     result = ingest(defs, instance, request.partition_key, tags=request.tags)
     assert result.success
+    assert request.partition_key == "batch_0001"
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"raw_data", "validated_data", "drift_report"} <= materialized
+    validated = next(e for e in result.get_asset_materialization_events()
+                     if e.asset_key.to_user_string() == "validated_data").materialization.metadata
+    assert validated["valid_rows"].value + validated["quarantined_rows"].value == len(clean_batch(1))
 
 
 def test_file_changed_between_sensor_and_run_is_not_ingested(workspace, defs, instance):
