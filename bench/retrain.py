@@ -179,7 +179,7 @@ def _failure_text(result) -> str:
 # (label, module, attribute) of what candidate_model/production_model call; wrapped with timers.
 TIMED = [
     ("read window (DuckDB)", "retrain_assets.core.storage", "read_validated"),
-    ("load champion", "retrain_assets.resources", "load_champion"),
+    ("load champion", "retrain_assets.core.registry", "load_champion"),
     ("check training data", "retrain_assets.assets.training", "check_training_data"),
     ("split X/y (training_xy)", "retrain_assets.assets.training", "training_xy"),
     ("fit: train()", "retrain_assets.assets.training", "train"),

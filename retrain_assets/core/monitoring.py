@@ -21,14 +21,9 @@ from retrain_assets.core.drift_settings import DriftSettings
 from retrain_assets.core.feature_drift import prediction_drift
 from retrain_assets.core.holdout import holdout_rows
 
-from retrain_assets.core.performance import (
-    ConceptDriftResult,
-    absent_classes,
-    concept_drift,
-    error_stream,
-    estimate_performance,
-    score_metric,
-)
+from retrain_assets.core.performance import absent_classes, score_metric
+from retrain_assets.core.estimation import estimate_performance
+from retrain_assets.core.concept_drift import ConceptDriftResult, concept_drift, error_stream
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import DatasetSchema
 

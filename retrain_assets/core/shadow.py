@@ -26,14 +26,8 @@ import pandas as pd
 from retrain_assets.core.columns import model_input
 from retrain_assets.core import files, gates, stability_gates
 
-from retrain_assets.core.performance import (
-    resampled_metrics,
-    HIGHER_IS_BETTER,
-    estimate_performance,
-    predicted_class,
-    score_metric,
-    score_values,
-)
+from retrain_assets.core.performance import resampled_metrics, HIGHER_IS_BETTER, predicted_class, score_metric, score_values
+from retrain_assets.core.estimation import estimate_performance
 from retrain_assets.core.registry import Champion
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

@@ -14,7 +14,8 @@ from retrain_assets.core.columns import model_input
 from retrain_assets.core import gate_defaults, gates
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.monitoring import missing_classes_note, scored_holdout
-from retrain_assets.core.performance import estimate_performance, score_metric
+from retrain_assets.core.performance import score_metric
+from retrain_assets.core.estimation import estimate_performance
 from retrain_assets.core.registry import Champion
 
 

@@ -16,14 +16,9 @@ from retrain_assets.core import gates, shadow, slice_gate, stability_gates
 
 
 from retrain_assets.core.feature_drift import prediction_drift
-from retrain_assets.core.performance import (
-    absent_classes,
-    concept_drift,
-    error_stream,
-    estimate_performance,
-    predicted_class,
-    score_metric,
-)
+from retrain_assets.core.performance import absent_classes, predicted_class, score_metric
+from retrain_assets.core.estimation import estimate_performance
+from retrain_assets.core.concept_drift import concept_drift, error_stream
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.synthetic import MULTICLASS_TARGET, PLANS, true_plan_probabilities
 from retrain_assets.core.synthetic_batches import make_batch

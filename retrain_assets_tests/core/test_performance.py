@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrain_assets.core.performance import (
-    concept_drift,
-    error_stream,
-    estimate_performance,
-    expected_roc_auc,
-    metric_with_ci,
-    score_metric,
-    stream_detectors,
-)
+from retrain_assets.core.performance import metric_with_ci, score_metric
+from retrain_assets.core.estimation import estimate_performance, expected_roc_auc
+from retrain_assets.core.concept_drift import concept_drift, error_stream, stream_detectors
 
 
 def _calibrated(n: int, seed: int, auc_shift: float = 1.5):
@@ -182,7 +176,8 @@ def test_a_real_loss_is_still_caught_with_both_samples_bootstrapped():
 
 
 def test_a_detector_alarm_within_the_tolerance_is_not_drift():
-    from retrain_assets.core.performance import ConceptDriftResult, DetectorOutcome, MetricEstimate
+    from retrain_assets.core.concept_drift import ConceptDriftResult, DetectorOutcome
+    from retrain_assets.core.performance import MetricEstimate
 
     fired = [DetectorOutcome("ADWIN", True, 3, 120)]
     dip = ConceptDriftResult("roc_auc", MetricEstimate("roc_auc", 0.830, 0.81, 0.85, 1000, ""), 0.844, 0.02, False, fired)
