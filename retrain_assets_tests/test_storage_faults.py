@@ -334,7 +334,7 @@ def test_reports_and_plots_on_a_full_disk_are_never_truncated(small_disk):
                             "ci_low": [0.7, 0.6], "ci_high": [0.9, 0.8], "estimated_metric": [None, None],
                             "labelled": [True, True]})
     with pytest.raises(files.StorageUnavailable):
-        shadow.plot_metric_history(metrics, pd.DataFrame(), folder / "history.png", metric="roc_auc", floor=0.6,
+        report.plot_metric_history(metrics, pd.DataFrame(), folder / "history.png", metric="roc_auc", floor=0.6,
                                    title="t")
     assert not (folder / "history.png").exists()
     assert _leftovers(folder) == []

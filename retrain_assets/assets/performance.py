@@ -9,6 +9,7 @@ import pandas as pd
 
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
 from retrain_assets.core import approval, label_store, metrics_store, registry as reg, shadow, storage
+from retrain_assets.core import report
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
@@ -159,7 +160,7 @@ def production_metrics(
         metadata.update(shadow_evidence_metadata(warehouse, champion.version, challenger.version)[1])
     if champion is not None:
         floor = measured.floor
-        plot = shadow.plot_metric_history(
+        plot = report.plot_metric_history(
             history, shadow_history, cfg.reports_dir / "production" / f"{batch_id}.png", metric=cfg.metric,
             floor=floor, title=f"{cfg.registered_model_name}: {cfg.metric} per batch, up to {batch_id}",
         )

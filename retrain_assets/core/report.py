@@ -144,3 +144,79 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return "" if np.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def plot_metric_history(
+    metrics: pd.DataFrame, shadow: pd.DataFrame, path: Path, *, metric: str, floor: float | None, title: str,
+    last: int = 40,
+) -> Path:
+    """The champion's metric batch by batch (95% intervals; label-free estimates hollow), the floor,
+    and each challenger's shadow metric beside it.
+
+    Args:
+        metrics: Rows of ``production_metrics`` (batch_id, champion_version, batch_metric, ci_low,
+            ci_high, estimated_metric).
+        shadow: Rows of ``shadow_scores`` (may be empty).
+        path: PNG to write (folders are created).
+        metric: The metric's name (axis label).
+        floor: The metric floor, drawn as a line (None: none).
+        title: Figure title.
+        last: How many of the newest batches to show.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = metrics.sort_values("batch_id").tail(last).reset_index(drop=True)
+    x_of = {b: i for i, b in enumerate(metrics["batch_id"])}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(metrics) + 3), 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    versions = [v for v in dict.fromkeys(metrics["champion_version"].dropna().astype(str))]
+    for k, version in enumerate(versions):
+        colour = colours[k % len(colours)]
+        rows = metrics[metrics["champion_version"].astype(str) == version]
+        measured = rows[rows["batch_metric"].notna()]
+        if not measured.empty:
+            x = measured["batch_id"].map(x_of).to_numpy(float)
+            y = measured["batch_metric"].to_numpy(float)
+            low = (y - measured["ci_low"].fillna(measured["batch_metric"]).to_numpy(float)).clip(min=0)
+            high = (measured["ci_high"].fillna(measured["batch_metric"]).to_numpy(float) - y).clip(min=0)
+            ax.errorbar(x, y, yerr=[low, high], fmt="o-", color=colour, capsize=3, label=f"champion v{version}")
+        estimated = rows[rows["batch_metric"].isna() & rows["estimated_metric"].notna()]
+        if not estimated.empty:
+            ax.plot(estimated["batch_id"].map(x_of), estimated["estimated_metric"], "o", mfc="none", color=colour,
+                    label=f"champion v{version}, estimated (no labels)")
+    if not shadow.empty:
+        shown = shadow[shadow["batch_id"].isin(x_of)]
+        for k, version in enumerate(dict.fromkeys(shown["challenger_version"].astype(str))):
+            colour = colours[(len(versions) + k) % len(colours)]
+            rows = shown[(shown["challenger_version"].astype(str) == version)]
+            measured = rows[rows["labelled"].astype(bool) & rows["challenger_metric"].notna()]
+            if not measured.empty:
+                x = measured["batch_id"].map(x_of).to_numpy(float) + 0.15
+                y = measured["challenger_metric"].to_numpy(float)
+                low = (y - measured["challenger_ci_low"].fillna(measured["challenger_metric"]).to_numpy(float)).clip(min=0)
+                high = (measured["challenger_ci_high"].fillna(measured["challenger_metric"]).to_numpy(float) - y).clip(min=0)
+                ax.errorbar(x, y, yerr=[low, high], fmt="s--", color=colour, capsize=3,
+                            label=f"challenger v{version} (shadow)")
+            estimated = rows[~rows["labelled"].astype(bool) & rows["challenger_estimated_metric"].notna()]
+            if not estimated.empty:
+                ax.plot(estimated["batch_id"].map(x_of).to_numpy(float) + 0.15, estimated["challenger_estimated_metric"],
+                        "s", mfc="none", color=colour, label=f"challenger v{version}, estimated (shadow)")
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle=":", label=f"floor {floor:g}")
+    ax.set_xticks(range(len(metrics)), list(metrics["batch_id"]), rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format=Path(path).suffix.lstrip(".") or "png", dpi=90)
+    plt.close(fig)
+    return files.write_atomic(Path(path), rendered.getvalue())  # whole or not at all

@@ -133,7 +133,7 @@ def select_training_window(
     landing order) is held out, and the candidate also learns from the rest of it: after a concept
     change the newest batch is the only one labelled under the new rule, and a candidate that never
     sees it cannot learn the change (see :func:`split_newest`). One labelled batch is then enough
-    (a first champion from one large batch: ``core.policy.first_champion_plan``).
+    (a first champion from one large batch: ``core.first_champion.first_champion_plan``).
 
     Args:
         batch_ids: Batches in arrival order (oldest first).

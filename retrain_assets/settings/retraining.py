@@ -88,8 +88,8 @@ class TrainingSettings(Section):
 
     def first_champion_plan(self, labelled: list[tuple[str, int]]):
         """How the first champion can be trained from these (batch id, labelled rows), or what is
-        missing (:func:`retrain_assets.core.policy.first_champion_plan` with these settings)."""
-        from retrain_assets.core.policy import first_champion_plan
+        missing (:func:`retrain_assets.core.first_champion.first_champion_plan` with these settings)."""
+        from retrain_assets.core.first_champion import first_champion_plan
 
         return first_champion_plan(labelled, min_rows=self.min_rows, min_holdout_rows=self.min_holdout_rows,
                                    holdout_share=self.newest_holdout_share)

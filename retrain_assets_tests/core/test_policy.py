@@ -118,7 +118,7 @@ def test_the_schedule_is_a_safety_net():
 # --------------------------------------------------------------------------
 
 from retrain_assets.core.holdout import split_newest  # noqa: E402
-from retrain_assets.core.policy import first_champion_plan, split_sizes  # noqa: E402
+from retrain_assets.core.first_champion import first_champion_plan, split_sizes
 
 FIRST = {"min_rows": 200, "min_holdout_rows": 100, "holdout_share": 0.5}
 

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from retrain_assets.core import shadow
+
+from retrain_assets.core import report
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.synthetic_batches import make_batch
 from retrain_assets.settings import load_settings
@@ -125,5 +127,5 @@ def test_the_metric_plot_is_a_png(tmp_path):
         "ci_low": [0.78, None, 0.8], "ci_high": [0.82, None, 0.84], "estimated_metric": [None, 0.79, None],
     })
     frame = pd.DataFrame([_row("b3", True, 0.01, 0.0, 0.02), _row("b2", False, challenger_estimated_metric=0.8)])
-    path = shadow.plot_metric_history(metrics, frame, tmp_path / "p" / "m.png", metric="roc_auc", floor=0.6, title="t")
+    path = report.plot_metric_history(metrics, frame, tmp_path / "p" / "m.png", metric="roc_auc", floor=0.6, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
