@@ -168,6 +168,12 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
                 f"column {column!r} should hold {what}, but {count} of {present} values do not (e.g. {shown})"
             )
 
+    def finite_rule(column: str, original: pd.Series, parsed: pd.Series, rule: str, what: str) -> None:
+        infinite = np.isinf(parsed.to_numpy())
+        count = int(infinite.sum())
+        outcomes.append(RuleOutcome(rule, column, "row", count == 0, count, f"{what} must be finite (not inf/-inf)",
+                                    _examples(rows[infinite], original[infinite], examples), rows[infinite]))
+
     for spec in schema.columns:
         if spec.name not in raw.columns:
             continue
@@ -175,13 +181,7 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
         if spec.kind == "numeric":
             parsed = numeric_parse(original)
             parse_rule(spec.name, original, parsed, "values_parse_as_numbers", "numbers")
-            infinite = np.isinf(parsed.to_numpy())
-            count = int(infinite.sum())
-            outcomes.append(
-                RuleOutcome("values_are_finite", spec.name, "row", count == 0, count,
-                            "values must be finite (not inf/-inf)",
-                            _examples(rows[infinite], original[infinite], examples), rows[infinite])
-            )
+            finite_rule(spec.name, original, parsed, "values_are_finite", "values")
             # inf is reported once (above); GX then sees it as missing, not also as out of range.
             parsed = parsed.mask(np.isinf(parsed))
             learnt = expectations.plausible_range(spec.observed, limits.range_margin)
@@ -235,13 +235,7 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
         if schema.task == "regression":
             parsed = numeric_parse(original)
             parse_rule(schema.target, original, parsed, "target_parses_as_numbers", "numbers (regression target)")
-            infinite = np.isinf(parsed.to_numpy())
-            count = int(infinite.sum())
-            outcomes.append(
-                RuleOutcome("target_is_finite", schema.target, "row", count == 0, count,
-                            "target values must be finite (not inf/-inf)",
-                            _examples(rows[infinite], original[infinite], examples), rows[infinite])
-            )
+            finite_rule(schema.target, original, parsed, "target_is_finite", "target values")
             frame[schema.target] = parsed
         else:
             # not Series.map: map() turns ints mixed with None (or an Int64 column) into floats
