@@ -379,7 +379,7 @@ def plain_retrain(workdir: Path) -> dict:
         pipeline.fit(X, y)
     marks["fit"] = time.time()
 
-    with threadpool_limits(limits=1):  # as the product scores (Champion.scores); see core/train.py on why
+    with threadpool_limits(limits=1):  # as the product scores (Champion.scores); see core/training.py on why
         scores = pipeline.predict_proba(holdout.drop(columns=[TARGET]))[:, 1]
     auc = float(roc_auc_score(holdout[TARGET], scores))
     marks["score"] = time.time()

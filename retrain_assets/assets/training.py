@@ -25,7 +25,7 @@ from retrain_assets.core.redact import redact_url
 from retrain_assets.core.retrain import CannotTrain, gate_tags, lineage_tags, run_params, training_data
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
-from retrain_assets.core.train import train
+from retrain_assets.core.training import train
 from retrain_assets.core.training_data import training_xy
 from retrain_assets.core.training_data import check_training_data, data_fingerprint
 from retrain_assets.core.markdown import markdown_table

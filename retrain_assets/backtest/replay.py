@@ -24,7 +24,7 @@ from retrain_assets.core.registry import (
 )
 
 from retrain_assets.core.schema import DatasetSchema
-from retrain_assets.core.train import train
+from retrain_assets.core.training import train
 from retrain_assets.core.training_data import feature_columns
 from retrain_assets.core.training_data import check_training_data
 from retrain_assets.core.training_window import select_training_window

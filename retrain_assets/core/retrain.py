@@ -1,6 +1,6 @@
 """One retrain, the parts that need no Dagster: which data the candidate learns from and is held out
 on, and what is recorded on its registered version (lineage and gate verdicts). candidate_model
-calls these; training itself is :mod:`retrain_assets.core.train`, judging :mod:`retrain_assets.core.candidate`.
+calls these; training itself is :mod:`retrain_assets.core.training`, judging :mod:`retrain_assets.core.candidate`.
 """
 
 from __future__ import annotations
