@@ -78,7 +78,7 @@ class Settings(Section):
         allowed = {"classification": ("roc_auc", "accuracy", "f1"), "regression": ("rmse", "mae")}[ds.task]
         if self.model.metric is not None and self.model.metric not in allowed:
             raise ValueError(f"model.metric {self.model.metric!r} does not fit task {ds.task}; choose one of {allowed}")
-        from retrain_assets.core.training import make_estimator
+        from retrain_assets.core.estimators import make_estimator
 
         try:
             make_estimator(ds.task, self.model.estimator, self.model.params, self.model.seed)

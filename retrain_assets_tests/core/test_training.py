@@ -18,7 +18,8 @@ from retrain_assets.core.schema import DatasetSchema, infer_schema
 
 from retrain_assets.core.synthetic import ID_COLUMN, REGRESSION_TARGET, TARGET, TIME_COLUMN
 from retrain_assets.core.synthetic_batches import make_batch
-from retrain_assets.core.training import ESTIMATORS, build_pipeline, train
+from retrain_assets.core.training import build_pipeline, train
+from retrain_assets.core.estimators import ESTIMATORS
 from retrain_assets.core.training_data import TrainingDataError, check_training_data, data_fingerprint
 from retrain_assets.core.training_window import TrainingWindow, last_n_rows, select_training_window
 
