@@ -8,8 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
-from retrain_assets.core import approval, label_store, metrics_store, registry as reg, shadow, storage
-from retrain_assets.core import report
+from retrain_assets.core import approval, label_store, metrics_store, registry as reg, report, shadow, storage
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion

@@ -8,7 +8,8 @@ import dataclasses
 from retrain_assets.core import cron
 from retrain_assets.core.candidate import holdout_scores
 from retrain_assets.core.drift import textbook_rule
-from retrain_assets.core.gates import absolute_tolerance, better_by, champion_comparison
+from retrain_assets.core.gates import champion_comparison
+from retrain_assets.core.performance import absolute_tolerance, better_by
 from retrain_assets.core.monitoring import concept_record, monitor_batch
 from retrain_assets.core.policy import (
     BatchSignal,

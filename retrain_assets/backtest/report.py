@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core.gates import better_by
+from retrain_assets.core.performance import better_by
 from retrain_assets.core.performance import HIGHER_IS_BETTER
 from retrain_assets.core.policy import PolicySettings
 from retrain_assets.core.schema import DatasetSchema

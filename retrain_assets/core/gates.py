@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from retrain_assets.core.performance import absolute_tolerance, better_by, check_metric
 from retrain_assets.core.gate_defaults import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_COMPARISON_TOLERANCE,
@@ -95,11 +96,6 @@ def fmt(metric: str, value: float, signed: bool = False) -> str:
     return format(value, ("+" if signed else "") + spec)
 
 
-def check_metric(metric: str) -> None:
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}")
-
-
 def arrays(y_true: Sequence, *scores: Sequence | None) -> tuple[np.ndarray, ...]:
     y = np.asarray(y_true)
     out = [y]
@@ -114,20 +110,6 @@ def arrays(y_true: Sequence, *scores: Sequence | None) -> tuple[np.ndarray, ...]
     if len(y) == 0:
         raise ValueError("no holdout rows to compare on")
     return tuple(out)
-
-
-def better_by(metric: str, candidate: float, champion: float) -> float:
-    """How much better the candidate is: candidate − champion for higher-is-better metrics,
-    champion − candidate for error metrics (positive = candidate better either way)."""
-    check_metric(metric)
-    return (candidate - champion) if HIGHER_IS_BETTER[metric] else (champion - candidate)
-
-
-def absolute_tolerance(metric: str, tolerance: float, champion: float) -> float:
-    """The tolerance in metric units: as given for bounded metrics, × |champion| for rmse/mae."""
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    return tolerance if HIGHER_IS_BETTER[metric] else tolerance * abs(champion)
 
 
 def _tolerance_text(metric: str, tolerance: float, absolute: float) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 
 from sklearn import metrics as skm
 
+from retrain_assets.core.gate_defaults import DEFAULT_REGRESSION_CHANGE
 from retrain_assets.core.stats import rank_auc, weighted_auc
 
 Task = Literal["classification", "regression"]
@@ -31,7 +32,12 @@ HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "rmse": False
 DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 
 
-def check_metric(metric: str, task: Task) -> None:
+def check_metric(metric: str, task: Task | None = None) -> None:
+    """Refuse a metric that does not exist (or, given ``task``, that the task does not have)."""
+    if task is None:
+        if metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}")
+        return
     allowed = ("roc_auc", "accuracy", "f1") if task == "classification" else ("rmse", "mae")
     if metric not in allowed:
         raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {allowed}")
@@ -198,3 +204,55 @@ def resampled_metrics(metric: str, y_true: Sequence, *scores: Sequence, n_boot: 
     return draws
 
 
+def better_by(metric: str, candidate: float, champion: float) -> float:
+    """How much better the candidate is: candidate − champion for higher-is-better metrics,
+    champion − candidate for error metrics (positive = candidate better either way)."""
+    check_metric(metric)
+    return (candidate - champion) if HIGHER_IS_BETTER[metric] else (champion - candidate)
+
+
+def absolute_tolerance(metric: str, tolerance: float, champion: float) -> float:
+    """The tolerance in metric units: as given for bounded metrics, × |champion| for rmse/mae."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    return tolerance if HIGHER_IS_BETTER[metric] else tolerance * abs(champion)
+
+
+def flip_rate(
+    candidate_pred: Sequence,
+    champion_pred: Sequence,
+    *,
+    task: Task | None = None,
+    relative_change: float = DEFAULT_REGRESSION_CHANGE,
+) -> tuple[float, int, str]:
+    """Share of predictions that differ from the champion's.
+
+    Classification: class labels differ. Regression: ``|candidate − champion|`` exceeds
+    ``relative_change × max(|champion|, median |champion|)`` (see :data:`DEFAULT_REGRESSION_CHANGE`).
+
+    Args:
+        candidate_pred: The candidate's predictions (class labels, or values).
+        champion_pred: The champion's on the same rows.
+        task: classification or regression; None infers it (float predictions on both sides mean
+            regression).
+        relative_change: Regression threshold.
+
+    Returns:
+        (rate, number of rows that flipped, task used).
+    """
+    cand = np.asarray(candidate_pred)
+    champ = np.asarray(champion_pred)
+    if cand.shape != champ.shape:
+        raise ValueError(f"candidate has {len(cand)} predictions but the champion {len(champ)}: predict the same rows")
+    if len(cand) == 0:
+        raise ValueError("no predictions to compare")
+    if task is None:
+        task = "regression" if cand.dtype.kind == "f" and champ.dtype.kind == "f" else "classification"
+    if task == "classification":
+        flipped = cand.astype(object) != champ.astype(object)
+    else:
+        a, b = cand.astype(float), champ.astype(float)
+        scale = np.maximum(np.abs(b), np.median(np.abs(b)))
+        flipped = np.abs(a - b) > relative_change * scale + 1e-12
+    k = int(np.sum(flipped))
+    return k / len(cand), k, task

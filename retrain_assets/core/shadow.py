@@ -22,9 +22,15 @@ import numpy as np
 import pandas as pd
 
 from retrain_assets.core.columns import model_input
-from retrain_assets.core import gates, stability_gates
+from retrain_assets.core import performance
 
-from retrain_assets.core.performance import resampled_metrics, HIGHER_IS_BETTER, predicted_class, score_metric, score_values
+from retrain_assets.core.performance import (
+    HIGHER_IS_BETTER,
+    predicted_class,
+    resampled_metrics,
+    score_metric,
+    score_values,
+)
 from retrain_assets.core.estimation import estimate_performance
 from retrain_assets.core.registry import Champion
 
@@ -194,7 +200,7 @@ def shadow_score(
             out.challenger_positive_rate = float(chall_pred.mean())
     else:
         champ_pred, chall_pred = champ_scores, chall_scores
-    flipped, _, _ = stability_gates.flip_rate(chall_pred, champ_pred, task=task)
+    flipped, _, _ = performance.flip_rate(chall_pred, champ_pred, task=task)
     out.agreement = 1.0 - flipped
     out.mean_abs_score_difference = float(np.mean(np.abs(chall_scores - champ_scores)))
 
@@ -205,7 +211,7 @@ def shadow_score(
         a, b = champ_scores[has_label], chall_scores[has_label]
         champ_draws, chall_draws = paired_draws(metric, y, a, b, n_boot=cfg.gates.bootstrap_resamples, seed=seed)
         out.champion_metric, out.challenger_metric = score_metric(metric, y, a), score_metric(metric, y, b)
-        out.difference = gates.better_by(metric, out.challenger_metric, out.champion_metric)
+        out.difference = performance.better_by(metric, out.challenger_metric, out.champion_metric)
         out.champion_ci_low, out.champion_ci_high = _interval(champ_draws)
         out.challenger_ci_low, out.challenger_ci_high = _interval(chall_draws)
         out.difference_ci_low, out.difference_ci_high = _interval(

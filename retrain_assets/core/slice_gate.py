@@ -17,17 +17,8 @@ from retrain_assets.core.gate_defaults import (
     DEFAULT_SLICE_MIN_ROWS,
     DEFAULT_SLICE_TOLERANCE,
 )
-from retrain_assets.core.gates import (
-    BOUNDED,
-    GateResult,
-    absolute_tolerance,
-    arrays,
-    better_by,
-    check_metric,
-    fmt,
-    paired_bootstrap,
-)
-from retrain_assets.core.performance import HIGHER_IS_BETTER, score_metric
+from retrain_assets.core.gates import BOUNDED, GateResult, arrays, fmt, paired_bootstrap
+from retrain_assets.core.performance import HIGHER_IS_BETTER, absolute_tolerance, better_by, check_metric, score_metric
 from retrain_assets.core.schema import DatasetSchema
 
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from retrain_assets.core.performance import flip_rate
 from retrain_assets.core.gate_defaults import (
     DEFAULT_LATENCY_BUDGET_MS_PER_1000,
     DEFAULT_MAX_FLIP_RATE,
@@ -17,46 +18,6 @@ from retrain_assets.core.gate_defaults import (
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.schema import Task
 from retrain_assets.core.gate_defaults import DEFAULT_MIN_ROWS, DEFAULT_MIN_ROWS_PER_CLASS
-
-
-def flip_rate(
-    candidate_pred: Sequence,
-    champion_pred: Sequence,
-    *,
-    task: Task | None = None,
-    relative_change: float = DEFAULT_REGRESSION_CHANGE,
-) -> tuple[float, int, str]:
-    """Share of predictions that differ from the champion's.
-
-    Classification: class labels differ. Regression: ``|candidate − champion|`` exceeds
-    ``relative_change × max(|champion|, median |champion|)`` (see :data:`DEFAULT_REGRESSION_CHANGE`).
-
-    Args:
-        candidate_pred: The candidate's predictions (class labels, or values).
-        champion_pred: The champion's on the same rows.
-        task: classification or regression; None infers it (float predictions on both sides mean
-            regression).
-        relative_change: Regression threshold.
-
-    Returns:
-        (rate, number of rows that flipped, task used).
-    """
-    cand = np.asarray(candidate_pred)
-    champ = np.asarray(champion_pred)
-    if cand.shape != champ.shape:
-        raise ValueError(f"candidate has {len(cand)} predictions but the champion {len(champ)}: predict the same rows")
-    if len(cand) == 0:
-        raise ValueError("no predictions to compare")
-    if task is None:
-        task = "regression" if cand.dtype.kind == "f" and champ.dtype.kind == "f" else "classification"
-    if task == "classification":
-        flipped = cand.astype(object) != champ.astype(object)
-    else:
-        a, b = cand.astype(float), champ.astype(float)
-        scale = np.maximum(np.abs(b), np.median(np.abs(b)))
-        flipped = np.abs(a - b) > relative_change * scale + 1e-12
-    k = int(np.sum(flipped))
-    return k / len(cand), k, task
 
 
 def prediction_stability(

@@ -11,7 +11,8 @@ from scipy import stats
 
 from retrain_assets.core.gates import GateResult, champion_comparison, mcnemar, metric_floor
 from retrain_assets.core.gate_defaults import DEFAULT_FLOORS
-from retrain_assets.core.stability_gates import data_sufficiency, flip_rate, prediction_stability, serving_latency
+from retrain_assets.core.stability_gates import data_sufficiency, prediction_stability, serving_latency
+from retrain_assets.core.performance import flip_rate
 from retrain_assets.core.slice_gate import default_slice_columns, slice_regression
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.schema import infer_schema

@@ -12,7 +12,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
-from retrain_assets.core import gates, shadow, slice_gate, stability_gates
+from retrain_assets.core import gates, performance, shadow, slice_gate, stability_gates
+
 
 
 from retrain_assets.core.feature_drift import prediction_drift
@@ -140,7 +141,7 @@ def test_slices_need_enough_rows_of_every_class_and_the_rest():
 
 
 def test_flip_rate_is_the_share_of_changed_predicted_classes_with_text_labels():
-    rate, flipped, task = stability_gates.flip_rate(np.array(["gold", "silver", "bronze", "gold"], dtype=object),
+    rate, flipped, task = performance.flip_rate(np.array(["gold", "silver", "bronze", "gold"], dtype=object),
                                           np.array(["gold", "bronze", "bronze", "silver"], dtype=object),
                                           task="classification")
     assert (rate, flipped, task) == (0.5, 2, "classification")

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_assets.core import shadow
+from retrain_assets.core import report, shadow
 
-from retrain_assets.core import report
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.synthetic_batches import make_batch
 from retrain_assets.settings import load_settings
