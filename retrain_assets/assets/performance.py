@@ -122,6 +122,10 @@ def production_metrics(
     record = measured.as_record()
     record.update(created_at=datetime.now(timezone.utc), dagster_run_id=context.run_id)
     shadowed = None
+    if challenger is not None and shadow.unseen_by_both(cfg, batch_id, batch, champion, challenger).empty:
+        shadow_reason = (f"batch {batch_id} was trained on by champion v{champion.version} or challenger "
+                         f"v{challenger.version}: not shadow-scored (a model is never scored on its own training rows)")
+        challenger = None
     if challenger is not None:
         shadowed = shadow.shadow_score(cfg, batch_id, batch, champion, challenger)
         context.log.info(f"shadow: {shadowed.summary} ({shadowed.seconds:.2f} s)")

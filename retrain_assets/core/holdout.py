@@ -48,3 +48,32 @@ def split_newest(frame: pd.DataFrame, holdout_share: float, *,
     if n >= 2:
         held = min(held, n - 1)
     return ordered.iloc[: n - held], ordered.iloc[n - held:]
+
+
+def unseen_rows(model, batch_id: str, frame: pd.DataFrame, *, time_column: str | None = None
+                ) -> tuple[pd.DataFrame, str | None]:
+    """The rows of ``batch_id`` that ``model`` never trained on, and why any were left out.
+
+    A model is never scored on its own training rows: its training batches give nothing, and the
+    batch it held out while learning from its older part (``retrain.holdout_share``) gives only the
+    newest share it was judged on. Every figure the platform reports about a model on a batch
+    (drift report, production metrics, the post-promotion watch, shadow scoring) goes through this.
+
+    Args:
+        model: A registered model's tags as :class:`~retrain_assets.core.registry.Champion` exposes
+            them (``training_batches``, ``holdout_batches``, ``holdout_share``, ``version``).
+        batch_id: The batch being scored.
+        frame: Its rows.
+        time_column: The event-time column, if any (the split is by time, as in training).
+
+    Returns:
+        (the rows it may be scored on, a sentence saying what was left out, or None).
+    """
+    if batch_id in model.training_batches:
+        return frame.iloc[0:0], (f"v{model.version} was trained on batch {batch_id}: it is not scored on its own "
+                                 "training rows")
+    if batch_id in model.holdout_batches and model.holdout_share is not None:
+        kept = holdout_rows(frame, model.holdout_share, time_column=time_column)
+        return kept, (f"v{model.version} learnt from the oldest {1 - model.holdout_share:.0%} of batch {batch_id}: "
+                      f"scored on its newest {len(kept)} rows only")
+    return frame, None

@@ -19,7 +19,7 @@ from retrain_assets.core import labels as label_rules
 from retrain_assets.core.drift import DriftResult, detect_drift
 from retrain_assets.core.drift_settings import DriftSettings
 from retrain_assets.core.feature_drift import prediction_drift
-from retrain_assets.core.holdout import holdout_rows
+from retrain_assets.core.holdout import holdout_rows, unseen_rows
 
 from retrain_assets.core.performance import absent_classes, score_metric
 from retrain_assets.core.estimation import estimate_performance
@@ -252,6 +252,12 @@ def monitor_batch(
         return result
 
     settings = drift_settings(cfg)
+    current, left_out = unseen_rows(champion, batch_id, current, time_column=cfg.dataset.time_column)
+    if left_out:
+        result.notes.append(left_out)
+    if current.empty:
+        return result
+    labelled = target in current.columns and bool(current[target].notna().any())
     if holdout is not None:
         holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
     order = current.sort_values(cfg.dataset.time_column or ROW_COLUMN, kind="mergesort") if (

@@ -32,6 +32,7 @@ from retrain_assets.core.performance import (
     score_values,
 )
 from retrain_assets.core.estimation import estimate_performance
+from retrain_assets.core.holdout import unseen_rows
 from retrain_assets.core.registry import Champion
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -155,6 +156,13 @@ def _interval(draws: np.ndarray) -> tuple[float | None, float | None]:
     return float(low), float(high)
 
 
+def unseen_by_both(cfg, batch_id: str, batch: pd.DataFrame, champion: Champion, challenger: Champion) -> pd.DataFrame:
+    """The rows of the batch neither model trained on (:func:`~retrain_assets.core.holdout.unseen_rows`)."""
+    for model in (champion, challenger):
+        batch, _ = unseen_rows(model, batch_id, batch, time_column=cfg.dataset.time_column)
+    return batch
+
+
 def shadow_score(
     cfg, batch_id: str, batch: pd.DataFrame, champion: Champion, challenger: Champion, *, seed: int = 0
 ) -> ShadowScores:
@@ -185,6 +193,10 @@ def shadow_score(
             f"champion v{champion.version} predicts classes {_classes(champion)} but challenger v{challenger.version} "
             f"{_classes(challenger)}; they cannot be scored on the same rows"
         )
+    batch = unseen_by_both(cfg, batch_id, batch, champion, challenger)
+    if batch.empty:
+        raise ValueError(f"batch {batch_id} has no rows that champion v{champion.version} and challenger "
+                         f"v{challenger.version} both never trained on")
     labelled = target in batch.columns and bool(batch[target].notna().any())
     X = model_input(batch, target)
     champ_scores, chall_scores = champion.scores(X), challenger.scores(X)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from retrain_assets.core.columns import model_input
 from retrain_assets.core import gate_defaults, gates
-from retrain_assets.core.holdout import holdout_rows
+from retrain_assets.core.holdout import holdout_rows, unseen_rows
 from retrain_assets.core.monitoring import missing_classes_note, scored_holdout
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.estimation import estimate_performance
@@ -91,6 +91,14 @@ def measure_batch(
         return out
     floor = cfg.gates.metric_floor if cfg.gates.metric_floor is not None else gate_defaults.DEFAULT_FLOORS.get(metric)
     out.floor = floor
+    batch, left_out = unseen_rows(champion, batch_id, batch, time_column=cfg.dataset.time_column)
+    if batch.empty:
+        out.summary = f"batch {batch_id}: {left_out}"
+        return out
+    if previous is not None:
+        batch, _ = unseen_rows(previous, batch_id, batch, time_column=cfg.dataset.time_column)
+    labelled = target in batch.columns and bool(batch[target].notna().any())
+    out.labelled = labelled
     if holdout is not None:
         holdout = holdout_rows(holdout, champion.holdout_share, time_column=cfg.dataset.time_column)
     holdout_pair = scored_holdout(champion, holdout, target, task)
