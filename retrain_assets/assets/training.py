@@ -16,7 +16,13 @@ from retrain_assets.constants import (
     VALIDATED_DATA,
 )
 from retrain_assets.core import approval, policy, registry as reg, serving
-from retrain_assets.core.candidate import IncomparableModels, holdout_scores, judge, stability_waiver
+from retrain_assets.core.candidate import (
+    IncomparableModels,
+    comparable_holdout,
+    holdout_scores,
+    judge,
+    stability_waiver,
+)
 from retrain_assets.core.columns import model_input
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.performance import score_metric
@@ -125,6 +131,7 @@ def candidate_model(
     champion = registry.champion()
     candidate = Champion(cfg.registered_model_name, "candidate", trained.pipeline, None)
     try:
+        holdout = comparable_holdout(holdout, champion, time_column=cfg.dataset.time_column)
         scores = holdout_scores(task, target, candidate, champion, holdout)
     except IncomparableModels as error:
         raise refusal(f"{error}. The champion is untouched.") from None

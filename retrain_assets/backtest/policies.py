@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from retrain_assets.core import cron
-from retrain_assets.core.candidate import holdout_scores
+from retrain_assets.core.candidate import IncomparableModels, comparable_holdout, holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.gates import champion_comparison
 from retrain_assets.core.performance import absolute_tolerance, better_by
@@ -211,7 +211,11 @@ class Platform(Policy):
         return replay.cfg.training.adaptation(trigger)
 
     def accept(self, replay, index, candidate, deployed):
-        holdout = replay.holdout(candidate)
+        try:
+            holdout = comparable_holdout(replay.holdout(candidate), deployed.model,
+                                         time_column=replay.cfg.dataset.time_column)
+        except IncomparableModels as error:  # as candidate_model refuses it
+            return False, str(error)
         scores = holdout_scores(replay.task, replay.target, candidate.model, deployed.model, holdout)
         gates = replay.cfg.gates
         result = champion_comparison(

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from retrain_assets.core.columns import model_input
+from retrain_assets.core.columns import BATCH_COLUMN, model_input
+from retrain_assets.core.holdout import unseen_rows
 from retrain_assets.core import gates, slice_gate, stability_gates
 from retrain_assets.core.gates import GateResult
 
@@ -81,6 +82,26 @@ def _labels(frame: pd.DataFrame, target: str, task: str) -> pd.Series:
     if task == "classification":
         return normalise_labels(y)
     return pd.to_numeric(y, errors="coerce")
+
+
+def comparable_holdout(holdout: pd.DataFrame, champion: Champion | None, *, time_column: str | None = None
+                       ) -> pd.DataFrame:
+    """The holdout rows the champion never trained on (:func:`~retrain_assets.core.holdout.unseen_rows`),
+    so that candidate and champion are compared on rows new to both: a champion that learnt from part
+    of the newest batch is not judged on that part.
+
+    Raises:
+        IncomparableModels: the champion trained on every holdout row (wait for a new labelled batch).
+    """
+    if champion is None or holdout.empty or BATCH_COLUMN not in holdout.columns:
+        return holdout
+    kept = [unseen_rows(champion, str(b), part, time_column=time_column)[0]
+            for b, part in holdout.groupby(BATCH_COLUMN, sort=False)]
+    rows = pd.concat(kept).reset_index(drop=True)
+    if rows.empty:
+        raise IncomparableModels(f"the champion (v{champion.version}) trained on every row of the holdout; they "
+                                 "cannot be compared fairly until a new labelled batch arrives")
+    return rows
 
 
 def holdout_scores(

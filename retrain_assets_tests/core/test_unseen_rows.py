@@ -102,3 +102,19 @@ def test_no_report_scores_a_model_on_its_own_training_rows(world, batch_id):
     else:  # what is unseen is still measured
         assert measured.batch_metric is not None and monitored.concept is not None
         assert len(champion.scored & set(batches[batch_id][ID_COLUMN])) == (200 if batch_id == "b3" else 400)
+
+
+def test_candidate_and_champion_are_compared_on_rows_the_champion_never_trained_on(world):
+    """A second retrain on the same newest batch: the candidate holds out all of b3, but the champion
+    learnt from b3's oldest half, so only b3's newest half can compare them fairly."""
+    from retrain_assets.core.candidate import IncomparableModels, comparable_holdout, holdout_scores
+
+    cfg, schema, batches, (champion, trained_on, _), _ = world
+    champion.scored.clear()
+    candidate = Champion("churn", "candidate", champion.model, None)
+    holdout = comparable_holdout(batches["b3"], champion, time_column=TIME_COLUMN)
+    holdout_scores("classification", TARGET, candidate, champion, holdout)
+    assert len(holdout) == 200 and champion.scored and not champion.scored & trained_on
+    with pytest.raises(IncomparableModels, match="trained on every row of the holdout"):
+        comparable_holdout(batches["b2"], champion, time_column=TIME_COLUMN)
+    assert len(comparable_holdout(batches["b4"], champion, time_column=TIME_COLUMN)) == 400
