@@ -269,14 +269,19 @@ def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch
     assert tags[reg.TAG_HOLDOUT_SHARE] == "0.5" and json.loads(tags[reg.TAG_HOLDOUT_BATCHES]) == ["batch_0004"]
     assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == ["batch_0001", "batch_0002", "batch_0003"]
 
-    # Any other trigger holds the whole newest batch out, and so does concept drift when configured so.
+    assert r.alias(reg.CHAMPION_ALIAS) == str(version)  # the champion now learnt from batch_0004's oldest half
+
+    # Any other trigger holds the whole newest batch out, and so does concept drift when configured so:
+    # nothing of batch_0004 is trained on. The candidate is compared with the champion only on the
+    # newest 1000 rows, the ones the champion never trained on (never score a model on its own rows).
     r.retrain(tags={TAG_TRIGGER: "data_drift"})
     run = newest_run()
-    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 2000
+    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 1000
+    assert run.data.params["holdout_share"] == "1.0"
     r.reconfigure(**{"training.adapt_on": []})
     r.retrain(tags={TAG_TRIGGER: "concept_drift"})
     run = newest_run()
-    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 2000
+    assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 1000
     assert run.data.params["holdout_share"] == "1.0"
 
 
