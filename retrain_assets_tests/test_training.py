@@ -253,6 +253,7 @@ def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch
     from retrain_assets.core import synthetic_batches
 
     r = bootstrapped
+    r.reconfigure(**{"training.window_candidates": 1})  # the newest batch's split, not the window choice
     r.land(4, synthetic_batches.make_batch(2000, seed=104, batch_index=4, scenario="concept_drift"))
     client = reg.client_for(r.settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(r.settings.mlflow_experiment)
@@ -283,6 +284,51 @@ def test_a_concept_drift_retrain_learns_from_the_oldest_part_of_the_newest_batch
     run = newest_run()
     assert run.data.metrics["training_rows"] == 3 * 800 and run.data.metrics["holdout_rows"] == 1000
     assert run.data.params["holdout_share"] == "1.0"
+
+
+def test_the_candidate_chooses_its_training_window_and_shows_why(bootstrapped: Retrainer):
+    """Batches 4 and 5 follow a changed rule: of the window variants, the last batch alone learnt it.
+    The choice is on the candidate's metadata, its MLflow run and its registered version; a window
+    set in the config is forced."""
+    from retrain_assets.core import synthetic_batches
+
+    r = bootstrapped
+    for i in (4, 5):
+        r.land(i, synthetic_batches.make_batch(2000, seed=100 + i, batch_index=i, scenario="concept_drift"))
+    result = r.retrain(tags={TAG_TRIGGER: "data_drift"})  # not an adapt_on trigger: batch_0005 is held out whole
+    event = candidate_event(result)
+    version = meta(event, "version")
+    tags = r.tags(version)
+    choice = json.loads(tags[reg.TAG_WINDOW_CHOICE])
+    names = [v["window"] for v in choice["variants"]]
+    assert names == ["all 4 batches (configured)", "all 4 batches, half-life 3", "all 4 batches, half-life 1",
+                     "last 1 batch"]
+    assert choice["chosen"] == "last 1 batch", choice["reason"]
+    assert "confirmed it on the newest half" in choice["reason"]
+    by_name = {v["window"]: v for v in choice["variants"]}
+    assert by_name["last 1 batch"]["holdout"] > by_name["all 4 batches (configured)"]["holdout"]
+    assert all(v["low"] <= v["holdout"] <= v["high"] for v in choice["variants"])
+    # what the model learnt from is what the lineage says (monitoring scores it only on other rows)
+    assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == ["batch_0004"]
+    assert meta(event, "training_rows") == 2000
+    shown = meta(event, "training_window_choice")
+    assert shown.startswith("**last 1 batch**") and "| all 4 batches, half-life 3 |" in shown
+
+    client = reg.client_for(r.settings.mlflow_tracking_uri)
+    run = client.get_run(client.get_model_version(r.settings.registered_model_name, version).run_id)
+    assert run.data.params["window_choice"] == "last 1 batch"
+    assert run.data.params["training_window"] == "last_n_batches" and run.data.params["training_last_n"] == "1"
+    assert run.data.metrics["window_variants_fitted"] == 4
+    assert run.data.metrics["window_3_roc_auc"] == pytest.approx(by_name["last 1 batch"]["holdout"], abs=1e-4)
+    assert run.data.metrics["window_3_roc_auc_low"] <= run.data.metrics["window_3_roc_auc"]
+
+    r.reconfigure(**{"training.window": "all"})  # a person's window is forced
+    event = candidate_event(r.retrain(tags={TAG_TRIGGER: "data_drift"}))
+    tags = r.tags(meta(event, "version"))
+    choice = json.loads(tags[reg.TAG_WINDOW_CHOICE])
+    assert [v["window"] for v in choice["variants"]] == ["all 4 batches (configured)"]
+    assert "only the configured window applies" in choice["reason"]
+    assert json.loads(tags[reg.TAG_TRAINING_BATCHES]) == ["batch_0001", "batch_0002", "batch_0003", "batch_0004"]
 
 
 # --------------------------------------------------------------------------

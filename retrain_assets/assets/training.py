@@ -28,10 +28,16 @@ from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.redact import redact_url
-from retrain_assets.core.retrain import CannotTrain, gate_tags, lineage_tags, run_params, training_data
+from retrain_assets.core.retrain import (
+    CannotTrain,
+    fit_candidate,
+    gate_tags,
+    lineage_tags,
+    run_params,
+    training_data,
+)
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.schema import SchemaStore
-from retrain_assets.core.training import train
 from retrain_assets.core.training_data import training_xy
 from retrain_assets.core.training_data import check_training_data, data_fingerprint
 from retrain_assets.core.markdown import markdown_table
@@ -118,15 +124,13 @@ def candidate_model(
             + ". The champion is untouched.",
             training_batches=dg.MetadataValue.json(window.train_batches),
         )
+    choice = fit_candidate(cfg, schema, window, train_frame, holdout)
+    window, train_frame, trained = choice.window, choice.train_rows, choice.trained
+    context.log.info(f"training window: {choice.reason}")
     X_train, y_train = training_xy(train_frame, target, task)
-
-    trained = train(
-        train_frame, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed,
-        sample_weight=window.weights(train_frame),
-    )
     context.log.info(
         f"trained {cfg.model.estimator} on {trained.n_rows} rows in {trained.seconds:.2f} s "
-        f"(peak memory {trained.peak_memory_mb:.0f} MB)"
+        f"(peak memory {trained.peak_memory_mb:.0f} MB; {window.summary})"
     )
     champion = registry.champion()
     candidate = Champion(cfg.registered_model_name, "candidate", trained.pipeline, None)
@@ -143,11 +147,16 @@ def candidate_model(
     mlflow_run_id = run.info.run_id if run is not None else None
 
     # Track and register --------------------------------------------------------------------
-    mlflow.log_params(run_params(cfg, window))
+    mlflow.log_params({**run_params(cfg, window), "window_choice": choice.name[:500]})
     metrics = {
         f"holdout_{metric}": holdout_value, "training_rows": trained.n_rows, "holdout_rows": len(holdout_labelled),
         "training_seconds": trained.seconds, "training_peak_memory_mb": trained.peak_memory_mb,
+        "window_variants_fitted": sum(1 for v in choice.variants if v.skipped is None),
+        "window_choice_seconds": sum(v.seconds for v in choice.variants),
     }
+    for i, variant in enumerate(choice.variants):  # every variant's score with its interval, by position
+        for key in ("value", "low", "high"):
+            metrics[f"window_{i}_{metric}{'' if key == 'value' else '_' + key}"] = getattr(variant, key)
     if champion_value is not None:
         metrics[f"champion_holdout_{metric}"] = champion_value
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
@@ -155,7 +164,7 @@ def candidate_model(
     lineage = lineage_tags(
         window, metric=metric, holdout_value=holdout_value, fingerprint=fingerprint, code_version=code,
         run_id=context.run_id, trigger=trigger, reason=reason, launched_by=launched_by,
-        champion_version=champion.version if champion is not None else None,
+        champion_version=champion.version if champion is not None else None, window_choice=choice.as_json(),
     )
     mlflow.set_tags(lineage)
     example = model_input(holdout_labelled.head(5), target)
@@ -208,6 +217,9 @@ def candidate_model(
         "champion_version": champion.version if champion is not None else "none yet",
         "estimator": cfg.model.estimator,
         "training_window": window.summary,
+        "training_window_choice": dg.MetadataValue.md(
+            f"**{choice.name}** — {choice.reason}\n\n" + markdown_table(choice.rows)
+        ),
         "training_batches": dg.MetadataValue.json(window.train_batches),
         "holdout_batches": dg.MetadataValue.json(window.holdout_batches),
         "training_rows": trained.n_rows,

@@ -2,10 +2,12 @@
 
 ``python -m retrain_assets.backtest`` replays batches in arrival order — a seeded synthetic demo
 stream by default, or the files of a landing folder with ``--landing`` — with the same ``core/``
-functions the platform runs (no Dagster, no daemon, no MLflow), under five policies:
+functions the platform runs (no Dagster, no daemon, no MLflow), under five policies by default
+(``--policies`` picks others):
 
 * ``never`` — keep the first model for ever;
 * ``every_batch`` — retrain after every batch;
+* ``every_batch_newest`` — retrain after every batch on the newest batch only (not run by default);
 * ``every_k`` — retrain after every ``k``-th batch (a cron job);
 * ``textbook`` — retrain when any feature's two-sample KS / chi-square test against the deployed
   model's training data gives an uncorrected p < 0.05, or when the deployed model's accuracy on
@@ -26,7 +28,9 @@ functions the platform runs (no Dagster, no daemon, no MLflow), under five polic
 For each batch ``i`` the deployed model is first scored on it (the metric the policy *earned* on
 that batch), then the policy decides whether to retrain having seen it. A retrain trains, like the
 product, on every labelled batch so far except the newest, which is the holdout
-(:func:`~retrain_assets.core.training_window.select_training_window` with the configured window). The first
+(:func:`~retrain_assets.core.training_window.select_training_window` with the configured window); the
+platform's retrains choose their window among variants by evidence, as ``candidate_model`` does
+(:func:`~retrain_assets.core.retrain.fit_candidate`), and are charged every variant's fit. The first
 model is trained on the first ``--initial`` batches for every policy and is not counted as a
 retrain. Replayed batches have no wall-clock time: the clock advances one day per batch, so the
 cooldown and budget of the policy work as they would with daily batches.
@@ -47,11 +51,11 @@ per policy and a CSV of the same numbers. Example::
 
 from retrain_assets.backtest.policies import policy_settings, run_policy
 from retrain_assets.backtest.replay import FALSE_RETRAIN_MARGIN, PolicyRun, Replay
-from retrain_assets.backtest.report import POLICIES, BacktestResult, format_report, run_backtest
+from retrain_assets.backtest.report import DEFAULT_POLICIES, POLICIES, BacktestResult, format_report, run_backtest
 from retrain_assets.backtest.stream import DEFAULT_BATCHES, DEFAULT_INITIAL, DEFAULT_ROWS, Batch, demo_stream, landing_stream
 
 __all__ = [
-    "DEFAULT_BATCHES", "DEFAULT_INITIAL", "DEFAULT_ROWS", "FALSE_RETRAIN_MARGIN", "POLICIES", "BacktestResult", "Batch",
+    "DEFAULT_BATCHES", "DEFAULT_INITIAL", "DEFAULT_POLICIES", "DEFAULT_ROWS", "FALSE_RETRAIN_MARGIN", "POLICIES", "BacktestResult", "Batch",
     "PolicyRun", "Replay", "demo_stream", "format_report", "landing_stream", "policy_settings", "run_backtest",
     "run_policy",
 ]

@@ -12,7 +12,7 @@ from retrain_assets.core import synthetic
 from retrain_assets.settings import load_settings
 from retrain_assets.backtest.stream import DEFAULT_BATCHES, DEFAULT_INITIAL, DEFAULT_ROWS, DEFAULT_SEED, demo_stream, landing_stream
 from retrain_assets.backtest.policies import policy_settings
-from retrain_assets.backtest.report import DEFAULT_EVERY, format_report, run_backtest
+from retrain_assets.backtest.report import DEFAULT_EVERY, DEFAULT_POLICIES, POLICIES, format_report, run_backtest
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, str]:
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial", type=int, default=DEFAULT_INITIAL, help="batches the first model learns from")
     parser.add_argument("--policy-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a PolicySettings field of the platform policy (repeatable)")
+    parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                        help=f"comma-separated policies to replay, from {', '.join(POLICIES)}")
     parser.add_argument("--no-schedule", action="store_true", help="the platform policy without its safety-net schedule")
     parser.add_argument("--out", type=Path, default=None,
                         help="PNG to write (default: <storage.root>/reports/backtest.png); a CSV is written beside it")
@@ -58,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         settings, source = policy_settings(cfg, _parse_overrides(args.policy_setting))
     except ValueError as error:
         parser.error(str(error))
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        parser.error(f"--policies: unknown {unknown}; choose from {', '.join(POLICIES)}")
     result = run_backtest(cfg, batches, every=args.every, initial=args.initial, settings=settings,
-                          policy_source=source, schedule=not args.no_schedule, schema=schema)
+                          policy_source=source, schedule=not args.no_schedule, schema=schema, policies=policies)
     out = args.out or cfg.reports_dir / "backtest.png"
     command = "python -m retrain_assets.backtest" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

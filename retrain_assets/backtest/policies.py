@@ -82,6 +82,19 @@ class EveryBatch(Policy):
         return "schedule", "after every batch"
 
 
+class EveryBatchNewest(Policy):
+    """Retrain after every batch on the newest labelled batch before the holdout only."""
+
+    name = "every_batch_newest"
+    description = "retrain after every batch on the newest batch only"
+
+    def after_batch(self, replay, index, deployed):
+        return "schedule", "after every batch"
+
+    def adaptation(self, replay, trigger):
+        return {"holdout_share": None, "half_life": None, "window": "last_n_batches", "last_n": 1}
+
+
 class EveryK(Policy):
     """Retrain after every k-th batch."""
 
@@ -207,8 +220,8 @@ class Platform(Policy):
 
     def adaptation(self, replay, trigger):
         """As ``candidate_model`` does: ``training.adapt_on`` triggers learn from the newest batch and
-        weight recent batches more."""
-        return replay.cfg.training.adaptation(trigger)
+        weight recent batches more, and the window is chosen among variants by evidence."""
+        return {**replay.cfg.training.adaptation(trigger), "choose": True}
 
     def accept(self, replay, index, candidate, deployed):
         try:
@@ -285,7 +298,7 @@ def run_policy(replay: Replay, policy: Policy) -> PolicyRun:
         except ValueError as error:
             event.failed = str(error)
             continue
-        event.seconds = candidate.seconds
+        event.seconds, event.window = candidate.seconds, candidate.window_choice
         event.deployed, event.gate = policy.accept(replay, index, candidate, deployed)
         following = replay.next_labelled(index)
         if following is not None:

@@ -24,7 +24,7 @@ from retrain_assets.core.registry import (
 )
 
 from retrain_assets.core.schema import DatasetSchema
-from retrain_assets.core.training import train
+from retrain_assets.core.retrain import fit_candidate
 from retrain_assets.core.training_data import feature_columns
 from retrain_assets.core.training_data import check_training_data
 from retrain_assets.core.training_window import select_training_window
@@ -49,6 +49,8 @@ class Deployed:
     holdout_batches: list[str]
     seconds: float
     holdout_share: float | None = None
+    window_choice: str | None = None
+    """The window variant chosen, when the retrain chose among several."""
 
 
 @dataclass
@@ -66,6 +68,7 @@ class RetrainEvent:
         gain: Candidate minus replaced model on ``next_batch`` (positive = candidate better).
         false_retrain: ``gain`` below the margin; None when there is no next labelled batch.
         failed: Why training failed (the deployed model is kept), or None.
+        window: The training window the candidate chose (platform), or None.
     """
 
     after_batch: str
@@ -78,6 +81,7 @@ class RetrainEvent:
     gain: float | None = None
     false_retrain: bool | None = None
     failed: str | None = None
+    window: str | None = None
 
 
 @dataclass
@@ -158,7 +162,8 @@ class Replay:
         """The rows of these batches, stacked, with their ``_batch_id`` (as DuckDB stores them)."""
         return pd.concat([self.frames[b].assign(**{BATCH_COLUMN: b}) for b in batch_ids], ignore_index=True)
 
-    def fit(self, upto: int, holdout_share: float | None = None, half_life: float | None = None) -> Deployed:
+    def fit(self, upto: int, holdout_share: float | None = None, half_life: float | None = None, *,
+            choose: bool = False, window: str | None = None, last_n: int | None = None) -> Deployed:
         """The model a retrain after batch ``upto`` produces (cached by training window).
 
         Args:
@@ -166,39 +171,45 @@ class Replay:
             holdout_share: Learn from the oldest part of the newest labelled batch and hold out
                 this share of it (``training.adapt_on``), or None to hold it all out.
             half_life: Recency weighting of the training rows, in batches (``training.adapt_on``).
+            choose: Choose the window among variants by evidence, as candidate_model does
+                (:func:`~retrain_assets.core.retrain.fit_candidate`); False trains the window as given.
+            window, last_n: A window forced on this fit (a baseline's), instead of ``training.window``.
 
         Raises:
             ValueError: Fewer than two labelled batches so far, or training data the platform
                 would refuse (the message says why).
         """
         training = self.cfg.training
-        window = select_training_window(self.ids[: upto + 1], self.labelled, window=training.window,
-                                        last_n=training.last_n, holdout_share=holdout_share, half_life=half_life)
-        key = (*window.train_batches, "|", *window.holdout_batches, holdout_share, half_life)
+        base = select_training_window(
+            self.ids[: upto + 1], self.labelled, window=window or training.window,
+            last_n=last_n if window else training.last_n, holdout_share=holdout_share, half_life=half_life,
+        )
+        key = (*base.train_batches, "|", *base.holdout_batches, base.window, base.last_n, holdout_share, half_life,
+               choose)
         if key in self._fits:
             return self._fits[key]
-        frame, holdout = window.frames(self.frame(window.train_batches), self.frame(window.holdout_batches),
-                                       time_column=self.cfg.dataset.time_column)
+        frame, holdout = base.frames(self.frame(base.train_batches), self.frame(base.holdout_batches),
+                                     time_column=self.cfg.dataset.time_column)
         problems = check_training_data(frame, self.schema, self.target, self.task, min_rows=training.min_rows,
                                        min_rows_per_class=training.min_rows_per_class)
         if problems:
-            raise ValueError(f"cannot train on {window.summary}: " + "; ".join(problems))
-        model = self.cfg.model
-        trained = train(frame, self.schema, self.target, self.task, model.estimator, model.params, model.seed,
-                        sample_weight=window.weights(frame))
+            raise ValueError(f"cannot train on {base.summary}: " + "; ".join(problems))
+        choice = fit_candidate(self.cfg, self.schema, base, frame, holdout, choose=choose)
+        chosen = choice.window
         # version: how many batches it had seen, so messages read "champion v7"
-        wrapped = Champion(self.cfg.registered_model_name, str(upto + 1), trained.pipeline, None)
+        wrapped = Champion(self.cfg.registered_model_name, str(upto + 1), choice.trained.pipeline, None)
         holdout_value = self.score_rows(wrapped, holdout)
         wrapped.tags = {
-            TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
-            TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
+            TAG_TRAINING_BATCHES: json.dumps(chosen.train_batches),
+            TAG_HOLDOUT_BATCHES: json.dumps(chosen.holdout_batches),
             TAG_METRIC: self.metric,
             TAG_HOLDOUT_METRIC: repr(holdout_value),
         }
         if holdout_share is not None:
             wrapped.tags[TAG_HOLDOUT_SHARE] = repr(holdout_share)
-        fitted = Deployed(wrapped, list(window.train_batches), list(window.holdout_batches), trained.seconds,
-                          holdout_share)
+        seconds = sum(v.seconds for v in choice.variants)  # a choice is charged every variant it fitted
+        fitted = Deployed(wrapped, list(chosen.train_batches), list(chosen.holdout_batches), seconds,
+                          holdout_share, choice.name if len(choice.variants) > 1 else None)
         self._fits[key] = fitted
         return fitted
 

@@ -20,7 +20,7 @@ from retrain_assets.core.markdown import markdown_table
 from retrain_assets.settings import Settings
 from retrain_assets.backtest.stream import Batch, DEFAULT_INITIAL
 from retrain_assets.backtest.replay import FALSE_RETRAIN_MARGIN, PolicyRun, Replay
-from retrain_assets.backtest.policies import EveryBatch, EveryK, Never, Platform, Textbook, policy_settings, run_policy
+from retrain_assets.backtest.policies import EveryBatch, EveryBatchNewest, EveryK, Never, Platform, Textbook, policy_settings, run_policy
 
 DEFAULT_EVERY = 5
 TARGET_METRIC_GAP = 0.005
@@ -29,7 +29,9 @@ TARGET_METRIC_GAP = 0.005
 TARGET_RETRAIN_SHARE = 1 / 3
 """Target: the platform retrains at most a third as often as retraining after every batch."""
 
-POLICIES = ("never", "every_batch", "every_k", "textbook", "platform")
+POLICIES = ("never", "every_batch", "every_batch_newest", "every_k", "textbook", "platform")
+DEFAULT_POLICIES = ("never", "every_batch", "every_k", "textbook", "platform")
+"""What the command line runs unless told (``--policies``)."""
 
 
 @dataclass
@@ -187,7 +189,7 @@ def run_backtest(
     settings: PolicySettings | None = None,
     policy_source: str = "",
     schedule: bool = True,
-    policies: Sequence[str] = POLICIES,
+    policies: Sequence[str] = DEFAULT_POLICIES,
     schema: DatasetSchema | None = None,
 ) -> BacktestResult:
     """Replay ``batches`` under the policies.
@@ -213,7 +215,7 @@ def run_backtest(
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {POLICIES}")
     make = {
-        "never": Never, "every_batch": EveryBatch, "every_k": lambda: EveryK(every), "textbook": Textbook,
+        "never": Never, "every_batch": EveryBatch, "every_batch_newest": EveryBatchNewest, "every_k": lambda: EveryK(every), "textbook": Textbook,
         "platform": lambda: Platform(settings, schedule=schedule),
     }
     replay = Replay(cfg, batches, initial=initial, schema=schema)

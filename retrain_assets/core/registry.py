@@ -46,6 +46,7 @@ TAG_CODE_VERSION = "retrain.code_version"
 TAG_DAGSTER_RUN = "retrain.dagster_run_id"
 TAG_TRIGGER = "retrain.trigger"
 TAG_REASON = "retrain.reason"
+TAG_WINDOW_CHOICE = "retrain.window_choice"
 
 
 @dataclass

@@ -14,7 +14,16 @@ import pandas as pd
 
 from retrain_assets.core import label_store, metrics_store, registry as reg, storage
 from retrain_assets.core.gates import GateResult
+from retrain_assets.core.training import TrainedModel, train as train_model
+from retrain_assets.core.training_data import check_training_data
 from retrain_assets.core.training_window import TrainingWindow, select_training_window
+from retrain_assets.core.window_choice import (
+    DEFAULT_HALF_LIVES,
+    WindowChoice,
+    choose_training_window,
+    labelled_rows,
+    window_variants,
+)
 
 
 class CannotTrain(ValueError):
@@ -72,6 +81,43 @@ def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_cha
     return TrainingData(window, train, holdout, metrics_store.read_drift_reports(conn), plan)
 
 
+def fit_candidate(cfg, schema, window: TrainingWindow, train: pd.DataFrame, holdout: pd.DataFrame, *,
+                  choose: bool = True) -> WindowChoice:
+    """Train the candidate of a retrain: on the window chosen by evidence among the variants of
+    ``window`` (:mod:`retrain_assets.core.window_choice`), or on ``window`` alone when ``choose`` is
+    false or the config forces it (``training.window`` set, or ``training.window_candidates: 1``).
+
+    candidate_model and the backtester's platform policy both train through this.
+
+    Args:
+        cfg: The settings.
+        schema: The dataset schema.
+        window: The configured window (:func:`training_data`).
+        train: Its training rows.
+        holdout: Its holdout rows (the gates'; no variant learns from them).
+        choose: Whether to choose among variants at all.
+    """
+    training, target, task = cfg.training, cfg.dataset.target, cfg.dataset.task
+    limit = training.window_candidates if choose and training.chooses_window else 1
+    half_lives = tuple(dict.fromkeys((training.recency_half_life_batches or DEFAULT_HALF_LIVES[0], *DEFAULT_HALF_LIVES)))
+    variants = window_variants(window, labelled_rows(train, target), min_rows=training.min_rows, limit=limit,
+                               half_lives=half_lives)
+
+    def fit(rows: pd.DataFrame, weights) -> TrainedModel:
+        return train_model(rows, schema, target, task, cfg.model.estimator, cfg.model.params, cfg.model.seed,
+                           sample_weight=weights)
+
+    def rows_problem(rows: pd.DataFrame) -> str | None:
+        problems = check_training_data(rows, schema, target, task, min_rows=training.min_rows,
+                                       min_rows_per_class=training.min_rows_per_class)
+        return "; ".join(problems) or None
+
+    return choose_training_window(
+        variants, train, holdout, fit=fit, task=task, target=target, metric=cfg.metric, rows_problem=rows_problem,
+        budget_seconds=training.window_budget_seconds, time_column=cfg.dataset.time_column, seed=cfg.model.seed,
+    )
+
+
 def run_params(cfg, window: TrainingWindow) -> dict[str, Any]:
     """The tracking run's parameters: estimator, seed, task, metric, window and model parameters."""
     params = {
@@ -87,10 +133,12 @@ def run_params(cfg, window: TrainingWindow) -> dict[str, Any]:
 
 def lineage_tags(
     window: TrainingWindow, *, metric: str, holdout_value: float, fingerprint: str, code_version: str, run_id: str,
-    trigger: str, reason: str, launched_by: str, champion_version: str | None,
+    trigger: str, reason: str, launched_by: str, champion_version: str | None, window_choice: str | None = None,
 ) -> dict[str, str]:
-    """What a registered version was trained on, held out on and judged against, and why it was made."""
+    """What a registered version was trained on, held out on and judged against, why it was made, and
+    (``window_choice``, :meth:`WindowChoice.as_json`) which training windows it was chosen among."""
     return {
+        **({reg.TAG_WINDOW_CHOICE: window_choice} if window_choice is not None else {}),
         reg.TAG_TRAINING_BATCHES: json.dumps(window.train_batches),
         reg.TAG_HOLDOUT_BATCHES: json.dumps(window.holdout_batches),
         reg.TAG_METRIC: metric,

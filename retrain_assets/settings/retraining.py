@@ -43,6 +43,19 @@ class TrainingSettings(Section):
         default="all", description="all labelled batches before the holdout, or only the last N batches / rows of them."
     )
     last_n: int | None = Field(default=None, ge=1, description="N for window last_n_batches / last_n_rows.")
+    window_candidates: int = Field(
+        default=4, ge=1, le=8,
+        description=(
+            "How many training windows a retrain fits and chooses among: the configured one, all batches with equal "
+            "weights, recency half-lives 3 and 1, the last k batches. The winner on the older half of the holdout must "
+            "confirm on the newest half, else the configured window is kept. 1: no choice. Setting window yourself "
+            "forces that window."
+        ),
+    )
+    window_budget_seconds: float = Field(
+        default=300.0, gt=0,
+        description="Fit seconds the extra window variants may use in all; those not started within it are skipped and listed.",
+    )
     min_rows: int = Field(
         default=gate_defaults.DEFAULT_MIN_ROWS, ge=1, description="Fewest labelled training rows (gate data_sufficiency)."
     )
@@ -85,6 +98,12 @@ class TrainingSettings(Section):
         if trigger not in self.adapt_on:
             return {"holdout_share": None, "half_life": None}
         return {"holdout_share": self.newest_holdout_share, "half_life": self.recency_half_life_batches}
+
+    @property
+    def chooses_window(self) -> bool:
+        """Whether a retrain chooses its window among variants: not when ``window`` is set in the config
+        (a person's choice is forced) or ``window_candidates`` is 1."""
+        return self.window_candidates > 1 and "window" not in self.model_fields_set
 
     def first_champion_plan(self, labelled: list[tuple[str, int]]):
         """How the first champion can be trained from these (batch id, labelled rows), or what is
