@@ -16,13 +16,8 @@ from retrain_assets.constants import (
     VALIDATED_DATA,
 )
 from retrain_assets.core import approval, policy, registry as reg, serving
-from retrain_assets.core.candidate import (
-    IncomparableModels,
-    comparable_holdout,
-    holdout_scores,
-    judge,
-    stability_waiver,
-)
+from retrain_assets.core.candidate import judge, stability_waiver
+from retrain_assets.core.scoring import IncomparableModels, comparable_holdout, holdout_scores
 from retrain_assets.core.columns import model_input
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.performance import score_metric

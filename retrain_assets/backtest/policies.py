@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from retrain_assets.core import cron
-from retrain_assets.core.candidate import IncomparableModels, comparable_holdout, holdout_scores
+from retrain_assets.core.scoring import IncomparableModels, comparable_holdout, holdout_scores
 from retrain_assets.core.drift import textbook_rule
 from retrain_assets.core.gates import champion_comparison
 from retrain_assets.core.performance import absolute_tolerance, better_by

@@ -11,7 +11,7 @@ from typing import Sequence
 import pandas as pd
 
 from retrain_assets.core.columns import BATCH_COLUMN
-from retrain_assets.core.candidate import holdout_scores
+from retrain_assets.core.scoring import holdout_scores
 from retrain_assets.core.holdout import holdout_rows
 from retrain_assets.core.performance import score_metric
 from retrain_assets.core.registry import (

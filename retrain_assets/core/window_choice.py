@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from retrain_assets.core.candidate import holdout_scores
+from retrain_assets.core.scoring import holdout_scores
 from retrain_assets.core.columns import BATCH_COLUMN
 from retrain_assets.core.holdout import split_newest
 from retrain_assets.core.performance import better_by, metric_with_ci, score_metric

@@ -107,7 +107,7 @@ def test_no_report_scores_a_model_on_its_own_training_rows(world, batch_id):
 def test_candidate_and_champion_are_compared_on_rows_the_champion_never_trained_on(world):
     """A second retrain on the same newest batch: the candidate holds out all of b3, but the champion
     learnt from b3's oldest half, so only b3's newest half can compare them fairly."""
-    from retrain_assets.core.candidate import IncomparableModels, comparable_holdout, holdout_scores
+    from retrain_assets.core.scoring import IncomparableModels, comparable_holdout, holdout_scores
 
     cfg, schema, batches, (champion, trained_on, _), _ = world
     champion.scored.clear()
