@@ -9,7 +9,9 @@ from retrain_assets.constants import (
     APPROVE_PROMOTION_JOB,
     CANDIDATE_MODEL,
     DRIFT_REPORT,
+    HEALTH_JOB,
     INGEST_JOB,
+    MODEL_HEALTH,
     PRODUCTION_METRICS,
     PRODUCTION_MODEL,
     RAW_DATA,
@@ -43,6 +45,16 @@ retrain_job = dg.define_asset_job(
     description=(
         "Train a candidate on the training window, judge it with the six blocking gates and, only if all pass, "
         "move the champion alias to it (one MLflow run per Dagster run)."
+    ),
+)
+
+
+health_job = dg.define_asset_job(
+    name=HEALTH_JOB,
+    selection=dg.AssetSelection.assets(MODEL_HEALTH),
+    description=(
+        "Refresh model_health (verdict, freshness checks, retrain costs); the health sensor runs it after every "
+        "ingest and retrain, the hourly schedule when nothing happens."
     ),
 )
 

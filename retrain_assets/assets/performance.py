@@ -13,7 +13,7 @@ from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
-from retrain_assets.core.markdown import markdown_table
+from retrain_assets.core.markdown import markdown_table, png_markdown
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.views import shadow_evidence_metadata
@@ -168,6 +168,7 @@ def production_metrics(
             floor=floor, title=f"{cfg.registered_model_name}: {cfg.metric} per batch, up to {batch_id}",
         )
         metadata["metric_plot"] = dg.MetadataValue.path(str(plot))
+        metadata["metric_plot_inline"] = dg.MetadataValue.md(png_markdown(plot, f"{cfg.metric} per batch"))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -220,6 +220,7 @@ def candidate_model(
         "training_rows": trained.n_rows,
         "holdout_rows": len(holdout_labelled),
         "training_seconds": round(trained.seconds, 3),
+        "window_choice_seconds": round(sum(v.seconds for v in choice.variants), 3),
         "training_peak_memory_mb": round(trained.peak_memory_mb, 1),
         "data_fingerprint": fingerprint,
         "code_version": code,

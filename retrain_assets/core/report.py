@@ -220,3 +220,36 @@ def plot_metric_history(
     fig.savefig(rendered, format=Path(path).suffix.lstrip(".") or "png", dpi=90)
     plt.close(fig)
     return files.write_atomic(Path(path), rendered.getvalue())  # whole or not at all
+
+
+def plot_retrain_costs(retrains: pd.DataFrame, path: Path, *, title: str, period: str = "W") -> Path:
+    """Fit seconds of the retrains per period, stacked by trigger.
+
+    Args:
+        retrains: Rows with ``started_at`` (UTC), ``trigger`` and ``fit_seconds``.
+        path: PNG to write (folders are created).
+        title: Figure title.
+        period: Pandas period alias (``W``: weeks).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = retrains.copy()
+    started = pd.to_datetime(frame["started_at"], utc=True).dt.tz_localize(None)
+    frame["period"] = started.dt.to_period(period).dt.start_time.dt.strftime("%Y-%m-%d")
+    table = frame.pivot_table(index="period", columns="trigger", values="fit_seconds", aggfunc="sum", fill_value=0.0)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(table) + 3), 3.2))
+    bottom = np.zeros(len(table))
+    for trigger in table.columns:
+        ax.bar(table.index, table[trigger].to_numpy(float), bottom=bottom, label=str(trigger))
+        bottom += table[trigger].to_numpy(float)
+    ax.set_ylabel("fit seconds")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

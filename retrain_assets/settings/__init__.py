@@ -34,6 +34,7 @@ from retrain_assets.settings.data import (
 )
 from retrain_assets.settings.retraining import (
     AlertSettings,
+    HealthSettings,
     AutomationSettings,
     DriftSettingsModel,
     GateSettings,
@@ -58,6 +59,7 @@ class Settings(Section):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

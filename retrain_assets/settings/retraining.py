@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from retrain_assets.core import cron, gate_defaults
+from retrain_assets.core import health as health_defaults
 
 from retrain_assets.core.alerts import unset_variables, webhook_problem
 from retrain_assets.core.drift_settings import DriftSettings as CoreDriftSettings
@@ -308,6 +309,31 @@ class PromotionSettings(Section):
             "while_awaiting_approval, always (whenever a challenger other than the champion exists), or never."
         ),
     )
+
+
+class HealthSettings(Section):
+    """The model_health view: when data or labels count as stale, and how often that is checked."""
+
+    max_hours_without_batch: float = Field(
+        default=health_defaults.DEFAULT_MAX_HOURS_WITHOUT_BATCH, gt=0,
+        description="Check batch_freshness on model_health warns (and alerts once) when no batch has landed for this many hours.",
+    )
+    max_batches_without_labels: int = Field(
+        default=health_defaults.DEFAULT_MAX_BATCHES_WITHOUT_LABELS, ge=0,
+        description="Check label_freshness on model_health warns (and alerts once) when this many batches have arrived since the newest labelled one.",
+    )
+    schedule_cron: str = Field(
+        default="0 * * * *",
+        description="When model_health is refreshed even if nothing happened (so a silent feed is noticed); it is also refreshed after every ingest and retrain.",
+    )
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        problem = cron.problem(value)
+        if problem:
+            raise ValueError(f"schedule_cron {value!r} is not a cron expression: {problem}")
+        return value
 
 
 class AlertSettings(Section):

@@ -1,0 +1,213 @@
+"""model_health: "is my model healthy?" answered on one page — the verdict, the champion and since
+when, its metric per batch (plot inline), drift over time, data and label freshness (two checks that
+warn and alert), open approvals, the last retrain, what the platform will do next, and what
+retraining cost by trigger. Refreshed after every ingest and retrain and on a schedule."""
+
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from retrain_assets.constants import (
+    CANDIDATE_MODEL,
+    DRIFT_REPORT,
+    MODEL_HEALTH,
+    MONITORING,
+    PRODUCTION_METRICS,
+    PRODUCTION_MODEL,
+    RAW_DATA,
+    RETRAIN_JOB,
+    TAG_REASON,
+    TAG_TRIGGER,
+)
+from retrain_assets.core import approval, health, label_store, metrics_store, policy, registry as reg, report, storage
+from retrain_assets.core.alerts import send_alert
+from retrain_assets.core.ledger import read_ledger
+from retrain_assets.core.markdown import markdown_table, png_markdown
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.state import policy_state
+
+BATCH_FRESHNESS = "batch_freshness"
+LABEL_FRESHNESS = "label_freshness"
+SHOWN_BATCHES = 12
+
+
+def _champion_since(ledger: pd.DataFrame, champion: str | None) -> str:
+    """When the champion last became champion (a done promotion or rollback to it), in words."""
+    if champion is None or ledger.empty:
+        return "no champion"
+    moves = ledger[(ledger["status"] == "done") & ledger["action"].isin(["promote", "rollback"])
+                   & (ledger["to_version"].astype(str) == str(champion))]
+    if moves.empty:
+        return "unknown (no ledger entry)"
+    row = moves.iloc[-1]
+    return f"{str(row['recorded_at'])[:19]} UTC ({row['action']}, {row.get('trigger') or 'manual'})"
+
+
+def _retrains(instance: dg.DagsterInstance, ledger: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every retrain that trained a candidate, from candidate_model's materializations."""
+    records = instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=10_000).records
+    promoted = set(ledger.loc[(ledger["action"] == "promote") & (ledger["status"] == "done"), "to_version"].astype(str)) \
+        if not ledger.empty else set()
+    rows = []
+    for record in records:
+        meta = record.asset_materialization.metadata if record.asset_materialization is not None else {}
+        value = lambda key, default=None: meta[key].value if key in meta else default  # noqa: E731
+        version = str(value("version", ""))
+        rows.append({
+            "started_at": datetime.fromtimestamp(record.timestamp, timezone.utc),
+            "trigger": value("trigger", "unknown"),
+            "version": version,
+            "fit_seconds": float(value("window_choice_seconds", value("training_seconds", 0.0)) or 0.0),
+            "peak_memory_mb": float(value("training_peak_memory_mb", float("nan"))),
+            "training_rows": float(value("training_rows", float("nan"))),
+            "promoted": version in promoted,
+            "bought": health.bought_by(metrics, version) if version in promoted else None,
+        })
+    return pd.DataFrame(rows, columns=list(health.COST_COLUMNS)).sort_values("started_at").reset_index(drop=True)
+
+
+def _last_retrain(instance: dg.DagsterInstance) -> str:
+    """The newest retrain run: when, why, and how it ended."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=1)
+    if not runs:
+        return "no retrain has run yet"
+    run = runs[0]
+    record = instance.get_run_record_by_id(run.run_id)
+    when = record.create_timestamp.strftime("%Y-%m-%d %H:%M UTC") if record is not None else "?"
+    trigger = run.tags.get(TAG_TRIGGER, "manual")
+    reason = run.tags.get(TAG_REASON, "launched by hand")
+    outcome = run.status.value.lower()
+    events = instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=50).records
+    mine = [e for e in events if e.run_id == run.run_id and e.asset_materialization is not None]
+    if mine:
+        meta = mine[-1].asset_materialization.metadata
+        version = meta["version"].value if "version" in meta else "?"
+        failed = meta["failed_gates"].value if "failed_gates" in meta else []
+        outcome = (f"v{version} failed gate(s) {', '.join(failed)}; the champion did not move" if failed
+                   else f"v{version} passed every gate ({outcome})")
+    return f"{when}, trigger {trigger} ({str(reason)[:200]}): {outcome}; run {run.run_id[:8]}"
+
+
+def _previous_flags(instance: dg.DagsterInstance) -> dict[str, bool]:
+    """Whether the previous model_health found batches and labels fresh (to alert once per breach)."""
+    records = instance.fetch_materializations(dg.AssetKey(MODEL_HEALTH), limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    meta = records[0].asset_materialization.metadata
+    return {k: bool(meta[k].value) for k in ("batch_fresh", "labels_fresh") if k in meta}
+
+
+@dg.asset(
+    key=MODEL_HEALTH,
+    deps=[RAW_DATA, DRIFT_REPORT, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL],
+    group_name=MONITORING,
+    check_specs=[
+        dg.AssetCheckSpec(BATCH_FRESHNESS, asset=MODEL_HEALTH, blocking=False,
+                          description="A batch landed within health.max_hours_without_batch."),
+        dg.AssetCheckSpec(LABEL_FRESHNESS, asset=MODEL_HEALTH, blocking=False,
+                          description="Labels arrived within health.max_batches_without_labels batches."),
+    ],
+    kinds={"duckdb", "mlflow"},
+)
+def model_health(
+    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry,
+) -> dg.MaterializeResult:
+    """Is the model healthy? The verdict in one sentence, and everything behind it, on one page."""
+    cfg = settings.load()
+    now = datetime.now(timezone.utc)
+    client = registry.client()
+    champion = client.version(reg.CHAMPION_ALIAS)
+    with warehouse.get_connection() as conn:
+        storage.ensure_tables(conn)
+        arrivals = conn.execute("SELECT batch_id, arrived_at FROM ingestion_log ORDER BY batch_id").df()
+        labelled = label_store.labelled_batches(conn)
+        metrics = metrics_store.read_production_metrics(conn)
+        drift = metrics_store.read_drift_reports(conn)
+        ledger = read_ledger(conn, cfg.registered_model_name)
+        state = policy_state(context.instance, conn, cfg, has_champion=champion is not None)
+        counts = label_store.labelled_row_counts(conn, cfg.dataset.target)
+    awaiting = [r.to_version for r in approval.open_requests(ledger)]
+    first = None if champion is not None else cfg.training.first_champion_plan(counts).reason
+    verdict = health.health_verdict(champion=champion, metrics=metrics, drift=drift, awaiting=awaiting,
+                                    no_champion_reason=first)
+    fresh = health.freshness(arrivals, labelled, now, max_hours_without_batch=cfg.health.max_hours_without_batch,
+                             max_batches_without_labels=cfg.health.max_batches_without_labels)
+    decision = policy.next_action(now, state, cfg.automation.policy())
+    next_step = (f"retrain now ({decision.trigger}): {decision.reason}" if decision.retrain
+                 else f"no retrain now: {decision.reason}")
+    retrains = _retrains(context.instance, ledger, metrics)
+    by_trigger, by_period = health.retrain_costs(retrains)
+
+    metadata: dict[str, Any] = {
+        "verdict": verdict.verdict,
+        "health": dg.MetadataValue.md(f"**{verdict.verdict.replace('_', ' ')}** — {verdict.sentence}\n\n"
+                                      f"**Next:** {next_step}"),
+        "champion_version": champion or "none",
+        "champion_since": _champion_since(ledger, champion),
+        "next_step": next_step,
+        "last_retrain": _last_retrain(context.instance),
+        "batch_freshness": fresh.batch_sentence,
+        "label_freshness": fresh.labels_sentence,
+        "batch_fresh": fresh.batch_fresh,
+        "labels_fresh": fresh.labels_fresh,
+        "awaiting_approval": dg.MetadataValue.json(awaiting),
+        "retrains": len(retrains),
+        "retrain_fit_seconds": round(float(retrains["fit_seconds"].sum()), 3) if not retrains.empty else 0.0,
+        "retrain_costs_by_trigger": dg.MetadataValue.md(
+            markdown_table(by_trigger) if not by_trigger.empty else "no retrain has trained a candidate yet"),
+        "retrain_costs_by_week": dg.MetadataValue.md(
+            markdown_table(by_period) if not by_period.empty else "no retrain has trained a candidate yet"),
+    }
+    if fresh.hours_since_batch is not None:
+        metadata["hours_since_last_batch"] = round(fresh.hours_since_batch, 2)
+    if fresh.batches_since_labels is not None:
+        metadata["batches_since_labels"] = fresh.batches_since_labels
+    shown = metrics.tail(SHOWN_BATCHES)
+    if not shown.empty:
+        metadata["metric_per_batch"] = dg.MetadataValue.md(markdown_table(shown[[
+            "batch_id", "champion_version", "labelled", "batch_metric", "ci_low", "ci_high", "holdout_metric",
+            "estimated_metric", "degraded", "below_floor"]].round(4)))
+        latest = metrics[metrics["batch_metric"].notna()]
+        if not latest.empty:
+            metadata[f"latest_{cfg.metric}"] = float(latest.iloc[-1]["batch_metric"])
+        if champion is not None:
+            plot = report.plot_metric_history(
+                metrics, pd.DataFrame(), cfg.reports_dir / "health" / "metric_per_batch.png", metric=cfg.metric,
+                floor=shown["floor"].dropna().iloc[-1] if shown["floor"].notna().any() else None,
+                title=f"{cfg.registered_model_name}: {cfg.metric} per batch (95% intervals; hollow: estimated)",
+            )
+            metadata["metric_plot"] = dg.MetadataValue.md(png_markdown(plot, f"{cfg.metric} per batch"))
+    if not drift.empty:
+        recent = drift.tail(SHOWN_BATCHES).copy()
+        recent["drifted_features"] = recent["drifted_features"].map(lambda f: ", ".join(list(f)[:5]))
+        metadata["drift_per_batch"] = dg.MetadataValue.md(markdown_table(recent[[
+            "batch_id", "drift_detected", "data_drift", "prediction_drift", "concept_drift", "drift_score",
+            "drifted_features"]].round(4)))
+        metadata["latest_drift_score"] = float(drift.iloc[-1]["drift_score"])
+    if not retrains.empty:
+        plot = report.plot_retrain_costs(retrains, cfg.reports_dir / "health" / "retrain_costs.png",
+                                         title="retrain fit seconds per week, by trigger")
+        metadata["retrain_costs_plot"] = dg.MetadataValue.md(png_markdown(plot, "retrain fit seconds per week"))
+
+    previous = _previous_flags(context.instance)
+    for name, ok, sentence in (("batch_fresh", fresh.batch_fresh, fresh.batch_sentence),
+                               ("labels_fresh", fresh.labels_fresh, fresh.labels_sentence)):
+        if not ok and previous.get(name, True):  # alert once per breach, not every hour
+            send_alert(f"retrain-assets ({cfg.dataset.name}): {'no new batch' if name == 'batch_fresh' else 'no labels'}",
+                       sentence, webhook_url=cfg.alerts.webhook_url, timeout_seconds=cfg.alerts.timeout_seconds,
+                       logger=context.log)
+    checks = [
+        dg.AssetCheckResult(check_name=BATCH_FRESHNESS, asset_key=MODEL_HEALTH, passed=fresh.batch_fresh,
+                            severity=dg.AssetCheckSeverity.WARN, description=fresh.batch_sentence,
+                            metadata={"hours_since_last_batch": fresh.hours_since_batch if fresh.hours_since_batch
+                                      is not None else -1.0, "limit_hours": cfg.health.max_hours_without_batch}),
+        dg.AssetCheckResult(check_name=LABEL_FRESHNESS, asset_key=MODEL_HEALTH, passed=fresh.labels_fresh,
+                            severity=dg.AssetCheckSeverity.WARN, description=fresh.labels_sentence,
+                            metadata={"batches_since_labels": fresh.batches_since_labels
+                                      if fresh.batches_since_labels is not None else -1,
+                                      "limit_batches": cfg.health.max_batches_without_labels}),
+    ]
+    context.log.info(f"{verdict.verdict}: {verdict.sentence}")
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
