@@ -46,8 +46,8 @@ test: install
 	@scripts/system-packages.sh test
 	@home="$$(mktemp -d -t retrain-test-home.XXXXXX)"; trap 'rm -rf "$$home"' EXIT; \
 	 cp deploy/local/dagster.yaml "$$home/dagster.yaml"; \
-	 echo "make: checking the definitions load (dagster definitions validate)"; \
-	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= $(BIN)/dagster definitions validate -w workspace.yaml && \
+	 echo "make: checking the definitions load (dg check defs)"; \
+	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/dg check defs && \
 	 echo "make: running the whole suite on two workers" && \
 	 env DAGSTER_HOME="$$home" RETRAIN_CONFIG= $(BIN)/python -m pytest -n 2 --durations=25
 

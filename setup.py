@@ -16,6 +16,7 @@ setup(
         f"dagster=={DAGSTER}",
         f"dagster-webserver=={DAGSTER}",
         f"dagster-graphql=={DAGSTER}",
+        f"dagster-dg-cli=={DAGSTER}",  # the `dg` CLI Dagster now recommends (dg dev, dg check defs, dg launch)
         f"dagster-mlflow=={DAGSTER_LIBS}",
         f"dagster-duckdb=={DAGSTER_LIBS}",
         f"dagster-postgres=={DAGSTER_LIBS}",  # Dagster storage on PostgreSQL (deploy/postgres)

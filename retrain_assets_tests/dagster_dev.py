@@ -29,6 +29,7 @@ from retrain_assets.constants import REPO_ROOT
 from retrain_assets.settings import Settings, load_settings
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+DG = str(Path(sys.executable).with_name("dg"))
 INSTANCE_YAML = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
 STARTUP_TIMEOUT = 120
 """Seconds `dagster dev` may take until /server_info answers (~10 s idle; far more on a busy box)."""
@@ -180,21 +181,27 @@ class DagsterDev:
 @contextmanager
 def running_dagster_dev(root: Path, config_path: Path, home: Path | None = None,
                         startup_timeout: float = STARTUP_TIMEOUT,
-                        location_file: Path | None = None) -> Iterator[DagsterDev]:
+                        location_file: Path | None = None, cli: str = "dagster") -> Iterator[DagsterDev]:
     """`dagster dev` on ``home`` (default: a fresh one under ``root``) serving ``config_path``.
 
     ``location_file``: a Python file to load as the code location instead of the project's module
-    (a test's variant of the definitions). Yields once the webserver answers; on exit stops the process group and asserts that nothing of
+    (a test's variant of the definitions). ``cli="dg"`` runs `dg dev` from the repo root instead (the
+    project's ``[tool.dg]`` names the module). Yields once the webserver answers; on exit stops the process group and asserts that nothing of
     it still runs. The log (webserver, daemon, runs) is ``root/dagster_dev.log``.
     """
     home = home or make_home(root)
     log_path = root / "dagster_dev.log"
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "RETRAIN_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1"}
+    if cli == "dg":
+        command = [DG, "dev", "--host", "127.0.0.1", "--port", str(port)]
+        env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    else:
+        command = [DAGSTER, "dev", *(["-f", str(location_file)] if location_file else ["-m", "retrain_assets.definitions"]),
+                   "-h", "127.0.0.1", "-p", str(port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [DAGSTER, "dev", *(["-f", str(location_file)] if location_file else ["-m", "retrain_assets.definitions"]),
-             "-h", "127.0.0.1", "-p", str(port)],
+            command,
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -17,9 +17,11 @@ from retrain_assets.constants import REPO_ROOT
 from retrain_assets.core import storage
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets_tests.conftest import Workspace, clean_batch, write_config
+from retrain_assets_tests.dagster_dev import running_dagster_dev
 
 pytestmark = pytest.mark.cli
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+DG = str(Path(sys.executable).with_name("dg"))
 
 
 @pytest.fixture
@@ -80,6 +82,38 @@ def test_cli_definitions_validate_reports_a_bad_config(cli_env, tmp_path):
     assert "storage.duckdb: unknown key" in output and str(bad) in output
     good = _run([DAGSTER, "definitions", "validate"], env)
     assert good.returncode == 0, good.stdout[-2000:] + good.stderr[-2000:]
+
+
+def test_dg_check_defs_reports_a_bad_config_and_dg_launch_runs_a_job(cli_env, tmp_path):
+    """`dg` from the repo root: `dg check defs` names a bad key, passes a good config; `dg launch`
+    runs a job on the deployment's instance."""
+    _, home, env = cli_env
+    env = {**env, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset:\n  name: churn\n  landing_dir: in\n  target: churned\n  task: classification\n"
+                   "storage:\n  root: state\n  duckdb: x\n")
+    result = _run([DG, "check", "defs"], {**env, "RETRAIN_CONFIG": str(bad)})
+    assert result.returncode != 0
+    assert "storage.duckdb: unknown key" in result.stdout + result.stderr
+    good = _run([DG, "check", "defs"], env)
+    assert good.returncode == 0 and "All definitions loaded successfully" in good.stdout + good.stderr, \
+        good.stdout[-2000:] + good.stderr[-2000:]
+    launched = _run([DG, "launch", "--job", "refresh_model_health"], env)
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(dg.AssetKey("model_health"), limit=5).records
+        assert len(records) == 1
+        assert records[0].asset_materialization.metadata["verdict"].value == "no_champion"
+
+
+def test_dg_dev_serves_the_definitions(tmp_path):
+    """`dg dev` from the repo root loads the code location with every asset, model_health included."""
+    workspace = Workspace(tmp_path, write_config(tmp_path))
+    with running_dagster_dev(tmp_path, workspace.config_path, cli="dg") as dev:
+        dev.wait_for("the code location to load", dev.code_locations_loaded, 180)
+        data = dev.graphql("{ assetNodes { assetKey { path } } }")
+        keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
+        assert {"raw_data", "candidate_model", "production_model", "model_health"} <= keys
 
 
 def test_cli_retrain_job_promotes_through_the_multiprocess_executor(cli_env, tmp_path):
