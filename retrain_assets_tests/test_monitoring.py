@@ -77,6 +77,9 @@ def test_clean_batch_no_drift_and_covariate_drift_named(workspace, defs, instanc
     assert bool(reports.loc["batch_0005", "drift_detected"]) and not bool(reports.loc["batch_0004", "drift_detected"])
     html = (workspace.settings.reports_dir / "drift" / "batch_0005.html").read_text()
     assert "monthly_charges" in html and "data:image/png;base64" in html
+    main = html[html.index("<h2>Per feature"):html.index("<details>")]
+    assert main.index("<th>feature</th>") < main.index("<th>drifted</th>") < main.index("<th>reason</th>")
+    assert main.count("<th>") == 10  # the why, not 45 columns (all of them are in the fold)
 
 
 @pytest.mark.slow

@@ -22,6 +22,12 @@ FEATURE_TABLE_COLUMNS = (
     "missing_change", "drifted", "reason",
 )
 
+REPORT_COLUMNS = (
+    "feature", "drifted", "reason", "effect_metric", "effect_size", "p_adjusted", "test", "kind", "psi",
+    "missing_change",
+)
+"""The HTML report's main table: why a feature drifted first (every column is in its fold)."""
+
 
 def _feature_table(features: pd.DataFrame) -> dg.TableMetadataValue:
     columns = [c for c in FEATURE_TABLE_COLUMNS if c in features.columns]
@@ -104,7 +110,7 @@ def drift_report(
         )
         report_path = write_html_report(
             report_dir / f"{batch_id}.html", title=f"Drift report — batch {batch_id}", summary=result.summary,
-            table=result.data.features, image=plot_path, sections=result.sections(),
+            table=result.data.features, image=plot_path, sections=result.sections(), columns=REPORT_COLUMNS,
         )
 
     record = {

@@ -114,30 +114,56 @@ def write_html_report(
     table: pd.DataFrame,
     image: Path | None = None,
     sections: dict[str, str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Path:
-    """A self-contained HTML report: title, summary, optional sections, the PNG inlined, the table."""
+    """A self-contained HTML report a laptop screen shows: title, summary, optional sections, the PNG
+    inlined, then one row per feature with ``columns`` (the "why" first; default all), drifted rows
+    first, and every column of the table behind a "details" fold.
+
+    Args:
+        path: The file to write (atomically).
+        title, summary: Heading and the verdict sentence.
+        table: One row per feature (a ``drifted`` column highlights rows).
+        image: A PNG to inline.
+        sections: Extra headed paragraphs.
+        columns: The columns of the main table, in order; the others are only in the fold.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px}tr.drifted{background:#fde2e1}</style></head><body>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
+        "td.reason{max-width:36em;white-space:normal}tr.drifted{background:#fde2e1}"
+        "img{max-width:100%;height:auto}details{margin-top:1.5em}.wide{overflow-x:auto}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p><b>{html.escape(summary)}</b></p>",
     ]
     for heading, text in (sections or {}).items():
         parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
     if image is not None and image.exists():
         parts.append(f"<img alt='distributions' src='{png_data_uri(image)}'>")
-    parts.append("<h2>Per feature</h2><table><tr>")
-    parts += [f"<th>{html.escape(str(c))}</th>" for c in table.columns]
-    parts.append("</tr>")
-    drifted = table["drifted"] if "drifted" in table.columns else pd.Series(False, index=table.index)
-    for (_, row), flag in zip(table.iterrows(), drifted):
-        parts.append(f"<tr class='{'drifted' if flag else ''}'>")
-        parts += [f"<td>{html.escape(_fmt(v))}</td>" for v in row]
-        parts.append("</tr>")
-    parts.append("</table></body></html>")
+    drifted = table["drifted"].astype(bool) if "drifted" in table.columns else pd.Series(False, index=table.index)
+    ordered = pd.concat([table[drifted], table[~drifted]])
+    shown = [c for c in (columns or table.columns) if c in table.columns]
+    parts.append(f"<h2>Per feature ({int(drifted.sum())} of {len(table)} drifted, listed first)</h2>")
+    parts.append(_html_table(ordered[shown], drifted.reindex(ordered.index)))
+    if len(shown) < len(table.columns):
+        parts.append(f"<details><summary>All {len(table.columns)} columns</summary><div class='wide'>")
+        parts.append(_html_table(ordered, drifted.reindex(ordered.index)))
+        parts.append("</div></details>")
+    parts.append("</body></html>")
     return files.write_atomic(path, "".join(parts))  # whole or not at all
+
+
+def _html_table(frame: pd.DataFrame, drifted: pd.Series) -> str:
+    parts = ["<table><tr>", *(f"<th>{html.escape(str(c))}</th>" for c in frame.columns), "</tr>"]
+    for (_, row), flag in zip(frame.iterrows(), drifted):
+        parts.append(f"<tr class='{'drifted' if flag else ''}'>")
+        parts += [f"<td class='{html.escape(str(c))}'>{html.escape(_fmt(v))}</td>" for c, v in row.items()]
+        parts.append("</tr>")
+    parts.append("</table>")
+    return "".join(parts)
 
 
 def _fmt(value) -> str:
