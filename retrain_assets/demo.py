@@ -40,6 +40,7 @@ from retrain_assets.constants import (
     LANDING_SENSOR,
     REPO_ROOT,
     RETRAIN_JOB,
+    HEALTH_JOB,
     TAG_TRIGGER,
 )
 from retrain_assets.core import demo_data, metrics_store, rejected, storage, synthetic_batches
@@ -297,10 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             print(wrap(f"{path.name}  [{scenarios.get(path.stem, '')}]  {batch_line(path.stem, settings)}"))
             for line in run_automation(defs, instance, cursors, settings):
                 print(wrap(line, indent="    "))
+        # The daemon's model_health_sensor would refresh the health view now; the demo does it once.
+        health = defs.resolve_job_def(HEALTH_JOB).execute_in_process(instance=instance, run_config=QUIET,
+                                                                     raise_on_error=False)
+        verdict = next((e.materialization.metadata for e in health.get_asset_materialization_events()), {})
     staging.rmdir()  # every file in it was landed
     print(f"\ndone in {time.perf_counter() - started:.1f} s\n")
     print(report(settings))
-    print("\nNext: `make ui` opens the Dagster UI on these runs (sensors running).")
+    if "summary" in verdict:
+        print("\n" + wrap(f"model_health: {verdict['verdict'].value} — {verdict['summary'].value}"))
+    print("\nNext: `make ui` opens the Dagster UI on these runs (sensors running); Assets → model_health answers "
+          "\"is my model healthy?\".")
     return 0
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
     DRIFT_REPORT,
+    DUCKDB_POOL,
     MODEL_HEALTH,
     MONITORING,
     PRODUCTION_METRICS,
@@ -103,6 +104,7 @@ def _previous_flags(instance: dg.DagsterInstance) -> dict[str, bool]:
     key=MODEL_HEALTH,
     deps=[RAW_DATA, DRIFT_REPORT, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL],
     group_name=MONITORING,
+    pool=DUCKDB_POOL,  # reads the warehouse between the writers' steps, never beside one
     check_specs=[
         dg.AssetCheckSpec(BATCH_FRESHNESS, asset=MODEL_HEALTH, blocking=False,
                           description="A batch landed within health.max_hours_without_batch."),
@@ -142,6 +144,7 @@ def model_health(
 
     metadata: dict[str, Any] = {
         "verdict": verdict.verdict,
+        "summary": verdict.sentence,
         "health": dg.MetadataValue.md(f"**{verdict.verdict.replace('_', ' ')}** — {verdict.sentence}\n\n"
                                       f"**Next:** {next_step}"),
         "champion_version": champion or "none",

@@ -98,9 +98,17 @@ def health_verdict(
         return Health("awaiting_approval", (
             f"Champion v{champion} serves; {versions} passed every gate and awaits a person's approval "
             "(job approve_promotion or reject_promotion)."))
-    measured = (f"{newest['metric']} {_f(newest['batch_metric'])} on {newest['batch_id']}{_interval(newest)} against "
-                f"{_f(newest.get('holdout_metric'))} on its holdout" if newest is not None else
-                "no labelled batch scored yet")
+    estimated = own[own["estimated_metric"].notna()] if not own.empty and "estimated_metric" in own else own.iloc[:0]
+    if newest is not None:
+        measured = (f"{newest['metric']} {_f(newest['batch_metric'])} on {newest['batch_id']}{_interval(newest)} "
+                    f"against {_f(newest.get('holdout_metric'))} on its holdout")
+    elif not estimated.empty:
+        row = estimated.iloc[-1]
+        measured = (f"no labelled batch since it took over; estimated {row['metric']} without labels "
+                    f"{_f(row['estimated_metric'])} on {row['batch_id']} against {_f(row.get('holdout_metric'))} on "
+                    "its holdout")
+    else:
+        measured = "no batch scored since it took over"
     last = drift.iloc[-1] if not drift.empty else None
     if last is not None and bool(last["drift_detected"]):
         return Health("drifting", f"Champion v{champion} holds ({measured}), but the newest batch {last['batch_id']} "

@@ -43,7 +43,11 @@ def test_an_old_champions_decline_is_not_the_new_ones():
     metrics = _metrics([{"batch_id": "b1", "champion_version": "1", "batch_metric": 0.6, "degraded": True},
                         {"batch_id": "b2", "champion_version": "2", "labelled": False, "batch_metric": np.nan}])
     h = health.health_verdict(champion="2", metrics=metrics, drift=_drift([{"batch_id": "b2"}]))
-    assert h.verdict == "healthy" and "no labelled batch scored yet" in h.sentence
+    assert h.verdict == "healthy" and "no batch scored since it took over" in h.sentence
+    metrics.loc[1, "estimated_metric"] = 0.79
+    h = health.health_verdict(champion="2", metrics=metrics, drift=_drift([{"batch_id": "b2"}]))
+    assert ("no labelled batch since it took over; estimated roc_auc without labels 0.790 on b2 against 0.840 on "
+            "its holdout") in h.sentence
 
 
 def test_freshness_of_batches_and_labels():
