@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report(settings))
     if "summary" in verdict:
         print("\n" + wrap(f"model_health: {verdict['verdict'].value} — {verdict['summary'].value}"))
-    print("\nNext: `make ui` opens the Dagster UI on these runs (sensors running); Assets → model_health answers "
-          "\"is my model healthy?\".")
+    print("\n" + wrap("Next: `make ui` opens the Dagster UI on these runs (sensors running); Assets → model_health "
+                      "answers \"is my model healthy?\"."))
     return 0
 
 

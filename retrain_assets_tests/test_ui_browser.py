@@ -107,6 +107,7 @@ class Screenshots:
     def __init__(self, page, folder: Path):
         self.page = page
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.paths: list[Path] = []
         for old in folder.glob("[0-9][0-9]_*.png"):  # this test's pictures from a previous run would mislead
             old.unlink()
@@ -533,3 +534,97 @@ def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(pla
         print(f"drift plot: {size[0]}x{size[1]} px, {png.stat().st_size:,} bytes of PNG, "
               f"{len(drift['distribution_plot'].value):,} characters of Markdown; opened and shown in {plot_seconds:.1f} s")
     print(f"UI steps and run: {time.monotonic() - started:.0f} s; screenshots in {shots.folder}")
+
+
+# --------------------------------------------------------------------------
+# The health view
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
+    """After three batches and a first champion, the daemon's model_health_sensor refreshes the health
+    view. On its page a person reads the verdict and the champion, opens the metric plot (an inline
+    PNG that loads), and sees the freshness breach on the Checks tab; the breach reached the webhook."""
+    from playwright.sync_api import expect
+
+    from retrain_assets.constants import HEALTH_SENSOR, MODEL_HEALTH, RETRAIN_JOB
+    from retrain_assets_tests.test_automation import Webhook
+
+    hook = Webhook()
+    config_path = write_config(tmp_path, **{
+        "automation.first_champion": "by_hand",
+        "automation.sensor_interval_seconds": 5,
+        "automation.schedule_cron": "0 3 1 1 *",
+        "health.max_hours_without_batch": 0.0001,  # a breach at once: the batches landed seconds ago
+        "alerts.webhook_url": hook.url,
+    })
+    workspace = Workspace(tmp_path, config_path)
+    for index in (1, 2, 3):
+        workspace.land(f"batch_{index:04d}", clean_batch(index, ROWS))
+    home = make_home(tmp_path)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        defs = build_definitions(config_path)
+        outcomes, _cursor = demo.run_landing_once(defs, instance)
+        assert [ok for _, ok in outcomes] == [True, True, True], outcomes
+        assert defs.resolve_job_def(RETRAIN_JOB).execute_in_process(instance=instance, raise_on_error=False).success
+    mark_community_dialog_seen(home)
+    shots = Screenshots(page, artifacts_dir() / "health")
+    try:
+        with running_dagster_dev(tmp_path, config_path, home=home) as dev, \
+                dg.DagsterInstance.from_config(str(home)) as instance:
+            dev.wait_for("the webserver to load the code location", dev.code_locations_loaded, LOCATION_TIMEOUT,
+                         interval=1)
+            record = dev.wait_for(f"{HEALTH_SENSOR} to refresh {MODEL_HEALTH} under the daemon",
+                                  lambda: next(iter(materializations(instance, MODEL_HEALTH)), None), SENSOR_TIMEOUT)
+            meta = record.asset_materialization.metadata
+            champion = meta["champion_version"].value
+            assert champion == "1" and meta["verdict"].value in {"healthy", "drifting"}, meta["summary"].value
+            try:
+                # 1. The page: the verdict in words and the champion, as a person reads them.
+                page.goto(f"{dev.url}/assets/{MODEL_HEALTH}?view=events")
+                see(page, "the verdict and the champion",
+                    page.get_by_text(re.compile(rf"Champion v{champion} (is healthy|holds)")).first,
+                    page.get_by_role("row").filter(has=page.get_by_text("champion_version", exact=True)).filter(
+                        has=page.get_by_text(champion, exact=True)).first)
+                shots.take("health_page")
+
+                # 2. The metric plot: a PNG inside the metadata, opened from its row; it loads.
+                plot_row = page.get_by_role("row").filter(has=page.get_by_text("metric_plot", exact=True))
+                dialog = page.get_by_role("dialog").filter(has=page.get_by_text("metric_plot", exact=True))
+                picture = dialog.get_by_role("img", name="roc_auc per batch")
+
+                def open_plot(attempt: int) -> None:
+                    if attempt > 1:
+                        page.reload()
+                    plot_row.get_by_text("[Show Markdown]").click()
+
+                def plot_shown() -> None:
+                    expect(picture).to_be_visible(timeout=UI_TIMEOUT_MS)
+                    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                           arg=picture.element_handle(), timeout=UI_TIMEOUT_MS)
+
+                retrying("opening metric_plot's [Show Markdown]", open_plot, plot_shown, attempts=2)
+                shown = shown_images(dialog)
+                assert [(i["scheme"], i["complete"]) for i in shown] == [("data:image/png;base64", True)], shown
+                assert shown[0]["width"] > 100 and shown[0]["shownWidth"] > 0, shown
+                shots.take("health_metric_plot")
+                page.keyboard.press("Escape")
+
+                # 3. The freshness breach on the Checks tab, in words.
+                page.goto(f"{dev.url}/assets/{MODEL_HEALTH}?view=checks")
+                see(page, "batch_freshness failing (a warning)", page.get_by_text("batch_freshness", exact=True).first)
+                page.goto(f"{dev.url}/assets/{MODEL_HEALTH}?view=checks&checkDetail=batch_freshness")
+                see(page, "why batch_freshness failed",
+                    page.get_by_text(re.compile(r"no batch for more than 0\.0001 h")).first)
+                shots.take("health_freshness_check")
+            except BaseException:
+                shots.take_at_failure()
+                raise
+            # The same breach reached the webhook, once however often the view was refreshed.
+            texts = [t for t in hook.texts() if "no new batch" in t]
+            assert len(texts) == 1, hook.texts()
+            refreshes = [r for r in instance.get_runs() if r.job_name == HEALTH_JOB]
+            assert refreshes and all(r.status == dg.DagsterRunStatus.SUCCESS for r in refreshes if r.is_finished)
+    finally:
+        hook.server.shutdown()
