@@ -568,6 +568,9 @@ def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
         outcomes, _cursor = demo.run_landing_once(defs, instance)
         assert [ok for _, ok in outcomes] == [True, True, True], outcomes
         assert defs.resolve_job_def(RETRAIN_JOB).execute_in_process(instance=instance, raise_on_error=False).success
+        workspace.land("batch_0004", clean_batch(4, ROWS))  # scored by champion v1: a point on its metric plot
+        outcomes, _cursor = demo.run_landing_once(defs, instance, _cursor)
+        assert outcomes == [("batch_0004", True)], outcomes
     mark_community_dialog_seen(home)
     shots = Screenshots(page, artifacts_dir() / "health")
     try:
@@ -608,6 +611,7 @@ def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
                 shown = shown_images(dialog)
                 assert [(i["scheme"], i["complete"]) for i in shown] == [("data:image/png;base64", True)], shown
                 assert shown[0]["width"] > 100 and shown[0]["shownWidth"] > 0, shown
+                page.wait_for_timeout(1000)  # the dialog fades in
                 shots.take("health_metric_plot")
                 page.keyboard.press("Escape")
 

@@ -91,6 +91,11 @@ def _last_retrain(instance: dg.DagsterInstance) -> str:
     return f"{when}, trigger {trigger} ({str(reason)[:200]}): {outcome}; run {run.run_id[:8]}"
 
 
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as empty cells (not "<NA>") in a table a person reads."""
+    return frame.astype(object).where(frame.notna(), "")
+
+
 def _previous_flags(instance: dg.DagsterInstance) -> dict[str, bool]:
     """Whether the previous model_health found batches and labels fresh (to alert once per breach)."""
     records = instance.fetch_materializations(dg.AssetKey(MODEL_HEALTH), limit=1).records
@@ -169,9 +174,9 @@ def model_health(
         metadata["batches_since_labels"] = fresh.batches_since_labels
     shown = metrics.tail(SHOWN_BATCHES)
     if not shown.empty:
-        metadata["metric_per_batch"] = dg.MetadataValue.md(markdown_table(shown[[
+        metadata["metric_per_batch"] = dg.MetadataValue.md(markdown_table(_blank_missing(shown[[
             "batch_id", "champion_version", "labelled", "batch_metric", "ci_low", "ci_high", "holdout_metric",
-            "estimated_metric", "degraded", "below_floor"]].round(4)))
+            "estimated_metric", "degraded", "below_floor"]].round(4))))
         latest = metrics[metrics["batch_metric"].notna()]
         if not latest.empty:
             metadata[f"latest_{cfg.metric}"] = float(latest.iloc[-1]["batch_metric"])
@@ -185,9 +190,9 @@ def model_health(
     if not drift.empty:
         recent = drift.tail(SHOWN_BATCHES).copy()
         recent["drifted_features"] = recent["drifted_features"].map(lambda f: ", ".join(list(f)[:5]))
-        metadata["drift_per_batch"] = dg.MetadataValue.md(markdown_table(recent[[
+        metadata["drift_per_batch"] = dg.MetadataValue.md(markdown_table(_blank_missing(recent[[
             "batch_id", "drift_detected", "data_drift", "prediction_drift", "concept_drift", "drift_score",
-            "drifted_features"]].round(4)))
+            "drifted_features"]].round(4))))
         metadata["latest_drift_score"] = float(drift.iloc[-1]["drift_score"])
     if not retrains.empty:
         plot = report.plot_retrain_costs(retrains, cfg.reports_dir / "health" / "retrain_costs.png",
