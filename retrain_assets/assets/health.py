@@ -137,8 +137,10 @@ def model_health(
         counts = label_store.labelled_row_counts(conn, cfg.dataset.target)
     awaiting = [r.to_version for r in approval.open_requests(ledger)]
     first = None if champion is not None else cfg.training.first_champion_plan(counts).reason
+    holdout = client.tags(champion).get(reg.TAG_HOLDOUT_METRIC) if champion is not None else None
     verdict = health.health_verdict(champion=champion, metrics=metrics, drift=drift, awaiting=awaiting,
-                                    no_champion_reason=first)
+                                    no_champion_reason=first,
+                                    holdout_metric=float(holdout) if holdout not in (None, "") else None)
     fresh = health.freshness(arrivals, labelled, now, max_hours_without_batch=cfg.health.max_hours_without_batch,
                              max_batches_without_labels=cfg.health.max_batches_without_labels)
     decision = policy.next_action(now, state, cfg.automation.policy())

@@ -67,6 +67,7 @@ def health_verdict(
     drift: pd.DataFrame,
     awaiting: Sequence[str] = (),
     no_champion_reason: str | None = None,
+    holdout_metric: float | None = None,
 ) -> Health:
     """The model's health in one sentence.
 
@@ -81,6 +82,8 @@ def health_verdict(
         drift: Rows of ``drift_reports`` (batch order).
         awaiting: Versions awaiting approval.
         no_champion_reason: Why there is no champion yet (the first-champion plan's reason).
+        holdout_metric: The champion's holdout metric (its ``retrain.holdout_metric`` tag), for a
+            batch row that does not carry it (an unlabelled batch).
     """
     if champion is None:
         return Health("no_champion", "No model is in production yet" + (f": {no_champion_reason}" if no_champion_reason
@@ -104,9 +107,10 @@ def health_verdict(
                     f"against {_f(newest.get('holdout_metric'))} on its holdout")
     elif not estimated.empty:
         row = estimated.iloc[-1]
+        reference = row.get("holdout_metric")
+        reference = holdout_metric if reference is None or pd.isna(reference) else reference
         measured = (f"no labelled batch since it took over; estimated {row['metric']} without labels "
-                    f"{_f(row['estimated_metric'])} on {row['batch_id']} against {_f(row.get('holdout_metric'))} on "
-                    "its holdout")
+                    f"{_f(row['estimated_metric'])} on {row['batch_id']} against {_f(reference)} on its holdout")
     else:
         measured = "no batch scored since it took over"
     last = drift.iloc[-1] if not drift.empty else None

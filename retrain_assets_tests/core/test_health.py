@@ -48,6 +48,9 @@ def test_an_old_champions_decline_is_not_the_new_ones():
     h = health.health_verdict(champion="2", metrics=metrics, drift=_drift([{"batch_id": "b2"}]))
     assert ("no labelled batch since it took over; estimated roc_auc without labels 0.790 on b2 against 0.840 on "
             "its holdout") in h.sentence
+    metrics.loc[1, "holdout_metric"] = np.nan  # an unlabelled batch's row does not carry it: the registry's tag does
+    h = health.health_verdict(champion="2", metrics=metrics, drift=_drift([{"batch_id": "b2"}]), holdout_metric=0.85)
+    assert "0.790 on b2 against 0.850 on its holdout" in h.sentence
 
 
 def test_freshness_of_batches_and_labels():
