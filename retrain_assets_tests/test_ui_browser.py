@@ -292,6 +292,29 @@ def see(page, what: str, *locators, timeout_ms: int = UI_TIMEOUT_MS, reloads: in
     retrying(f"the page to show {what}", act, done, attempts=reloads + 1)
 
 
+def open_markdown_picture(page, key: str, alt):
+    """Open a metadata row's "[Show Markdown]" (Markdown over 1,000 characters shows so) and wait until
+    the picture in its dialog has loaded; opened again after a reload if it did not show. Returns the dialog."""
+    from playwright.sync_api import expect
+
+    row = page.get_by_role("row").filter(has=page.get_by_text(key, exact=True))
+    dialog = page.get_by_role("dialog").filter(has=page.get_by_text(key, exact=True))
+    picture = dialog.get_by_role("img", name=alt)
+
+    def open_plot(attempt: int) -> None:
+        if attempt > 1:
+            page.reload()
+        row.get_by_text("[Show Markdown]").click()
+
+    def plot_shown() -> None:
+        expect(picture).to_be_visible(timeout=UI_TIMEOUT_MS)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle(),
+                               timeout=UI_TIMEOUT_MS)
+
+    retrying(f"opening {key}'s [Show Markdown]", open_plot, plot_shown, attempts=2)
+    return dialog
+
+
 TOAST_RECORDER = """() => {
   // Toasts go after ~5 s, which a starved test process can miss: the page records each
   // "Launched run <id>" it shows, as it happens.
@@ -481,21 +504,8 @@ def test_a_retrain_launched_from_the_asset_graph_is_blocked_by_a_failed_gate(pla
             #    which opens the picture in a dialog. Opened again (after a reload) if it did not show.
             plot_started = time.monotonic()
             page.goto(f"{dev.url}/assets/{DRIFT_REPORT}?view=partitions&partition=batch_0002")
-            plot_row = page.get_by_role("row").filter(has=page.get_by_text("distribution_plot", exact=True))
-            dialog = page.get_by_role("dialog").filter(has=page.get_by_text("distribution_plot", exact=True))
-            picture = dialog.get_by_role("img", name=re.compile(r"^batch_0002 vs reference: distributions of "))
-
-            def open_plot(attempt: int) -> None:
-                if attempt > 1:
-                    page.reload()
-                plot_row.get_by_text("[Show Markdown]").click()
-
-            def plot_shown() -> None:
-                expect(picture).to_be_visible(timeout=UI_TIMEOUT_MS)
-                page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle(),
-                                       timeout=UI_TIMEOUT_MS)
-
-            retrying("opening distribution_plot's [Show Markdown]", open_plot, plot_shown, attempts=2)
+            dialog = open_markdown_picture(
+                page, "distribution_plot", re.compile(r"^batch_0002 vs reference: distributions of "))
             shown = shown_images(dialog)
             take("drift_report_distribution_plot")
             plot_seconds = time.monotonic() - plot_started
@@ -546,8 +556,6 @@ def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
     """After three batches and a first champion, the daemon's model_health_sensor refreshes the health
     view. On its page a person reads the verdict and the champion, opens the metric plot (an inline
     PNG that loads), and sees the freshness breach on the Checks tab; the breach reached the webhook."""
-    from playwright.sync_api import expect
-
     from retrain_assets.constants import HEALTH_SENSOR, MODEL_HEALTH, RETRAIN_JOB
     from retrain_assets_tests.test_automation import Webhook
 
@@ -593,21 +601,7 @@ def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
                 shots.take("health_page")
 
                 # 2. The metric plot: a PNG inside the metadata, opened from its row; it loads.
-                plot_row = page.get_by_role("row").filter(has=page.get_by_text("metric_plot", exact=True))
-                dialog = page.get_by_role("dialog").filter(has=page.get_by_text("metric_plot", exact=True))
-                picture = dialog.get_by_role("img", name="roc_auc per batch")
-
-                def open_plot(attempt: int) -> None:
-                    if attempt > 1:
-                        page.reload()
-                    plot_row.get_by_text("[Show Markdown]").click()
-
-                def plot_shown() -> None:
-                    expect(picture).to_be_visible(timeout=UI_TIMEOUT_MS)
-                    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                                           arg=picture.element_handle(), timeout=UI_TIMEOUT_MS)
-
-                retrying("opening metric_plot's [Show Markdown]", open_plot, plot_shown, attempts=2)
+                dialog = open_markdown_picture(page, "metric_plot", "roc_auc per batch")
                 shown = shown_images(dialog)
                 assert [(i["scheme"], i["complete"]) for i in shown] == [("data:image/png;base64", True)], shown
                 assert shown[0]["width"] > 100 and shown[0]["shownWidth"] > 0, shown
