@@ -46,9 +46,8 @@ def _champion_since(ledger: pd.DataFrame, champion: str | None) -> str:
     return f"{str(row['recorded_at'])[:19]} UTC ({row['action']}, {row.get('trigger') or 'manual'})"
 
 
-def _retrains(instance: dg.DagsterInstance, ledger: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Every retrain that trained a candidate, from candidate_model's materializations."""
-    records = instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=10_000).records
+def _retrains(records, ledger: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every retrain that trained a candidate, from candidate_model's materialization records."""
     promoted = set(ledger.loc[(ledger["action"] == "promote") & (ledger["status"] == "done"), "to_version"].astype(str)) \
         if not ledger.empty else set()
     rows = []
@@ -69,8 +68,9 @@ def _retrains(instance: dg.DagsterInstance, ledger: pd.DataFrame, metrics: pd.Da
     return pd.DataFrame(rows, columns=list(health.COST_COLUMNS)).sort_values("started_at").reset_index(drop=True)
 
 
-def _last_retrain(instance: dg.DagsterInstance) -> str:
-    """The newest retrain run: when, why, and how it ended."""
+def _last_retrain(instance: dg.DagsterInstance, candidates) -> str:
+    """The newest retrain run: when, why, and how it ended (its candidate among ``candidates``,
+    candidate_model's materialization records)."""
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=1)
     if not runs:
         return "no retrain has run yet"
@@ -80,8 +80,7 @@ def _last_retrain(instance: dg.DagsterInstance) -> str:
     trigger = run.tags.get(TAG_TRIGGER, "manual")
     reason = run.tags.get(TAG_REASON, "launched by hand")
     outcome = run.status.value.lower()
-    events = instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=50).records
-    mine = [e for e in events if e.run_id == run.run_id and e.asset_materialization is not None]
+    mine = [e for e in candidates if e.run_id == run.run_id and e.asset_materialization is not None]
     if mine:
         meta = mine[-1].asset_materialization.metadata
         version = meta["version"].value if "version" in meta else "?"
@@ -134,9 +133,8 @@ def model_health(
         drift = metrics_store.read_drift_reports(conn)
         ledger = read_ledger(conn, cfg.registered_model_name)
         state = policy_state(context.instance, conn, cfg, has_champion=champion is not None)
-        counts = label_store.labelled_row_counts(conn, cfg.dataset.target)
     awaiting = [r.to_version for r in approval.open_requests(ledger)]
-    first = None if champion is not None else cfg.training.first_champion_plan(counts).reason
+    first = state.first_champion.reason if state.first_champion is not None else None
     holdout = client.tags(champion).get(reg.TAG_HOLDOUT_METRIC) if champion is not None else None
     verdict = health.health_verdict(champion=champion, metrics=metrics, drift=drift, awaiting=awaiting,
                                     no_champion_reason=first,
@@ -146,7 +144,8 @@ def model_health(
     decision = policy.next_action(now, state, cfg.automation.policy())
     next_step = (f"retrain now ({decision.trigger}): {decision.reason}" if decision.retrain
                  else f"no retrain now: {decision.reason}")
-    retrains = _retrains(context.instance, ledger, metrics)
+    candidates = context.instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=10_000).records
+    retrains = _retrains(candidates, ledger, metrics)
     by_trigger, by_period = health.retrain_costs(retrains)
 
     metadata: dict[str, Any] = {
@@ -157,7 +156,7 @@ def model_health(
         "champion_version": champion or "none",
         "champion_since": _champion_since(ledger, champion),
         "next_step": next_step,
-        "last_retrain": _last_retrain(context.instance),
+        "last_retrain": _last_retrain(context.instance, candidates),
         "batch_freshness": fresh.batch_sentence,
         "label_freshness": fresh.labels_sentence,
         "batch_fresh": fresh.batch_fresh,

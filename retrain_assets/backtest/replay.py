@@ -207,8 +207,8 @@ class Replay:
         }
         if holdout_share is not None:
             wrapped.tags[TAG_HOLDOUT_SHARE] = repr(holdout_share)
-        seconds = sum(v.seconds for v in choice.variants)  # a choice is charged every variant it fitted
-        fitted = Deployed(wrapped, list(chosen.train_batches), list(chosen.holdout_batches), seconds,
+        # a choice is charged every variant it fitted
+        fitted = Deployed(wrapped, list(chosen.train_batches), list(chosen.holdout_batches), choice.seconds,
                           holdout_share, choice.name if len(choice.variants) > 1 else None)
         self._fits[key] = fitted
         return fitted

@@ -142,10 +142,10 @@ def freshness(
         hours, batch_fresh = None, False
         batch_sentence = "no batch has landed yet"
     else:
-        newest = pd.to_datetime(arrivals["arrived_at"], utc=True).max()
-        hours = max(0.0, (pd.Timestamp(now).tz_convert("UTC") - newest).total_seconds() / 3600)
+        arrived = pd.to_datetime(arrivals["arrived_at"], utc=True)
+        hours = max(0.0, (pd.Timestamp(now).tz_convert("UTC") - arrived.max()).total_seconds() / 3600)
         batch_fresh = hours <= max_hours_without_batch
-        name = arrivals.loc[pd.to_datetime(arrivals["arrived_at"], utc=True).idxmax(), "batch_id"]
+        name = arrivals.loc[arrived.idxmax(), "batch_id"]
         batch_sentence = (f"the newest batch, {name}, landed {hours:.1f} h ago"
                           + ("" if batch_fresh else f": no batch for more than {max_hours_without_batch:g} h "
                              "(health.max_hours_without_batch); check the feed that lands the files"))

@@ -109,6 +109,11 @@ class WindowChoice:
     metric: str = ""
 
     @property
+    def seconds(self) -> float:
+        """Fit seconds of every variant fitted: what the choice cost."""
+        return float(sum(v.seconds for v in self.variants))
+
+    @property
     def rows(self) -> list[dict[str, object]]:
         """The variants as table rows."""
         return [v.row(self.name) for v in self.variants]

@@ -17,6 +17,14 @@ from retrain_assets.core.policy import PolicySettings
 from retrain_assets.settings.base import Section
 
 
+def checked_cron(value: str) -> str:
+    """``value`` if it is a cron expression, else a ValueError saying what is wrong with it."""
+    problem = cron.problem(value)
+    if problem:
+        raise ValueError(f"schedule_cron {value!r} is not a cron expression: {problem}")
+    return value
+
+
 class ModelSettings(Section):
     """The model that is trained and promoted."""
 
@@ -269,9 +277,7 @@ class AutomationSettings(Section):
     def _k_of_n(self) -> AutomationSettings:
         if self.confirm_k > self.confirm_n:
             raise ValueError(f"confirm_k ({self.confirm_k}) is greater than confirm_n ({self.confirm_n})")
-        problem = cron.problem(self.schedule_cron)
-        if problem:
-            raise ValueError(f"schedule_cron {self.schedule_cron!r} is not a cron expression: {problem}")
+        checked_cron(self.schedule_cron)
         return self
 
     def policy(self):
@@ -330,10 +336,7 @@ class HealthSettings(Section):
     @field_validator("schedule_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        problem = cron.problem(value)
-        if problem:
-            raise ValueError(f"schedule_cron {value!r} is not a cron expression: {problem}")
-        return value
+        return checked_cron(value)
 
 
 class AlertSettings(Section):
