@@ -263,6 +263,7 @@ def choose_training_window(
         return WindowChoice(default.window, default.name, trained, rows, f"trained on {default.name}: {why}",
                             [result], metric)
     earlier, newest = split_newest(labelled, 0.5, time_column=time_column)
+    labelled = pd.concat([earlier, newest], ignore_index=True)  # in time order: its first rows are the older half
     results: list[VariantResult] = []
     fitted: dict[str, tuple[TrainedModel, pd.DataFrame]] = {}
     start = clock()

@@ -201,3 +201,24 @@ def test_a_small_holdout_is_not_chosen_on():
     assert len(variants) == 4 and len(fits) == 1
     assert choice.name == variants[0].name
     assert f"fewer than the {MIN_CHOICE_ROWS}" in choice.reason
+
+
+def test_the_halves_are_split_by_event_time_not_by_landing_order(monkeypatch):
+    """Holdout rows landed out of time order: the rows scored run oldest first by event time, so the
+    first half scored is the older half in time."""
+    import retrain_assets.core.window_choice as wc
+    from retrain_assets.core.scoring import holdout_scores as real_scores
+
+    frames = _stream(flips_at=None, n_batches=4, n=400)
+    holdout = frames["batch_0003"].copy()
+    holdout["t"] = np.random.default_rng(1).permutation(len(holdout))  # event time, shuffled against _row
+    frames["batch_0003"] = holdout
+    orders = []
+
+    def holdout_scores(task, target, model, champion, rows):
+        orders.append(list(rows["t"]))
+        return real_scores(task, target, model, champion, rows)
+
+    monkeypatch.setattr(wc, "holdout_scores", holdout_scores)
+    _choose(frames, time_column="t")
+    assert len(orders) == 4 and all(order == sorted(order) for order in orders)
