@@ -1,7 +1,11 @@
-"""Asset checks. The validation gate is computed in the validated_data step (it is that step's
-verdict on the batch) and is blocking: a batch that fails it stops everything downstream in the run.
-The six promotion gates are blocking checks on candidate_model, computed in its step, so a failing
-gate stops production_model in the same run and the champion stays where it is."""
+"""Asset checks. Both kinds are computed in the step of the asset they judge and fail with severity
+WARN: a batch held back or a candidate refused is the platform doing its job, so the run succeeds,
+the check shows the reason in words, and nothing downstream turns red (docs/decisions.md, "Honest
+colours"). What stops a bad batch or model is the rule downstream, written once: drift_report and
+production_metrics skip a batch that has not passed validation (``storage.passed_batches``), and
+production_model never moves the champion to a version whose gates did not all pass
+(``core.promotion.check_promotable``). A refused file, a crash or an outage still fails its run.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,24 @@ from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
 from retrain_assets.core.markdown import inert, markdown_table
 
+REFUSAL_SEVERITY = dg.AssetCheckSeverity.WARN
+"""Severity of a held-back batch and a refused candidate: yellow, never red (see the module docstring)."""
+
 validation_gate = dg.AssetCheckSpec(
     name=VALIDATION_GATE,
     asset=VALIDATED_DATA,
-    blocking=True,
     description=(
-        "Blocks downstream assets when a batch's schema is broken, a batch rule fails (e.g. a NaN flood) or "
-        "its share of quarantined rows exceeds validation.max_invalid_fraction."
+        "Holds the batch back (drift_report, production_metrics and training skip it) when its schema is broken, "
+        "a batch rule fails (e.g. a NaN flood) or its share of quarantined rows exceeds "
+        "validation.max_invalid_fraction."
     ),
 )
+
+
+def held_back_message(batch_id: str, what: str) -> str:
+    """What a step downstream of validated_data logs when it skips a batch that did not pass."""
+    return (f"batch {batch_id!r} has not passed validation (held back: the {VALIDATION_GATE} check on "
+            f"{VALIDATED_DATA} says why): {what}, so this step is skipped")
 
 
 def explain(report: ValidationReport, moved_to: Path | None = None) -> str:
@@ -72,7 +85,7 @@ def validation_gate_result(report: ValidationReport, moved_to: Path | None = Non
         check_name=VALIDATION_GATE,
         asset_key=VALIDATED_DATA,
         passed=report.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=REFUSAL_SEVERITY,
         description=report.summary,
         metadata={
             "explanation": dg.MetadataValue.md(explain(report, moved_to)),
@@ -87,12 +100,12 @@ def validation_gate_result(report: ValidationReport, moved_to: Path | None = Non
 
 
 # --------------------------------------------------------------------------
-# Promotion gates: blocking checks on candidate_model, computed in its step (they judge the model
-# it just trained), upstream of production_model in the same run.
+# Promotion gates: checks on candidate_model, computed in its step (they judge the model it just
+# trained); production_model promotes only a version that passed all of them.
 # --------------------------------------------------------------------------
 
 gate_specs = [
-    dg.AssetCheckSpec(name=name, asset=CANDIDATE_MODEL, blocking=True, description=GATE_DESCRIPTIONS[name])
+    dg.AssetCheckSpec(name=name, asset=CANDIDATE_MODEL, description=GATE_DESCRIPTIONS[name])
     for name in GATE_NAMES
 ]
 
@@ -115,12 +128,12 @@ def gate_metadata(result: GateResult) -> dict[str, dg.MetadataValue | str | floa
 
 
 def gate_check_result(result: GateResult) -> dg.AssetCheckResult:
-    """One gate as the result of its blocking check."""
+    """One gate as the result of its check."""
     return dg.AssetCheckResult(
         asset_key=CANDIDATE_MODEL,
         check_name=result.name,
         passed=bool(result.passed),
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=REFUSAL_SEVERITY,
         description=result.summary,
         metadata=gate_metadata(result),
     )

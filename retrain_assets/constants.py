@@ -48,6 +48,7 @@ DRIFT_SENSOR = "drift_retrain_sensor"
 PERFORMANCE_SENSOR = "performance_sensor"
 BUSINESS_CHANGE_SENSOR = "business_change_sensor"
 ALERT_SENSOR = "alert_on_run_failure"
+REFUSAL_ALERT_SENSOR = "alert_on_refusal"
 RETRAIN_SCHEDULE = "safety_net_retrain"
 LANDING_SENSOR = "landing_sensor"
 

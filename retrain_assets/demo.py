@@ -167,15 +167,16 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: 
             continue
         for request in result.run_requests:
             tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": name}
+            before = client.version(registry.CHAMPION_ALIAS)
             run = defs.resolve_job_def(request.job_name).execute_in_process(
                 instance=instance, tags=tags, run_config={**QUIET, **(request.run_config or {})}, raise_on_error=False,
             )
             champion = client.version(registry.CHAMPION_ALIAS)
             failed = [c.check_name for c in run.get_asset_check_evaluations() if not c.passed]
-            if request.job_name == RETRAIN_JOB:
-                outcome = (f"promoted, champion v{champion}" if run.success else
-                           f"blocked by {', '.join(failed)}, champion stays v{champion}" if failed else
-                           "failed before the gates")
+            if request.job_name == RETRAIN_JOB:  # a refused candidate's run succeeds: its failed gates say so
+                outcome = (f"blocked by {', '.join(failed)}, champion stays v{champion}" if failed else
+                           "failed before the gates" if not run.success else
+                           f"promoted, champion v{champion}" if champion != before else f"champion stays v{champion}")
             else:
                 outcome = f"rolled back, champion v{champion}" if run.success else "rollback failed"
             lines.append(f"{name}: {request.job_name} ({request.tags.get(TAG_TRIGGER)}) -> {outcome}")
@@ -233,7 +234,7 @@ def report(settings) -> str:
                           f"{rejection['reason']} [{rejection['stage']}]"))
     lines.append("")
     for line in (
-        "validated* = passed with some rows quarantined; HELD BACK = the blocking check failed.",
+        "validated* = passed with some rows quarantined; HELD BACK = its batch_passes_validation check failed (the run succeeds; nothing uses the batch).",
         f"Refused and held-back files are kept under {settings.rejected_dir}",
         f"DuckDB tables (raw.*, validated, quarantine, batch_validation, drift_reports) are in {settings.duckdb_path}",
         f"Drift plots and HTML reports are in {settings.reports_dir / 'drift'}",

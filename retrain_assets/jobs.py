@@ -33,7 +33,7 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(RAW_DATA, VALIDATED_DATA, DRIFT_REPORT, PRODUCTION_METRICS),
     partitions_def=batch_partitions,
     description=(
-        "Ingest one landed batch (raw_data), validate it (validated_data, blocking gate), compare it with "
+        "Ingest one landed batch (raw_data), validate it (validated_data; a batch that fails its check is held back and the steps after skip it), compare it with "
         "the reference (drift_report) and measure the champion on it (production_metrics)."
     ),
 )
@@ -43,7 +43,7 @@ retrain_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(CANDIDATE_MODEL, PRODUCTION_MODEL),
     hooks={end_mlflow_on_run_finished},
     description=(
-        "Train a candidate on the training window, judge it with the six blocking gates and, only if all pass, "
+        "Train a candidate on the training window, judge it with the six gates and, only if all pass, "
         "move the champion alias to it (one MLflow run per Dagster run)."
     ),
 )

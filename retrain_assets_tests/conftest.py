@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrain_assets.constants import DEMO_CONFIG_PATH, INGEST_JOB, LANDING_SENSOR, RETRAIN_JOB
+from retrain_assets.constants import (
+    CANDIDATE_MODEL, DEMO_CONFIG_PATH, DRIFT_REPORT, INGEST_JOB, LANDING_SENSOR, PRODUCTION_METRICS, PRODUCTION_MODEL,
+    RETRAIN_JOB, VALIDATED_DATA, VALIDATION_GATE,
+)
 from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.definitions import build_definitions
@@ -186,6 +189,55 @@ def check_evaluation(result):
 
 def materialized(result, key: str) -> bool:
     return any(e.asset_key == dg.AssetKey(key) for e in result.get_asset_materialization_events())
+
+
+def failed_partitions(instance: dg.DagsterInstance, key: str) -> set[str]:
+    """The batches the Dagster UI shows as failed for asset ``key`` (what its partition status cache
+    holds: a batch whose newest run that planned the asset failed without materializing it)."""
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from retrain_assets.partitions import batch_partitions
+
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        value = get_and_update_asset_status_cache_value(instance, dg.AssetKey(key), batch_partitions)
+        if value is None:
+            return set()
+        return set(value.deserialize_failed_partition_subsets(batch_partitions).get_partition_keys())
+
+
+def run_log(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Every message the run's steps logged, one per line."""
+    return "\n".join(entry.user_message for entry in instance.all_logs(run_id))
+
+
+def failed_checks(result, key: str) -> dict[str, dg.AssetCheckEvaluation]:
+    """The checks of asset ``key`` that failed in the run, by name."""
+    return {e.check_name: e for e in result.get_asset_check_evaluations()
+            if e.asset_key == dg.AssetKey(key) and not e.passed}
+
+
+def assert_held_back(result) -> dg.AssetCheckEvaluation:
+    """An ingest run that held its batch back: the run succeeded (a held-back batch paints nothing
+    red), batch_passes_validation failed with severity WARN, validated_data recorded the verdict, and
+    drift_report and production_metrics were skipped (not materialized, not failed). Returns the check."""
+    assert result.success, failure_text(result)
+    failed = failed_checks(result, VALIDATED_DATA)
+    assert list(failed) == [VALIDATION_GATE], failed
+    assert failed[VALIDATION_GATE].severity == dg.AssetCheckSeverity.WARN
+    assert materialized(result, VALIDATED_DATA)
+    assert not materialized(result, DRIFT_REPORT) and not materialized(result, PRODUCTION_METRICS)
+    return failed[VALIDATION_GATE]
+
+
+def assert_refused(result) -> set[str]:
+    """A retrain whose candidate failed its gates: the run succeeded (the champion's asset stays as it
+    was, not red), each failed gate has severity WARN, candidate_model materialized and
+    production_model did not. Returns the failed gates' names."""
+    assert result.success, failure_text(result)
+    failed = failed_checks(result, CANDIDATE_MODEL)
+    assert failed and all(e.severity == dg.AssetCheckSeverity.WARN for e in failed.values()), failed
+    assert materialized(result, CANDIDATE_MODEL) and not materialized(result, PRODUCTION_MODEL)
+    return set(failed)
 
 
 def churn_pipeline():

@@ -28,7 +28,7 @@ from retrain_assets.constants import (
     REPO_ROOT,
 )
 from retrain_assets.core import approval, metrics_store, registry as reg, storage
-from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
+from retrain_assets_tests.conftest import Retrainer, assert_refused, clean_batch, failure_text, run_log
 from retrain_assets_tests.test_automation import Webhook, evaluate
 
 pytestmark = pytest.mark.timeout(900)
@@ -212,7 +212,8 @@ def test_a_candidate_that_fails_its_gates_leaves_the_awaiting_one_alone(awaiting
     r.land(5)
     r.reconfigure(**{"gates.metric_floor": 0.99})
     result = r.retrain()
-    assert not result.success and "metric_floor" in failure_text(result)
+    assert "metric_floor" in assert_refused(result)
+    assert "v3 did not pass its gates (metric_floor" in run_log(r.instance, result.run_id)
     assert (r.alias(reg.CHAMPION_ALIAS), r.alias(reg.CHALLENGER_ALIAS)) == ("1", "2")
     assert r.tags("3")[reg.TAG_GATES_PASSED] == "false"
     assert [(v, s) for v, s, _, _ in requests(r)] == [("2", "awaiting_approval")]

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from retrain_assets.constants import (
-    ALERT_SENSOR,
     BUSINESS_CHANGE_SENSOR,
     CANDIDATE_MODEL,
     DRIFT_SENSOR,
+    HEALTH_JOB,
     PERFORMANCE_SENSOR,
     PRODUCTION_MODEL,
+    REFUSAL_ALERT_SENSOR,
     REQUEST_RETRAIN_JOB,
     RETRAIN_JOB,
     RETRAIN_SCHEDULE,
@@ -29,7 +30,7 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.resources import resources_for
-from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text
+from retrain_assets_tests.conftest import Retrainer, assert_held_back, assert_refused, clean_batch, failure_text, ingest
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -291,24 +292,47 @@ def test_a_new_business_change_sensor_answers_only_a_request_no_retrain_answered
     assert evaluate(r, BUSINESS_CHANGE_SENSOR).skip_message == "no new retrain request"
 
 
+def refusal_alert(r: Retrainer, result):
+    """Evaluate alert_on_refusal on a finished, successful run, as the daemon does."""
+    sensor = r.defs.resolve_sensor_def(REFUSAL_ALERT_SENSOR)
+    success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=REFUSAL_ALERT_SENSOR, dagster_event=success, dagster_instance=r.instance,
+        dagster_run=r.instance.get_run_by_id(result.run_id), resources=resources_for(r.defs, sensor),
+    )
+    return sensor(context)
+
+
 @pytest.mark.slow
-def test_a_blocked_promotion_is_alerted_with_its_gates(champion: Retrainer, webhook: Webhook):
+def test_a_blocked_promotion_and_a_held_back_batch_are_alerted_though_their_runs_succeed(
+    champion: Retrainer, webhook: Webhook,
+):
     r = champion
     r.reconfigure(**{"gates.max_flip_rate": 0.0})
     r.land(4, rows=1000)
     result = r.retrain(tags={TAG_TRIGGER: "data_drift"})
-    assert not result.success
-    sensor = r.defs.resolve_sensor_def(ALERT_SENSOR)
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=ALERT_SENSOR, dagster_event=failure, dagster_instance=r.instance,
-        dagster_run=r.instance.get_run_by_id(result.run_id),
-        resources=resources_for(r.defs, sensor),
-    ).for_run_failure()
-    sensor(context)
+    assert "prediction_stability" in assert_refused(result)
+    refusal_alert(r, result)
     texts = webhook.texts()
-    assert any("promotion blocked" in t and "prediction_stability" in t and "the champion did not move" in t
-               for t in texts), texts
+    assert len(texts) == 1 and "promotion blocked" in texts[0] and "prediction_stability" in texts[0], texts
+    assert "the champion did not move" in texts[0] and "(data_drift)" in texts[0]
+
+    corrupt = synthetic_batches.make_batch(400, seed=9, batch_index=5, scenario="corrupt", corrupt_fraction=0.3)
+    r.ws.land("batch_0005", corrupt)
+    held = ingest(r.defs, r.instance, "batch_0005")
+    assert_held_back(held)
+    refusal_alert(r, held)
+    assert len(webhook.texts()) == 2
+    assert "batch batch_0005 held back" in webhook.texts()[1] and "batch_passes_validation" in webhook.texts()[1]
+
+    # A run where every check passed is not alerted, nor is model_health's freshness (it alerts itself).
+    r.reconfigure(**{"gates.max_flip_rate": 1.0, "health.max_batches_without_labels": 1})
+    passed = ingest(r.defs, r.instance, "batch_0004")
+    assert passed.success and isinstance(refusal_alert(r, passed), dg.SkipReason)
+    health = r.defs.resolve_job_def(HEALTH_JOB).execute_in_process(instance=r.instance, raise_on_error=False)
+    assert health.success
+    assert isinstance(refusal_alert(r, health), dg.SkipReason)
+    assert len(webhook.texts()) == 2
 
 
 @pytest.mark.slow

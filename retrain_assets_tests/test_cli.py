@@ -56,8 +56,9 @@ def test_cli_materializes_a_partition(cli_env):
         assert len(storage.read_validated(conn, ["batch_0001"])) == 400
 
     bad = _run([*base, "--partition", "batch_0002"], env)
-    assert bad.returncode != 0
-    assert "batch_passes_validation" in bad.stdout + bad.stderr
+    # Held back, not broken: the run succeeds and the failed check is in the output with its reason.
+    assert bad.returncode == 0, bad.stdout + bad.stderr
+    assert "Asset check 'batch_passes_validation' on 'validated_data' did not pass" in bad.stdout + bad.stderr
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()

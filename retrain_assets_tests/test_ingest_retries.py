@@ -17,7 +17,9 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from retrain_assets.constants import INGEST_JOB, TAG_TRIGGER
 from retrain_assets.core import retries, storage, synthetic, synthetic_batches, workers
 from retrain_assets.sensors.landing import TAG_RETRY_OF
-from retrain_assets_tests.conftest import Workspace, clean_batch, definitions_for, ingest, tick, write_config
+from retrain_assets_tests.conftest import (
+    Workspace, assert_held_back, clean_batch, definitions_for, ingest, tick, write_config,
+)
 from retrain_assets_tests.test_faults import _dead_pid
 
 
@@ -88,7 +90,7 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     ws.land("b0002", corrupt)
     second = tick(defs, instance, cursor=first.cursor)
     held = ingest(defs, instance, "b0002", tags=second.run_requests[0].tags)
-    assert not held.success  # the validation gate held the batch back: a decision, not a fault
+    assert_held_back(held)  # a decision, not a fault: the run succeeds and the check says why
     # A refusal by raw_data: the file changed after the sensor saw it.
     ws.land("b0003", clean_batch(3))
     third = tick(defs, instance, cursor=second.cursor)
@@ -101,7 +103,7 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     assert not result.run_requests, [r.run_key for r in result.run_requests]
     assert "outside reason" not in _skip(result) and "NOT ingested" not in _skip(result)
 
-    # Each failed run's events are read once, not on every tick (a held-back batch stays failed for good).
+    # Each failed run's events are read once, not on every tick (a refused batch stays failed for good).
     read = []
     real_all_logs = instance.all_logs
     def all_logs(run_id, *args, **kwargs):
@@ -113,7 +115,7 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     finally:
         del instance.all_logs
     assert not again.run_requests
-    assert not {held.run_id, refused.run_id} & set(read), read
+    assert refused.run_id not in read, read
 
 
 def test_an_ingest_whose_worker_was_killed_is_failed_and_retried_in_the_same_tick(tmp_path, instance):

@@ -21,7 +21,7 @@ from retrain_assets.core.model_registry import InMemoryRegistry, MlflowRegistry
 from retrain_assets.jobs import approve_promotion_job, reject_promotion_job, rollback_job
 from retrain_assets.resources import InMemoryModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.settings import load_settings
-from retrain_assets_tests.conftest import failure_text, write_config
+from retrain_assets_tests.conftest import failure_text, materialized, run_log, write_config
 
 GATED = {reg.TAG_GATES_PASSED: "true", reg.TAG_FAILED_GATES: "", reg.TAG_GATES: "[]"}
 
@@ -99,10 +99,12 @@ def test_a_candidate_that_failed_its_gates_or_was_judged_against_another_champio
     v1 = deployment.candidate(None)
     assert deployment.promote().success
     deployment.candidate(v1, gates_passed=False)
-    refused = deployment.promote()
-    assert not refused.success and "did not pass its gates (metric_floor); the champion stays v1" in failure_text(refused)
+    refused = deployment.promote()  # failed gates: left as it was, the run green (nothing broke)
+    assert refused.success and not materialized(refused, PRODUCTION_MODEL)
+    assert "did not pass its gates (metric_floor); the champion stays v1" in run_log(deployment.instance, refused.run_id)
     v3 = deployment.candidate(None)  # judged when there was no champion
     refused = deployment.promote()
+    assert not refused.success
     assert f"v{v3} was judged against no champion, but the champion is now v1" in failure_text(refused)
     assert deployment.aliases()[0] == v1 and len(deployment.ledger()) == 1
 

@@ -11,7 +11,7 @@ import pytest
 from retrain_assets.constants import TAG_FILE, TAG_FINGERPRINT, TAG_TRIGGER
 from retrain_assets.core.ingestion import fingerprint
 from retrain_assets.definitions import build_definitions
-from retrain_assets_tests.conftest import Workspace, clean_batch, ingest, tick, write_config
+from retrain_assets_tests.conftest import Workspace, assert_held_back, clean_batch, ingest, tick, write_config
 
 
 def test_new_files_become_partitions_and_run_requests(workspace, defs, instance):
@@ -144,7 +144,7 @@ def test_a_held_back_batch_relanded_corrected_gets_a_new_run(workspace, defs, in
     assert ingest(defs, instance, "batch_0001", tags=first.run_requests[0].tags).success
     workspace.land("batch_0002", clean_batch(2).drop(columns=["region"]))
     second = tick(defs, instance, cursor=first.cursor)
-    assert not ingest(defs, instance, "batch_0002", tags=second.run_requests[0].tags).success
+    assert_held_back(ingest(defs, instance, "batch_0002", tags=second.run_requests[0].tags))
     assert not (workspace.landing / "batch_0002.csv").exists(), "held-back file moved to rejected"
     workspace.land("batch_0002", clean_batch(2))
     third = tick(defs, instance, cursor=second.cursor)

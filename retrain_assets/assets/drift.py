@@ -14,6 +14,7 @@ from retrain_assets.core.monitoring import BatchMonitoring, concept_record, moni
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.markdown import png_markdown
+from retrain_assets.checks import held_back_message
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 
@@ -66,10 +67,11 @@ def _labels_file_result(context, conn, batch_id: str) -> dg.MaterializeResult:
     kinds={"scikit-learn", "duckdb", "mlflow"},
     pool=DUCKDB_POOL,
     code_version="1",
+    output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
 )
 def drift_report(
     context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-) -> dg.MaterializeResult:
+):
     """How a validated batch differs from the reference: per-feature and joint data drift, prediction drift and concept drift."""
     cfg = settings.load()
     batch_id = context.partition_key
@@ -77,15 +79,11 @@ def drift_report(
     with warehouse.get_connection() as conn:
         passed = storage.passed_batches(conn)
         if batch_id in label_store.label_file_ids(conn):
-            return _labels_file_result(context, conn, batch_id)
+            yield _labels_file_result(context, conn, batch_id)
+            return
         if batch_id not in passed:
-            raise dg.Failure(
-                description=(
-                    f"batch {batch_id!r} has not passed validation (see the batch_passes_validation check on "
-                    "validated_data); there is no validated data to compare"
-                ),
-                allow_retries=False,
-            )
+            context.log.warning(held_back_message(batch_id, "nothing to compare"))
+            return
         champion = registry.champion()
         reference_ids = reference_batches_for(batch_id, passed, champion, cfg.drift.reference_batches)
         current = storage.read_validated(conn, [batch_id])
@@ -192,7 +190,7 @@ def drift_report(
         metadata["concept_drift_detail"] = dg.MetadataValue.md(result.concept_markdown())
     if result.notes:
         metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes))
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def _plain(value):

@@ -14,6 +14,7 @@ from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
 from retrain_assets.core.markdown import markdown_table, png_markdown
+from retrain_assets.checks import held_back_message
 from retrain_assets.partitions import batch_partitions
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.views import shadow_evidence_metadata
@@ -89,10 +90,11 @@ def drift_concept(reports: pd.DataFrame, batch_id: str, champion: Champion | Non
     kinds={"scikit-learn", "duckdb", "mlflow"},
     pool=DUCKDB_POOL,
     code_version="1",
+    output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
 )
 def production_metrics(
     context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-) -> dg.MaterializeResult:
+):
     """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), the post-promotion watch, and the challenger scored beside it (shadow)."""
     cfg = settings.load()
     batch_id = context.partition_key
@@ -102,9 +104,11 @@ def production_metrics(
         if batch_id in label_store.label_file_ids(conn):
             message = f"batch {batch_id!r} is a labels file: no rows of its own to measure the champion on"
             context.log.info(message)
-            return dg.MaterializeResult(metadata={"reason": message, "kind": "labels file"})
+            yield dg.MaterializeResult(metadata={"reason": message, "kind": "labels file"})
+            return
         if batch_id not in storage.passed_batches(conn):
-            raise dg.Failure(f"batch {batch_id!r} has not passed validation; nothing to measure", allow_retries=False)
+            context.log.warning(held_back_message(batch_id, "nothing to measure the champion on"))
+            return
         batch = storage.read_validated(conn, [batch_id])
         holdout = None
         previous = None
@@ -169,7 +173,7 @@ def production_metrics(
         )
         metadata["metric_plot"] = dg.MetadataValue.path(str(plot))
         metadata["metric_plot_inline"] = dg.MetadataValue.md(png_markdown(plot, f"{cfg.metric} per batch"))
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def _shadow_metadata(scores: shadow.ShadowScores) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from retrain_assets.constants import (
 from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger, reconcile_ledger, request_approval, settle_approval_requests
 from retrain_assets.core.model_registry import RegistryClient
-from retrain_assets.core.promotion import Refused, check_promotable, promote, promotion_entry
+from retrain_assets.core.promotion import GatesFailed, Refused, check_promotable, promote, promotion_entry
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.runs import refusal, run_trigger
 from retrain_assets.views import champion_metadata, ledger_markdown
@@ -93,6 +93,29 @@ def _await_approval(
     })
 
 
+def _gates_failed_in_this_run(run_id: str, client: RegistryClient, champion: str | None) -> str | None:
+    """Why the candidate this run trained (if it trained one) failed its gates, else None. It is asked
+    before the alias: a failed candidate leaves ``challenger`` on one that awaits approval, and the
+    run must not then go on to that one."""
+    trained = [version for version, _, _, run in client.lineage() if run == run_id]
+    if not trained:
+        return None
+    version = max(trained, key=int)
+    try:
+        check_promotable(client.tags(version), version, champion)
+    except GatesFailed as error:
+        return str(error)
+    except Refused:
+        return None  # any other refusal is judged on the challenger below
+    return None
+
+
+def _leave_as_it_was(context: dg.AssetExecutionContext, why: str) -> None:
+    # The gates did their work: the champion and this asset stay as they were, the run succeeds, and
+    # the failed checks on candidate_model say why (alerted by alert_on_refusal).
+    context.log.warning(f"{why}: production_model is left as it was (see the checks on candidate_model)")
+
+
 @dg.asset(
     key=PRODUCTION_MODEL,
     deps=[CANDIDATE_MODEL],
@@ -100,10 +123,11 @@ def _await_approval(
     kinds={"mlflow", "duckdb"},
     pool=DUCKDB_POOL,
     code_version="1",
+    output_required=False,  # a candidate that failed its gates leaves it as it was: not materialized, not failed
 )
 def production_model(
     context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-) -> dg.MaterializeResult:
+):
     """The served model: MLflow alias `champion`, moved to the challenger only after it passed every gate (and, if required, a person approved it); each move in the ledger."""
     cfg = settings.load()
     client = registry.client()
@@ -113,6 +137,10 @@ def production_model(
         settled = reconcile_ledger(conn, client.model_name, champion)
     for entry in settled:
         context.log.warning(f"ledger entry {entry['entry_id']} {entry['status']}: {entry['note']}")
+    failed_here = _gates_failed_in_this_run(context.run_id, client, champion)
+    if failed_here is not None:
+        _leave_as_it_was(context, failed_here)
+        return
     if challenger is None:
         raise refusal(f"nothing to promote: no version of {client.model_name!r} holds alias {reg.CHALLENGER_ALIAS!r}; "
                       "materialize candidate_model first")
@@ -123,13 +151,18 @@ def production_model(
             ledger = read_ledger(conn, client.model_name)
         metadata = champion_metadata(client, champion, client.version(reg.PREVIOUS_ALIAS), ledger)
         metadata["moved"] = False
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(metadata=metadata)
+        return
     try:
         check_promotable(tags, challenger, champion)
+    except GatesFailed as error:
+        _leave_as_it_was(context, str(error))
+        return
     except Refused as error:
         raise refusal(str(error)) from None
     if cfg.promotion.require_approval:
-        return _await_approval(context, cfg, client, warehouse, champion, challenger, tags)
+        yield _await_approval(context, cfg, client, warehouse, champion, challenger, tags)
+        return
 
     trigger, reason, launched_by = run_trigger(context)
     entry = promotion_entry(tags, trigger=trigger, reason=reason, launched_by=launched_by)
@@ -137,4 +170,4 @@ def production_model(
     context.log.info(f"champion {('v' + champion) if champion else '(none)'} -> v{challenger}")
     metadata = champion_metadata(client, challenger, champion, ledger)
     metadata["moved"] = True
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)

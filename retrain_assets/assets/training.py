@@ -1,5 +1,6 @@
 """candidate_model: a seeded scikit-learn pipeline trained on the training window, tracked and
-registered in MLflow (alias ``challenger``) and judged by six blocking gates."""
+registered in MLflow (alias ``challenger``) and judged by six gates (production_model promotes
+only a version that passed them all)."""
 
 from typing import Any
 
@@ -77,7 +78,7 @@ def candidate_model(
     registry: ModelRegistry,
     mlflow: dg.ResourceParam[Any],
 ) -> dg.MaterializeResult:
-    """A model trained on the training window, registered in MLflow as `challenger`, judged by six blocking gates."""
+    """A model trained on the training window, registered in MLflow as `challenger`, judged by six gates that production_model obeys."""
     cfg = settings.load()
     target, task, metric = cfg.dataset.target, cfg.dataset.task, cfg.metric
     schema = SchemaStore(cfg.schema_path).load()
@@ -184,7 +185,7 @@ def candidate_model(
     for result in results:
         mlflow.log_metric(f"gate_{result.name}", 1.0 if result.passed else 0.0)
     if failed:
-        context.log.warning(f"v{version} failed gate(s) {', '.join(failed)}; production_model will not run")
+        context.log.warning(f"v{version} failed gate(s) {', '.join(failed)}; production_model leaves the champion where it is")
     else:
         context.log.info(f"v{version} passed every gate")
     # The alias moves once judged: a candidate that failed must not displace one awaiting a person's approval.

@@ -94,10 +94,10 @@ def validated_data(
     moved_to = None
     if not report.passed:
         moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
-        context.log.error(report.summary)
+        context.log.warning(report.summary)  # held back by design: a warning, as its check (checks.py)
         hint = late_labels.labels_file_hint(list(raw.columns), schema)
         if hint:
-            context.log.error(f"batch {batch_id!r}: {hint}")
+            context.log.warning(f"batch {batch_id!r}: {hint}")
     elif report.quarantined_rows:
         context.log.warning(report.summary)
     else:
@@ -158,7 +158,7 @@ def _take_labels_file(context: dg.AssetExecutionContext, cfg, warehouse: Warehou
         (context.log.warning if len(late.quarantine) else context.log.info)(report.summary)
     else:
         moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
-        context.log.error(report.summary)
+        context.log.warning(report.summary)
     labelled = late.labelled_batches if report.passed else []
     quarantine_preview = report.quarantine.head(10)[[ROW_COLUMN, "reasons"]]
     return dg.MaterializeResult(

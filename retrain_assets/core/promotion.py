@@ -37,6 +37,11 @@ class Refused(Exception):
     """A move the rules do not allow; the message says why and what to do. The champion is untouched."""
 
 
+class GatesFailed(Refused):
+    """The version was judged by its gates and failed at least one: the rule working as designed (the
+    retrain that trained it ends with the champion where it was), not a fault to alert as one."""
+
+
 def _v(version: str | None, none: str = "unset") -> str:
     return f"v{version}" if version else none
 
@@ -45,12 +50,16 @@ def check_promotable(tags: dict[str, str], version: str, champion: str | None) -
     """Refuse ``version`` unless it passed its gates, judged against the champion of the moment.
 
     Raises:
-        Refused: it failed (or was never judged by) its gates, or it was judged against another
-            champion than ``champion`` (retrain to judge a candidate against the current one).
+        GatesFailed: it failed at least one of its gates.
+        Refused: it was never judged by its gates, or it was judged against another champion than
+            ``champion`` (retrain to judge a candidate against the current one).
     """
-    if tags.get(TAG_GATES_PASSED) != "true":
-        failed = tags.get(TAG_FAILED_GATES) or "not judged"
-        raise Refused(f"v{version} did not pass its gates ({failed}); the champion stays {_v(champion)}")
+    passed = tags.get(TAG_GATES_PASSED)
+    if passed == "false":
+        raise GatesFailed(f"v{version} did not pass its gates ({tags.get(TAG_FAILED_GATES) or 'unnamed'}); "
+                          f"the champion stays {_v(champion)}")
+    if passed != "true":
+        raise Refused(f"v{version} did not pass its gates (not judged); the champion stays {_v(champion)}")
     judged_against = tags.get(TAG_COMPARED_TO, "none")
     if judged_against != (champion or "none"):
         against = _v(judged_against if judged_against != "none" else None, "no champion")

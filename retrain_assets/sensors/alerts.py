@@ -1,25 +1,30 @@
-"""Alerts: every failed run of this project's jobs (however launched), and candidates awaiting a
+"""Alerts: every failed run of this project's jobs (however launched); every run that held a batch
+back or refused a candidate (those runs succeed: the checks say why); and candidates awaiting a
 person's approval (with expiry)."""
 
 import json
 from datetime import datetime, timezone
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from retrain_assets.constants import (
     ALERT_SENSOR,
     APPROVAL_SENSOR,
     APPROVE_PROMOTION_JOB,
+    CANDIDATE_MODEL,
     PRODUCTION_MODEL,
+    REFUSAL_ALERT_SENSOR,
     REJECT_PROMOTION_JOB,
-    RETRAIN_JOB,
     TAG_TRIGGER,
+    VALIDATED_DATA,
 )
 from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger, settle_approval_requests
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.state import new_materializations
+
 
 def own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> bool:
     """Whether a run is of a job of this code location (the implicit asset job included)."""
@@ -51,6 +56,54 @@ def _failure_explained(instance: dg.DagsterInstance, run: dg.DagsterRun, message
     return message
 
 
+def failed_checks(instance: dg.DagsterInstance, run_id: str, asset: str | None = None) -> list[str]:
+    """Each check (of ``asset``, or any) that failed in the run, as ``check_name: reason`` (cut to 300
+    characters)."""
+    records = instance.event_log_storage.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    failed = []
+    for record in records:
+        data = record.event_log_entry.dagster_event.event_specific_data
+        if not data.passed and (asset is None or data.asset_key == dg.AssetKey(asset)):
+            failed.append(f"{data.check_name}: {data.description or ''}"[:300])
+    return failed
+
+
+def promotion_blocked(run: dg.DagsterRun, failed: list[str]) -> str:
+    """The alert text of a retrain whose candidate failed its gates."""
+    return (f"run {run.run_id[:8]} ({run.tags.get(TAG_TRIGGER, 'manual')}): the champion did not move; "
+            + " | ".join(failed))
+
+
+@dg.run_status_sensor(
+    name=REFUSAL_ALERT_SENSOR,
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitor_all_code_locations=True,  # as alert_on_run_failure: runs of `dagster job execute` too
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (webhook from alerts.webhook_url, and the log) when a run held a batch back or a candidate "
+    "failed its gates: those runs succeed (the platform did its job) and the failed checks say why.",
+)
+def alert_on_refusal(context: dg.RunStatusSensorContext, settings: RetrainSettings):
+    """Alerts on a batch held back by validation and on a candidate refused by its gates (model_health's
+    freshness checks alert once per breach themselves)."""
+    run = context.dagster_run
+    if not own_run(context, run):
+        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
+    held_back = failed_checks(context.instance, run.run_id, VALIDATED_DATA)
+    refused = failed_checks(context.instance, run.run_id, CANDIDATE_MODEL)
+    if not held_back and not refused:
+        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: no batch held back, no candidate refused")
+    cfg = settings.load()
+    if held_back:
+        alert(cfg, context, f"batch {run.tags.get(PARTITION_NAME_TAG, '?')} held back",
+              f"run {run.run_id[:8]}: nothing downstream uses it and its file is kept in the rejected area; "
+              + " | ".join(held_back))
+    if refused:
+        alert(cfg, context, "promotion blocked", promotion_blocked(run, refused))
+    return None
+
+
 @dg.run_failure_sensor(
     name=ALERT_SENSOR,
     # Without it Dagster matches only runs launched from this code location: a run of
@@ -58,31 +111,19 @@ def _failure_explained(instance: dg.DagsterInstance, run: dg.DagsterRun, message
     monitor_all_code_locations=True,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run of this project's jobs, "
-    "however launched (daemon, launchpad, CLI); names the gates of a blocked promotion.",
+    "however launched (daemon, launchpad, CLI), naming any check that failed in it.",
 )
 def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
-    """Alerts on failed runs; a retrain blocked by its gates is reported as a blocked promotion."""
+    """Alerts on failed runs, naming the checks that failed in them."""
     run = context.dagster_run
     if not own_run(context, run):
         return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
     cfg = settings.load()
-    evaluations = context.instance.event_log_storage.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    ).records
-    failed = []
-    for record in evaluations:
-        data = record.event_log_entry.dagster_event.event_specific_data
-        if not data.passed:
-            failed.append(f"{data.check_name}: {data.description or ''}"[:300])
-    if run.job_name == RETRAIN_JOB and failed:
-        title = "promotion blocked"
-        details = f"run {run.run_id[:8]} ({run.tags.get(TAG_TRIGGER, 'manual')}): the champion did not move; " + " | ".join(failed)
-    else:
-        title = f"run of {run.job_name} failed"
-        details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
-        if failed:
-            details += " | " + " | ".join(failed)
-    alert(cfg, context, title, details)
+    details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
+    failed = failed_checks(context.instance, run.run_id)
+    if failed:
+        details += " | " + " | ".join(failed)
+    alert(cfg, context, f"run of {run.job_name} failed", details)
 
 
 def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:

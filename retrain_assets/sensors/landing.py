@@ -54,16 +54,17 @@ FAILED_INGESTS_SCANNED = 50
 
 _DECISIONS: dict[str, bool] = {}
 """Failed run id -> whether it failed by decision. A failed run's events never change, so each is
-read once per code-server process instead of on every tick (held-back batches stay failed for good)."""
+read once per code-server process instead of on every tick (refused batches stay failed for good)."""
 _DECISIONS_KEPT = 10_000
 
 
 def _failure_is_a_decision(instance: dg.DagsterInstance, run_id: str) -> bool:
     """Whether a failed ingest run refused or held back its batch on purpose (never retried).
 
-    A refusal is a ``dagster.Failure`` raised by a step (it carries user failure data); a held-back
-    batch is a failed validation gate (a failed asset check evaluation). Anything else (a killed
-    worker, a lock, a full disk, a server down) is an outside cause.
+    A refusal is a ``dagster.Failure`` raised by a step (it carries user failure data). A failed
+    validation check marks a run recorded before held-back batches stopped failing their runs (they
+    now succeed and are never retried). Anything else (a killed worker, a lock, a full disk, a server
+    down) is an outside cause.
     """
     known = _DECISIONS.get(run_id)
     if known is None:

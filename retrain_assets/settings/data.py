@@ -114,7 +114,7 @@ class ValidationSettings(Section):
         default=0.05,
         ge=0.0,
         le=1.0,
-        description="A batch whose share of quarantined rows exceeds this fails the blocking check on validated_data.",
+        description="A batch whose share of quarantined rows exceeds this fails the check on validated_data: the batch is held back.",
     )
     examples_per_expectation: int = Field(
         default=5, ge=1, le=100, description="How many failing values to show per expectation."

@@ -130,7 +130,7 @@ class TrainingSettings(Section):
 
 
 class GateSettings(Section):
-    """The promotion gates: blocking checks on candidate_model that production_model waits for."""
+    """The promotion gates: checks on candidate_model; production_model promotes only a version that passed them all."""
 
     metric_floor: float | None = Field(
         default=None,
