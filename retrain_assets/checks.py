@@ -1,10 +1,12 @@
-"""Asset checks. Both kinds are computed in the step of the asset they judge and fail with severity
-WARN: a batch held back or a candidate refused is the platform doing its job, so the run succeeds,
-the check shows the reason in words, and nothing downstream turns red (docs/decisions.md, "Honest
-colours"). What stops a bad batch or model is the rule downstream, written once: drift_report and
+"""Asset checks. Each is computed in the step of the asset it judges and fails with severity WARN:
+a landed file refused, a batch held back or a candidate refused is the platform doing its job, so
+the run succeeds, the check shows the reason in words, and nothing downstream turns red
+(docs/decisions.md, "Honest colours"). What stops bad data or a bad model is the rule, written once:
+raw_data yields nothing for a refused file (so Dagster skips the steps after it), drift_report and
 production_metrics skip a batch that has not passed validation (``storage.passed_batches``), and
 production_model never moves the champion to a version whose gates did not all pass
-(``core.promotion.check_promotable``). A refused file, a crash or an outage still fails its run.
+(``core.promotion.check_promotable``). A crash, an outage or a person's impossible request (a
+partition key that is not a batch id, a missing file) still fails its run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.constants import CANDIDATE_MODEL, VALIDATED_DATA, VALIDATION_GATE
+from retrain_assets.constants import CANDIDATE_MODEL, FILE_CHECK, RAW_DATA, VALIDATED_DATA, VALIDATION_GATE
 from retrain_assets.core.candidate import GATE_DESCRIPTIONS, GATE_NAMES
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
@@ -22,6 +24,23 @@ from retrain_assets.core.markdown import inert, markdown_table
 
 REFUSAL_SEVERITY = dg.AssetCheckSeverity.WARN
 """Severity of a held-back batch and a refused candidate: yellow, never red (see the module docstring)."""
+
+file_check = dg.AssetCheckSpec(
+    name=FILE_CHECK,
+    asset=RAW_DATA,
+    description=(
+        "The landed file was read and stored. A file that cannot be read, changed after the landing sensor saw it, "
+        "or would rewrite an ingested batch is refused (moved to the rejected area when it can be), and nothing "
+        "downstream runs on it."
+    ),
+)
+
+
+def file_refused(reason: str, **metadata) -> dg.AssetCheckResult:
+    """raw_data's verdict on a landed file it refused: the reason, in words, and where the file went."""
+    return dg.AssetCheckResult(check_name=FILE_CHECK, asset_key=RAW_DATA, passed=False, severity=REFUSAL_SEVERITY,
+                               description=reason, metadata=metadata)
+
 
 validation_gate = dg.AssetCheckSpec(
     name=VALIDATION_GATE,

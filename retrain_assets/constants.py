@@ -30,6 +30,7 @@ LABELS_FOR = "labels_for_batches"
 
 # Checks.
 VALIDATION_GATE = "batch_passes_validation"
+FILE_CHECK = "file_accepted"
 
 # Jobs and sensors.
 INGEST_JOB = "ingest_batch"

@@ -34,7 +34,7 @@ from retrain_assets.jobs import (
 )
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_tracking_resource
 from retrain_assets.schedules import build_retrain_schedule
-from retrain_assets.sensors.alerts import alert_on_refusal, alert_on_run_failure, build_approval_sensor
+from retrain_assets.sensors.alerts import alert_on_run_failure, build_approval_sensor, build_refusal_alert_sensor
 from retrain_assets.sensors.health import build_health_schedule, build_health_sensor
 from retrain_assets.sensors.landing import build_landing_sensor
 from retrain_assets.sensors.requests import build_business_change_sensor
@@ -59,7 +59,7 @@ def build_definitions(config_path: str | os.PathLike) -> dg.Definitions:
             build_business_change_sensor(interval),
             build_health_sensor(interval),
             alert_on_run_failure,
-            alert_on_refusal,
+            build_refusal_alert_sensor(interval),
         ],
         executor=executor_for(settings.automation.executor, settings.automation.executor_config),
         schedules=[build_retrain_schedule(settings.automation.schedule_cron, settings.automation.schedule_timezone),

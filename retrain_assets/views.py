@@ -10,20 +10,31 @@ import pandas as pd
 from retrain_assets.core import metrics_store, registry as reg, shadow
 
 from retrain_assets.core.model_registry import RegistryClient
-from retrain_assets.core.markdown import markdown_table
+from retrain_assets.core.markdown import inert, markdown_table
 
-LEDGER_SHOWN = ("recorded_at", "action", "status", "from_version", "to_version", "trigger", "reason",
-                "gates_passed", "launched_by", "approver", "dagster_run_id", "note")
+LEDGER_SHOWN = ("recorded_at", "action", "status", "move", "trigger", "gates_passed", "launched_by", "approver",
+                "dagster_run_id")
+"""The ledger table's columns; each entry's reason and note follow it as a list, read in full (in a
+table column of their own they were squeezed to a few characters by the ten beside them)."""
 
 
 def ledger_markdown(ledger: pd.DataFrame, limit: int = 10) -> dg.MetadataValue:
-    """The newest ``limit`` ledger entries, newest first, as a table a person reads in the UI."""
-    shown = ledger.tail(limit)[[c for c in LEDGER_SHOWN if c in ledger.columns]].copy()
-    if "recorded_at" in shown:
-        shown["recorded_at"] = shown["recorded_at"].astype(str).str.slice(0, 19)
-    if "dagster_run_id" in shown:
-        shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
-    return dg.MetadataValue.md(markdown_table(shown.iloc[::-1]))
+    """The newest ``limit`` ledger entries, newest first: a table, then why each was made."""
+    shown = ledger.tail(limit).iloc[::-1].copy()
+    if shown.empty:
+        return dg.MetadataValue.md("_(no promotion or rollback yet)_")
+    shown["recorded_at"] = shown["recorded_at"].astype(str).str.slice(0, 19)
+    shown["dagster_run_id"] = shown["dagster_run_id"].astype(str).str.slice(0, 8)
+    version = lambda v: "none" if v is None or pd.isna(v) else f"v{v}"  # noqa: E731
+    shown["move"] = [f"{version(a)} → {version(b)}" for a, b in zip(shown["from_version"], shown["to_version"])]
+    table = markdown_table(shown[[c for c in LEDGER_SHOWN if c in shown.columns]])
+    why = []
+    for row in shown.itertuples(index=False):
+        note = getattr(row, "note", None)
+        text = str(getattr(row, "reason", "") or "") + (f" — note: {note}" if note is not None and not pd.isna(note)
+                                                        and str(note) else "")
+        why.append(f"- {row.recorded_at} {row.action} {row.move}: {inert(text)[:600]}")
+    return dg.MetadataValue.md(table + "\n\n**Why:**\n\n" + "\n".join(why))
 
 
 def champion_metadata(client: RegistryClient, champion: str, previous: str | None, ledger: pd.DataFrame) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import yaml
 
 from retrain_assets.constants import (
     CANDIDATE_MODEL, DEMO_CONFIG_PATH, DRIFT_REPORT, INGEST_JOB, LANDING_SENSOR, PRODUCTION_METRICS, PRODUCTION_MODEL,
-    RETRAIN_JOB, VALIDATED_DATA, VALIDATION_GATE,
+    RAW_DATA, RETRAIN_JOB, VALIDATED_DATA, VALIDATION_GATE,
 )
 from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.ledger import read_ledger
@@ -214,6 +214,18 @@ def failed_checks(result, key: str) -> dict[str, dg.AssetCheckEvaluation]:
     """The checks of asset ``key`` that failed in the run, by name."""
     return {e.check_name: e for e in result.get_asset_check_evaluations()
             if e.asset_key == dg.AssetKey(key) and not e.passed}
+
+
+def assert_file_refused(result) -> str:
+    """An ingest run whose landed file raw_data refused: the run succeeded (nothing broke: the file
+    was judged), file_accepted failed with severity WARN, and nothing was materialized. Returns the
+    reason a person reads (the check's description)."""
+    assert result.success, failure_text(result)
+    failed = failed_checks(result, RAW_DATA)
+    assert list(failed) == ["file_accepted"], failed
+    assert failed["file_accepted"].severity == dg.AssetCheckSeverity.WARN
+    assert not result.get_asset_materialization_events(), "a refused file must not be materialized"
+    return failed["file_accepted"].description
 
 
 def assert_held_back(result) -> dg.AssetCheckEvaluation:

@@ -30,7 +30,9 @@ from retrain_assets.constants import (
 )
 from retrain_assets.core import registry as reg, synthetic, synthetic_batches
 from retrain_assets.resources import resources_for
-from retrain_assets_tests.conftest import Retrainer, assert_held_back, assert_refused, clean_batch, failure_text, ingest
+from retrain_assets_tests.conftest import (
+    Retrainer, assert_file_refused, assert_held_back, assert_refused, clean_batch, failure_text, ingest,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -304,7 +306,7 @@ def refusal_alert(r: Retrainer, result):
 
 
 @pytest.mark.slow
-def test_a_blocked_promotion_and_a_held_back_batch_are_alerted_though_their_runs_succeed(
+def test_a_blocked_promotion_a_held_back_batch_and_a_refused_file_are_alerted_though_their_runs_succeed(
     champion: Retrainer, webhook: Webhook,
 ):
     r = champion
@@ -325,14 +327,22 @@ def test_a_blocked_promotion_and_a_held_back_batch_are_alerted_though_their_runs
     assert len(webhook.texts()) == 2
     assert "batch batch_0005 held back" in webhook.texts()[1] and "batch_passes_validation" in webhook.texts()[1]
 
+    r.ws.land("batch_0006", b"")  # an empty file: refused by raw_data
+    refused = ingest(r.defs, r.instance, "batch_0006")
+    assert "is empty" in assert_file_refused(refused)
+    refusal_alert(r, refused)
+    assert len(webhook.texts()) == 3
+    assert "file of batch batch_0006 refused" in webhook.texts()[2] and "file_accepted" in webhook.texts()[2]
+
     # A run where every check passed is not alerted, nor is model_health's freshness (it alerts itself).
-    r.reconfigure(**{"gates.max_flip_rate": 1.0, "health.max_batches_without_labels": 1})
+    r.reconfigure(**{"gates.max_flip_rate": 1.0, "health.max_hours_without_batch": 0.0001})
     passed = ingest(r.defs, r.instance, "batch_0004")
-    assert passed.success and isinstance(refusal_alert(r, passed), dg.SkipReason)
+    assert passed.success and refusal_alert(r, passed) is None and len(webhook.texts()) == 3
     health = r.defs.resolve_job_def(HEALTH_JOB).execute_in_process(instance=r.instance, raise_on_error=False)
-    assert health.success
-    assert isinstance(refusal_alert(r, health), dg.SkipReason)
-    assert len(webhook.texts()) == 2
+    assert health.success and [c.check_name for c in health.get_asset_check_evaluations() if not c.passed] == [
+        "batch_freshness"]
+    assert len(webhook.texts()) == 4 and "no new batch" in webhook.texts()[3]  # model_health's own alert
+    assert refusal_alert(r, health) is None and len(webhook.texts()) == 4
 
 
 @pytest.mark.slow

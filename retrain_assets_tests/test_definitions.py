@@ -65,7 +65,7 @@ def test_the_checks_that_refuse_are_on_the_asset_they_judge_and_never_fail_a_run
     for key in graph.get_all_asset_keys():
         for check in graph.get(key).check_keys:
             assert not graph.get(check).blocking, check
-    for key in ("drift_report", "production_metrics", "production_model"):
+    for key in ("raw_data", "drift_report", "production_metrics", "production_model"):
         assets_def = graph.get(dg.AssetKey(key)).assets_def
         assert not assets_def.op.outs["result"].is_required, key
 

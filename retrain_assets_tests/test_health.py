@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 
 from retrain_assets.assets.health import BATCH_FRESHNESS, LABEL_FRESHNESS
-from retrain_assets.constants import HEALTH_JOB, HEALTH_SENSOR, MODEL_HEALTH, TAG_TRIGGER
+from retrain_assets.constants import DRIFT_SENSOR, HEALTH_JOB, HEALTH_SENSOR, MODEL_HEALTH, TAG_TRIGGER
 from retrain_assets.core import registry as reg
-from retrain_assets_tests.conftest import Retrainer, clean_batch, failure_text, ingest
+from retrain_assets_tests.conftest import Retrainer, assert_held_back, clean_batch, failure_text, ingest
 from retrain_assets_tests.test_automation import Webhook, evaluate
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,6 +45,50 @@ def test_no_champion_is_said_with_what_is_missing(tmp_path, instance, monkeypatc
     assert "No model is in production yet" in meta["health"] and "150" in meta["health"]
     assert checks[BATCH_FRESHNESS].passed and checks[LABEL_FRESHNESS].passed
     assert meta["retrains"] == 0 and "no retrain has trained a candidate yet" in meta["retrain_costs_by_trigger"]
+
+
+def record_tick(instance: dg.DagsterInstance, sensor: str, result) -> None:
+    """Store a sensor evaluation as the daemon does: the sensor's state and a tick with its outcome."""
+    import time
+
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin,
+    )
+    from dagster._core.scheduler.instigation import (
+        InstigatorState, InstigatorStatus, InstigatorType, TickData, TickStatus,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="retrain_assets.definitions"))
+    state = InstigatorState(RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), sensor),
+                            InstigatorType.SENSOR, InstigatorStatus.RUNNING)
+    if instance.get_instigator_state(state.instigator_origin_id, state.selector_id) is None:
+        instance.add_instigator_state(state)
+    instance.create_tick(TickData(
+        instigator_origin_id=state.instigator_origin_id, instigator_name=sensor, instigator_type=InstigatorType.SENSOR,
+        status=TickStatus.SKIPPED if not result.run_requests else TickStatus.SUCCESS, timestamp=time.time(),
+        selector_id=state.selector_id, skip_reason=result.skip_message))
+
+
+def test_held_back_batches_and_each_sensors_last_reason_are_on_the_page(tmp_path, instance, monkeypatch):
+    """What the UI keeps a click deeper (a tick's reason, a held-back batch's check) is on the page."""
+    monkeypatch.chdir(tmp_path)
+    r = Retrainer(tmp_path / "ws", instance, **{"automation.first_champion": "by_hand"})
+    r.land(1, rows=400)
+    r.ws.land("batch_0002", clean_batch(2, 400).drop(columns=["region"]))
+    assert_held_back(ingest(r.defs, r.instance, "batch_0002"))
+    decided = evaluate(r, DRIFT_SENSOR)
+    assert not decided.run_requests and len(decided.skip_message) > 60  # longer than a default table cell
+    record_tick(r.instance, DRIFT_SENSOR, decided)
+    meta, _ = refresh(r)
+    assert meta["batches_held_back"] == 1
+    assert "| batch_0002 | batch_0002.csv | 400 | batch batch_0002 held back: schema broken" in meta["held_back"]
+    assert "region" in meta["held_back"] and str(r.settings.rejected_dir) in meta["held_back"]
+    rows = {line.split(" | ")[0].strip("| "): line for line in meta["automation"].splitlines()[2:]}
+    assert list(rows) == ["landing_sensor", "drift_retrain_sensor", "performance_sensor", "business_change_sensor",
+                          "approval_alert_sensor"]
+    assert "| no run | " + decided.skip_message.replace("|", "\\|")[:399] in rows["drift_retrain_sensor"]
+    assert "no tick yet" in rows["landing_sensor"]
 
 
 def test_health_after_retrains_shows_verdict_plot_costs_and_next_step(bootstrapped: Retrainer):

@@ -18,7 +18,8 @@ from retrain_assets.constants import INGEST_JOB, TAG_TRIGGER
 from retrain_assets.core import retries, storage, synthetic, synthetic_batches, workers
 from retrain_assets.sensors.landing import TAG_RETRY_OF
 from retrain_assets_tests.conftest import (
-    Workspace, assert_held_back, clean_batch, definitions_for, ingest, tick, write_config,
+    Workspace, assert_file_refused, assert_held_back, clean_batch, definitions_for, failure_text, ingest, tick,
+    write_config,
 )
 from retrain_assets_tests.test_faults import _dead_pid
 
@@ -96,10 +97,16 @@ def test_a_refused_or_held_back_batch_is_never_retried(tmp_path, instance):
     third = tick(defs, instance, cursor=second.cursor)
     tags = dict(third.run_requests[0].tags)
     ws.land("b0003", clean_batch(3, n_rows=300))
-    refused = ingest(defs, instance, "b0003", tags=tags)
-    assert not refused.success
+    assert "changed after the landing sensor saw it" in assert_file_refused(ingest(defs, instance, "b0003", tags=tags))
+    # A refusal that fails its run: the file the sensor saw is gone before the run reads it.
+    ws.land("b0004", clean_batch(4))
+    fourth = tick(defs, instance, cursor=third.cursor)
+    (ws.landing / "b0004.csv").unlink()
+    request = next(r for r in fourth.run_requests if r.partition_key == "b0004")
+    refused = ingest(defs, instance, "b0004", tags=request.tags)
+    assert not refused.success and "now gone" in failure_text(refused)
 
-    result = tick(defs, instance, cursor=third.cursor)
+    result = tick(defs, instance, cursor=fourth.cursor)
     assert not result.run_requests, [r.run_key for r in result.run_requests]
     assert "outside reason" not in _skip(result) and "NOT ingested" not in _skip(result)
 

@@ -3,11 +3,12 @@ a champion exists (a real MLflow store under the workspace)."""
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrain_assets.constants import DRIFT_REPORT
+from retrain_assets.constants import DRIFT_REPORT, PRODUCTION_METRICS
 from retrain_assets.core import metrics_store, storage, synthetic, synthetic_batches
 from retrain_assets_tests.conftest import (
     assert_held_back,
@@ -152,3 +153,22 @@ def test_with_a_champion_unlabelled_batch_gets_an_estimate(workspace, defs, inst
     assert meta["labelled"].value is False
     assert "concept_drift" not in meta
     assert abs(meta["estimated_roc_auc"].value - holdout_auc) < 0.06
+
+
+PLOTTED = {
+    "raw_data": {"dagster/row_count", "size_bytes"},
+    "validated_data": {"rows_in", "valid_rows", "quarantined_rows", "invalid_fraction"},
+    DRIFT_REPORT: {"drift_score", "n_reference", "n_current", "domain_classifier_auc"},
+    PRODUCTION_METRICS: {"batch_metric", "ci_low", "ci_high", "holdout_metric"},
+}
+"""Per-batch numbers Dagster's Plots tab charts over the partitions of each per-batch asset."""
+
+
+def test_every_per_batch_asset_has_the_numbers_dagsters_plots_tab_charts(workspace, defs, instance, with_champion):
+    for i in (4, 5):
+        _, result = _land_and_ingest(workspace, defs, instance, i)
+        assert result.success, failure_text(result)
+        for key, numbers in PLOTTED.items():
+            metadata = result.asset_materializations_for_node(key)[0].metadata
+            numeric = {k for k, v in metadata.items() if isinstance(v, (dg.FloatMetadataValue, dg.IntMetadataValue))}
+            assert numbers <= numeric, (key, numbers - numeric)

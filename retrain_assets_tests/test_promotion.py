@@ -206,3 +206,18 @@ def test_the_in_memory_registry_answers_as_the_mlflow_registry_does(tmp_path):
 
     assert story(memory) == story(mlflow_store)
     assert np.isfinite([t for _, t, _, _ in memory.lineage()]).all()
+
+
+def test_the_ledger_in_the_ui_gives_each_reason_in_full(deployment):
+    """The metadata's ledger: a table of moves, then each move's reason whole (a table column of its
+    own squeezed it to a few characters beside the ten others)."""
+    reason = "concept drift confirmed on batch_0007: champion roc_auc 0.767 vs 0.855 on its holdout (95% CI -0.119 to -0.057)"
+    v1 = deployment.candidate(None)
+    deployment.registry.set_tags(v1, {reg.TAG_TRIGGER: "concept_drift", reg.TAG_REASON: reason})
+    result = deployment.promote()
+    assert result.success, failure_text(result)
+    ledger = next(e for e in result.get_asset_materialization_events()).materialization.metadata["ledger"].value
+    table, why = ledger.split("**Why:**")
+    assert table.splitlines()[0].startswith("| recorded_at | action | status | move | trigger |")
+    assert f"| promote | done | none → v{v1} | concept_drift |" in table
+    assert f"promote none → v{v1}: {reason}" in why

@@ -11,7 +11,9 @@ import pytest
 from retrain_assets.constants import TAG_FILE, TAG_FINGERPRINT, TAG_TRIGGER
 from retrain_assets.core.ingestion import fingerprint
 from retrain_assets.definitions import build_definitions
-from retrain_assets_tests.conftest import Workspace, assert_held_back, clean_batch, ingest, tick, write_config
+from retrain_assets_tests.conftest import (
+    Workspace, assert_file_refused, assert_held_back, clean_batch, ingest, tick, write_config,
+)
 
 
 def test_new_files_become_partitions_and_run_requests(workspace, defs, instance):
@@ -132,10 +134,7 @@ def test_file_changed_between_sensor_and_run_is_not_ingested(workspace, defs, in
     request = tick(defs, instance).run_requests[0]
     workspace.land("batch_0001", clean_batch(1, n_rows=100))
     result = ingest(defs, instance, request.partition_key, tags=request.tags)
-    assert not result.success
-    from retrain_assets_tests.conftest import failure_text
-
-    assert "changed after the landing sensor saw it" in failure_text(result)
+    assert "changed after the landing sensor saw it" in assert_file_refused(result)
 
 
 def test_a_held_back_batch_relanded_corrected_gets_a_new_run(workspace, defs, instance):

@@ -58,6 +58,7 @@ from retrain_assets.constants import (
     DRIFT_SENSOR,
     HEALTH_JOB,
     INGEST_JOB,
+    LANDING_SENSOR,
     PRODUCTION_MODEL,
     REPO_ROOT,
 )
@@ -616,6 +617,27 @@ def test_the_health_page_answers_is_my_model_healthy(tmp_path: Path, page):
             # The same breach reached the webhook, once however often the view was refreshed.
             texts = [t for t in hook.texts() if "no new batch" in t]
             assert len(texts) == 1, hook.texts()
+
+            # A new batch: the view refreshes, with each sensor's newest decision and its reason read
+            # from the daemon's real ticks (the reason a tick list keeps a click deeper).
+            landed_at = time.time()
+            workspace.land("batch_0005", clean_batch(5, ROWS))
+
+            def decisions_after_the_batch() -> dict[str, str] | None:
+                for health in materializations(instance, MODEL_HEALTH):
+                    if health.timestamp < landed_at:
+                        continue
+                    table = health.asset_materialization.metadata["automation"].value
+                    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+                    if "no tick yet" not in rows.get(DRIFT_SENSOR, "no tick yet"):
+                        return rows
+                return None
+
+            rows = dev.wait_for(f"{MODEL_HEALTH} refreshed after batch_0005 with the sensors' decisions",
+                                decisions_after_the_batch, SENSOR_TIMEOUT)
+            drift_row = rows[DRIFT_SENSOR].split(" | ")
+            assert drift_row[2] in {"no run", "requested 1 run(s)"} and len(drift_row[3]) > 10, rows[DRIFT_SENSOR]
+            assert "batch_000" in rows[LANDING_SENSOR] or "no new batch" in rows[LANDING_SENSOR], rows[LANDING_SENSOR]
             refreshes = [r for r in instance.get_runs() if r.job_name == HEALTH_JOB]
             assert refreshes and all(r.status == dg.DagsterRunStatus.SUCCESS for r in refreshes if r.is_finished)
     finally:

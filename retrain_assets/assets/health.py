@@ -1,20 +1,27 @@
 """model_health: "is my model healthy?" answered on one page — the verdict, the champion and since
 when, its metric per batch (plot inline), drift over time, data and label freshness (two checks that
-warn and alert), open approvals, the last retrain, what the platform will do next, and what
-retraining cost by trigger. Refreshed after every ingest and retrain and on a schedule."""
+warn and alert), batches held back and why, open approvals, the last retrain, what the platform will
+do next, what each sensor decided last and why, and what retraining cost by trigger. Refreshed after
+every ingest and retrain and on a schedule."""
 
 from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from retrain_assets.constants import (
+    APPROVAL_SENSOR,
+    BUSINESS_CHANGE_SENSOR,
     CANDIDATE_MODEL,
+    DRIFT_SENSOR,
     DRIFT_REPORT,
     DUCKDB_POOL,
+    LANDING_SENSOR,
     MODEL_HEALTH,
     MONITORING,
+    PERFORMANCE_SENSOR,
     PRODUCTION_METRICS,
     PRODUCTION_MODEL,
     RAW_DATA,
@@ -32,6 +39,43 @@ from retrain_assets.state import policy_state
 BATCH_FRESHNESS = "batch_freshness"
 LABEL_FRESHNESS = "label_freshness"
 SHOWN_BATCHES = 12
+DECIDING_SENSORS = (LANDING_SENSOR, DRIFT_SENSOR, PERFORMANCE_SENSOR, BUSINESS_CHANGE_SENSOR, APPROVAL_SENSOR)
+"""The sensors whose newest decision (and its reason) the health page shows, in this order."""
+
+
+def sensor_decisions(instance: dg.DagsterInstance) -> list[dict[str, str]]:
+    """Each deciding sensor's newest tick: when, what it did and why, in words. The UI shows a tick
+    as "0 runs requested" with the reason a click deeper; here the reason is on the page."""
+    newest: dict[str, Any] = {}
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name not in DECIDING_SENSORS:
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        if ticks and (state.instigator_name not in newest or ticks[0].timestamp > newest[state.instigator_name].timestamp):
+            newest[state.instigator_name] = ticks[0]
+    rows = []
+    for name in DECIDING_SENSORS:
+        tick = newest.get(name)
+        if tick is None:
+            rows.append({"sensor": name, "last tick (UTC)": "", "decided": "no tick yet", "why": ""})
+            continue
+        if tick.status == TickStatus.SUCCESS and tick.run_ids:
+            runs = [instance.get_run_by_id(run_id) for run_id in tick.run_ids[:3]]
+            decided = f"requested {len(tick.run_ids)} run(s)"
+            why = "; ".join(f"{r.job_name}: {r.tags.get(TAG_REASON, '')}" for r in runs if r is not None)
+        elif tick.status == TickStatus.FAILURE:
+            decided, why = "failed", (tick.error.message.strip() if tick.error else "")
+        else:
+            decided, why = "no run", tick.skip_reason or ""
+        rows.append({"sensor": name, "last tick (UTC)": datetime.fromtimestamp(tick.timestamp, timezone.utc)
+                     .strftime("%Y-%m-%d %H:%M:%S"), "decided": decided, "why": why[:400]})
+    return rows
+
+
+def held_back_batches(statuses: pd.DataFrame) -> pd.DataFrame:
+    """The newest batches held back by validation, with the reason (the check's verdict)."""
+    held = statuses[statuses["passed"].notna() & ~statuses["passed"].fillna(True).astype(bool)]
+    return held.tail(SHOWN_BATCHES)[["batch_id", "file_name", "rows", "summary"]].reset_index(drop=True)
 
 
 def _champion_since(ledger: pd.DataFrame, champion: str | None) -> str:
@@ -128,6 +172,7 @@ def model_health(
     with warehouse.get_connection() as conn:
         storage.ensure_tables(conn)
         arrivals = conn.execute("SELECT batch_id, arrived_at FROM ingestion_log ORDER BY batch_id").df()
+        statuses = storage.batch_statuses(conn)
         labelled = label_store.labelled_batches(conn)
         metrics = metrics_store.read_production_metrics(conn)
         drift = metrics_store.read_drift_reports(conn)
@@ -162,6 +207,7 @@ def model_health(
         "batch_fresh": fresh.batch_fresh,
         "labels_fresh": fresh.labels_fresh,
         "awaiting_approval": dg.MetadataValue.json(awaiting),
+        "automation": dg.MetadataValue.md(markdown_table(sensor_decisions(context.instance), width=400)),
         "retrains": len(retrains),
         "retrain_fit_seconds": round(float(retrains["fit_seconds"].sum()), 3) if not retrains.empty else 0.0,
         "retrain_costs_by_trigger": dg.MetadataValue.md(
@@ -169,6 +215,13 @@ def model_health(
         "retrain_costs_by_week": dg.MetadataValue.md(
             markdown_table(by_period) if not by_period.empty else "no retrain has trained a candidate yet"),
     }
+    held = held_back_batches(statuses)
+    metadata["batches_held_back"] = len(statuses[statuses["passed"].notna() & ~statuses["passed"].fillna(True)
+                                                 .astype(bool)])
+    metadata["held_back"] = dg.MetadataValue.md(
+        markdown_table(held, width=300) + f"\n\nTheir files are kept under `{cfg.rejected_dir}`; the "
+        "batch_passes_validation check on validated_data has each reason with example rows."
+        if not held.empty else "no batch has been held back")
     if fresh.hours_since_batch is not None:
         metadata["hours_since_last_batch"] = round(fresh.hours_since_batch, 2)
     if fresh.batches_since_labels is not None:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.constants import BATCH_EXTENSIONS, DUCKDB_POOL, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT
+from retrain_assets.checks import file_check, file_refused
+from retrain_assets.constants import (
+    BATCH_EXTENSIONS, DUCKDB_POOL, FILE_CHECK, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT,
+)
 from retrain_assets.core import ingestion, landing, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.markdown import markdown_table
@@ -61,8 +64,10 @@ def locate_batch_file(settings: Settings, batch_id: str, tagged_path: str | None
     kinds={"duckdb", "pandas"},
     pool=DUCKDB_POOL,
     code_version="1",
+    check_specs=[file_check],
+    output_required=False,  # a refused file is a failed check in a run that succeeds (see checks.py)
 )
-def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse) -> dg.MaterializeResult:
+def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse):
     """A landed batch file, stored as it arrived (CSV values as text) in DuckDB, with file, hash and arrival time."""
     cfg = settings.load()
     batch_id = context.partition_key
@@ -70,13 +75,11 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     fp = file_fingerprint(path)
     seen = context.run.tags.get(TAG_FINGERPRINT)
     if seen and seen != fp:
-        raise dg.Failure(
-            description=(
-                f"file {path.name!r} changed after the landing sensor saw it (sha256 {seen[:12]}… then, "
-                f"{fp[:12]}… now); it was not ingested. Land new data under a new batch id."
-            ),
-            allow_retries=False,
-        )
+        reason = (f"file {path.name!r} changed after the landing sensor saw it (sha256 {seen[:12]}… then, "
+                  f"{fp[:12]}… now); it was not ingested. Land new data under a new batch id.")
+        context.log.warning(reason)
+        yield file_refused(reason, file=path.name)
+        return
 
     with warehouse.get_connection() as conn:
         prior = storage.ingested_record(conn, batch_id)
@@ -96,8 +99,10 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
             )
         rejection = rejected.reject_file(path, cfg.rejected_dir, reason=reason, stage=RAW_DATA, fingerprint_hex=fp,
                                         landing_dir=cfg.dataset.landing_dir)
-        raise dg.Failure(description=f"{reason} The file was moved to {rejection.moved_to}.",
-                         metadata={"moved_to": dg.MetadataValue.path(str(rejection.moved_to))}, allow_retries=False)
+        context.log.warning(f"{reason} The file was moved to {rejection.moved_to}.")
+        yield file_refused(f"{reason} The file was moved to {rejection.moved_to}.", file=path.name,
+                           moved_to=dg.MetadataValue.path(str(rejection.moved_to)))
+        return
 
     arrived_at = landing.file_arrival_time(path)
     size = path.stat().st_size
@@ -106,12 +111,10 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     except ingestion.BatchReadError as error:
         rejection = rejected.reject_file(path, cfg.rejected_dir, reason=str(error), stage=RAW_DATA, fingerprint_hex=fp,
                                         landing_dir=cfg.dataset.landing_dir)
-        context.log.error(f"{error}; moved to {rejection.moved_to}")
-        raise dg.Failure(
-            description=f"{error}. Nothing was ingested; the file was moved to {rejection.moved_to}.",
-            metadata={"file": path.name, "moved_to": dg.MetadataValue.path(str(rejection.moved_to))},
-            allow_retries=False,
-        ) from None
+        reason = f"{error}. Nothing was ingested; the file was moved to {rejection.moved_to}."
+        context.log.warning(reason)
+        yield file_refused(reason, file=path.name, moved_to=dg.MetadataValue.path(str(rejection.moved_to)))
+        return
 
     columns = [c for c in frame.columns if c != ROW_COLUMN]
     record = storage.IngestionRecord(
@@ -136,7 +139,9 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
     if later and prior is None:
         arrival = landing.out_of_order_message(batch_id, later[-1], cfg.drift.reference_batches)
         context.log.warning(arrival)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        check_results=[dg.AssetCheckResult(check_name=FILE_CHECK, asset_key=RAW_DATA, passed=True,
+                                           description=f"{path.name}: {len(frame)} rows, {len(columns)} columns")],
         metadata={
             "file": dg.MetadataValue.path(str(path)),
             "format": record.file_format,

@@ -30,17 +30,19 @@ def _cell(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def markdown_table(frame: pd.DataFrame | Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """A Markdown table of a frame (or a list of dicts), cells escaped and shortened."""
+def markdown_table(frame: pd.DataFrame | Sequence[dict], columns: Sequence[str] | None = None, *,
+                   width: int = 60) -> str:
+    """A Markdown table of a frame (or a list of dicts), cells escaped and cut at ``width`` characters
+    (widen it for a column of sentences a person must read whole)."""
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(list(frame))
     if columns is not None:
         frame = frame[list(columns)]
     if frame.empty:
         return "_(none)_"
-    header = "| " + " | ".join(_cell(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(_cell(c, width) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(_cell(v, width) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 

@@ -1,11 +1,12 @@
 """Retrying a batch whose ingest failed for an outside reason. Pure Python (no Dagster).
 
-A batch held back by validation is not a failure: its run succeeds and its check says why. An
-ingest run fails in one of two ways:
+A file refused by raw_data or a batch held back by validation is not a failure: its run succeeds
+and its check says why. An ingest run fails in one of two ways:
 
-* a **decision** of the platform about the batch: refused by raw_data, or any other deliberate
-  refusal (a ``dagster.Failure``); runs recorded before held-back batches stopped failing their run
-  are read as decisions too. Retrying changes nothing; the run says what to do.
+* a **decision**: a deliberate refusal (a ``dagster.Failure``), e.g. a partition key that is not a
+  batch id; runs recorded before refusals stopped failing their run (a failed check, or a
+  ``dagster.Failure`` of raw_data) are read as decisions too. Retrying changes nothing; the run says
+  what to do.
 * an **outside cause**: the run worker was killed, the DuckDB file was locked by another program,
   the disk was full, the MLflow server was down. The batch is fine; once the cause is gone the same
   run succeeds.

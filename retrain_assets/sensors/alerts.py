@@ -1,6 +1,6 @@
-"""Alerts: every failed run of this project's jobs (however launched); every run that held a batch
-back or refused a candidate (those runs succeed: the checks say why); and candidates awaiting a
-person's approval (with expiry)."""
+"""Alerts: every failed run of this project's jobs (however launched); every run that refused a
+landed file, held a batch back or refused a candidate (those runs succeed: the checks say why); and
+candidates awaiting a person's approval (with expiry)."""
 
 import json
 from datetime import datetime, timezone
@@ -14,6 +14,7 @@ from retrain_assets.constants import (
     APPROVE_PROMOTION_JOB,
     CANDIDATE_MODEL,
     PRODUCTION_MODEL,
+    RAW_DATA,
     REFUSAL_ALERT_SENSOR,
     REJECT_PROMOTION_JOB,
     TAG_TRIGGER,
@@ -76,32 +77,47 @@ def promotion_blocked(run: dg.DagsterRun, failed: list[str]) -> str:
             + " | ".join(failed))
 
 
-@dg.run_status_sensor(
-    name=REFUSAL_ALERT_SENSOR,
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitor_all_code_locations=True,  # as alert_on_run_failure: runs of `dagster job execute` too
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (webhook from alerts.webhook_url, and the log) when a run held a batch back or a candidate "
-    "failed its gates: those runs succeed (the platform did its job) and the failed checks say why.",
-)
-def alert_on_refusal(context: dg.RunStatusSensorContext, settings: RetrainSettings):
-    """Alerts on a batch held back by validation and on a candidate refused by its gates (model_health's
-    freshness checks alert once per breach themselves)."""
-    run = context.dagster_run
-    if not own_run(context, run):
-        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
-    held_back = failed_checks(context.instance, run.run_id, VALIDATED_DATA)
-    refused = failed_checks(context.instance, run.run_id, CANDIDATE_MODEL)
-    if not held_back and not refused:
-        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: no batch held back, no candidate refused")
-    cfg = settings.load()
-    if held_back:
-        alert(cfg, context, f"batch {run.tags.get(PARTITION_NAME_TAG, '?')} held back",
-              f"run {run.run_id[:8]}: nothing downstream uses it and its file is kept in the rejected area; "
-              + " | ".join(held_back))
-    if refused:
-        alert(cfg, context, "promotion blocked", promotion_blocked(run, refused))
-    return None
+def build_refusal_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that alerts refusals, ticking at the configured interval (Dagster's default for a
+    run-status sensor is 30 s)."""
+
+    @dg.run_status_sensor(
+        name=REFUSAL_ALERT_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitor_all_code_locations=True,  # as alert_on_run_failure: runs of `dagster job execute` too
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts (webhook from alerts.webhook_url, and the log) when a run refused a landed file, held a "
+        "batch back or refused a candidate: those runs succeed (the platform did its job) and the failed checks "
+        "say why.",
+    )
+    def alert_on_refusal(context: dg.RunStatusSensorContext, settings: RetrainSettings):
+        """Alerts on a landed file refused by raw_data, a batch held back by validation and a candidate
+        refused by its gates (model_health's freshness checks alert once per breach themselves)."""
+        # It returns None, never a SkipReason: Dagster stops a tick at the first run whose sensor call
+        # returns something, so a SkipReason per quiet run would leave one run per tick and delay alerts.
+        run = context.dagster_run
+        if not own_run(context, run):
+            return None
+        file_refused = failed_checks(context.instance, run.run_id, RAW_DATA)
+        held_back = failed_checks(context.instance, run.run_id, VALIDATED_DATA)
+        refused = failed_checks(context.instance, run.run_id, CANDIDATE_MODEL)
+        if not file_refused and not held_back and not refused:
+            return None
+        cfg = settings.load()
+        batch = run.tags.get(PARTITION_NAME_TAG, "?")
+        if file_refused:
+            alert(cfg, context, f"file of batch {batch} refused",
+                  f"run {run.run_id[:8]}: nothing was ingested; " + " | ".join(file_refused))
+        if held_back:
+            alert(cfg, context, f"batch {batch} held back",
+                  f"run {run.run_id[:8]}: nothing downstream uses it and its file is kept in the rejected area; "
+                  + " | ".join(held_back))
+        if refused:
+            alert(cfg, context, "promotion blocked", promotion_blocked(run, refused))
+        return None
+
+    return alert_on_refusal
 
 
 @dg.run_failure_sensor(
