@@ -181,9 +181,9 @@ def failure_text(result) -> str:
 
 
 def check_evaluation(result):
-    """The single validation gate evaluation of a run."""
-    evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 1, evaluations
+    """The validation gate's evaluation in a run (exactly one)."""
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == VALIDATION_GATE]
+    assert len(evaluations) == 1, result.get_asset_check_evaluations()
     return evaluations[0]
 
 
