@@ -47,8 +47,9 @@ def test_no_champion_is_said_with_what_is_missing(tmp_path, instance, monkeypatc
     assert meta["retrains"] == 0 and "no retrain has trained a candidate yet" in meta["retrain_costs_by_trigger"]
 
 
-def record_tick(instance: dg.DagsterInstance, sensor: str, result) -> None:
-    """Store a sensor evaluation as the daemon does: the sensor's state and a tick with its outcome."""
+def record_tick(instance: dg.DagsterInstance, sensor: str, result, started: bool = False) -> None:
+    """Store a sensor evaluation as the daemon does: the sensor's state and a tick with its outcome
+    (``started``: a tick the daemon has begun and not finished, with no outcome yet)."""
     import time
 
     from dagster._core.remote_origin import (
@@ -66,8 +67,8 @@ def record_tick(instance: dg.DagsterInstance, sensor: str, result) -> None:
         instance.add_instigator_state(state)
     instance.create_tick(TickData(
         instigator_origin_id=state.instigator_origin_id, instigator_name=sensor, instigator_type=InstigatorType.SENSOR,
-        status=TickStatus.SKIPPED if not result.run_requests else TickStatus.SUCCESS, timestamp=time.time(),
-        selector_id=state.selector_id, skip_reason=result.skip_message))
+        status=TickStatus.STARTED if started else TickStatus.SKIPPED if not result.run_requests else TickStatus.SUCCESS,
+        timestamp=time.time(), selector_id=state.selector_id, skip_reason=None if started else result.skip_message))
 
 
 def test_held_back_batches_and_each_sensors_last_reason_are_on_the_page(tmp_path, instance, monkeypatch):
@@ -80,6 +81,7 @@ def test_held_back_batches_and_each_sensors_last_reason_are_on_the_page(tmp_path
     decided = evaluate(r, DRIFT_SENSOR)
     assert not decided.run_requests and len(decided.skip_message) > 60  # longer than a default table cell
     record_tick(r.instance, DRIFT_SENSOR, decided)
+    record_tick(r.instance, DRIFT_SENSOR, decided, started=True)  # the next tick, still running: not shown
     meta, _ = refresh(r)
     assert meta["batches_held_back"] == 1
     assert "| batch_0002 | batch_0002.csv | 400 | batch batch_0002 held back: schema broken" in meta["held_back"]

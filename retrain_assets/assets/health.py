@@ -41,6 +41,8 @@ LABEL_FRESHNESS = "label_freshness"
 SHOWN_BATCHES = 12
 DECIDING_SENSORS = (LANDING_SENSOR, DRIFT_SENSOR, PERFORMANCE_SENSOR, BUSINESS_CHANGE_SENSOR, APPROVAL_SENSOR)
 """The sensors whose newest decision (and its reason) the health page shows, in this order."""
+FINISHED_TICKS = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]
+"""A tick still running (STARTED) has no outcome yet: the newest finished one is shown."""
 
 
 def sensor_decisions(instance: dg.DagsterInstance) -> list[dict[str, str]]:
@@ -50,7 +52,7 @@ def sensor_decisions(instance: dg.DagsterInstance) -> list[dict[str, str]]:
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         if state.instigator_name not in DECIDING_SENSORS:
             continue
-        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1, statuses=FINISHED_TICKS)
         if ticks and (state.instigator_name not in newest or ticks[0].timestamp > newest[state.instigator_name].timestamp):
             newest[state.instigator_name] = ticks[0]
     rows = []
