@@ -75,9 +75,9 @@ def sensor_decisions(instance: dg.DagsterInstance) -> list[dict[str, str]]:
 
 
 def held_back_batches(statuses: pd.DataFrame) -> pd.DataFrame:
-    """The newest batches held back by validation, with the reason (the check's verdict)."""
+    """Every batch held back by validation, with the reason (the check's verdict), oldest first."""
     held = statuses[statuses["passed"].notna() & ~statuses["passed"].fillna(True).astype(bool)]
-    return held.tail(SHOWN_BATCHES)[["batch_id", "file_name", "rows", "summary"]].reset_index(drop=True)
+    return held[["batch_id", "file_name", "rows", "summary"]].reset_index(drop=True)
 
 
 def _champion_since(ledger: pd.DataFrame, champion: str | None) -> str:
@@ -218,10 +218,9 @@ def model_health(
             markdown_table(by_period) if not by_period.empty else "no retrain has trained a candidate yet"),
     }
     held = held_back_batches(statuses)
-    metadata["batches_held_back"] = len(statuses[statuses["passed"].notna() & ~statuses["passed"].fillna(True)
-                                                 .astype(bool)])
+    metadata["batches_held_back"] = len(held)
     metadata["held_back"] = dg.MetadataValue.md(
-        markdown_table(held, width=300) + f"\n\nTheir files are kept under `{cfg.rejected_dir}`; the "
+        markdown_table(held.tail(SHOWN_BATCHES), width=300) + f"\n\nTheir files are kept under `{cfg.rejected_dir}`; the "
         "batch_passes_validation check on validated_data has each reason with example rows."
         if not held.empty else "no batch has been held back")
     if fresh.hours_since_batch is not None:

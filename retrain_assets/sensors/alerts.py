@@ -57,17 +57,18 @@ def _failure_explained(instance: dg.DagsterInstance, run: dg.DagsterRun, message
     return message
 
 
-def failed_checks(instance: dg.DagsterInstance, run_id: str, asset: str | None = None) -> list[str]:
-    """Each check (of ``asset``, or any) that failed in the run, as ``check_name: reason`` (cut to 300
-    characters)."""
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
+    """The checks that failed in the run, by asset key, each as ``check_name: reason`` (cut to 300
+    characters); the run's evaluations are read once."""
     records = instance.event_log_storage.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
-    failed = []
+    failed: dict[str, list[str]] = {}
     for record in records:
         data = record.event_log_entry.dagster_event.event_specific_data
-        if not data.passed and (asset is None or data.asset_key == dg.AssetKey(asset)):
-            failed.append(f"{data.check_name}: {data.description or ''}"[:300])
+        if not data.passed:
+            failed.setdefault(data.asset_key.to_user_string(), []).append(
+                f"{data.check_name}: {data.description or ''}"[:300])
     return failed
 
 
@@ -99,9 +100,9 @@ def build_refusal_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefini
         run = context.dagster_run
         if not own_run(context, run):
             return None
-        file_refused = failed_checks(context.instance, run.run_id, RAW_DATA)
-        held_back = failed_checks(context.instance, run.run_id, VALIDATED_DATA)
-        refused = failed_checks(context.instance, run.run_id, CANDIDATE_MODEL)
+        failed = failed_checks(context.instance, run.run_id)
+        file_refused, held_back = failed.get(RAW_DATA, []), failed.get(VALIDATED_DATA, [])
+        refused = failed.get(CANDIDATE_MODEL, [])
         if not file_refused and not held_back and not refused:
             return None
         cfg = settings.load()
@@ -136,7 +137,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainS
         return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
     cfg = settings.load()
     details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
-    failed = failed_checks(context.instance, run.run_id)
+    failed = [text for texts in failed_checks(context.instance, run.run_id).values() for text in texts]
     if failed:
         details += " | " + " | ".join(failed)
     alert(cfg, context, f"run of {run.job_name} failed", details)
