@@ -21,36 +21,47 @@ from retrain_assets.core.candidate import GATE_DESCRIPTIONS, GATE_NAMES
 from retrain_assets.core.gates import GateResult
 from retrain_assets.core.validation import ValidationReport
 from retrain_assets.core.markdown import inert, markdown_table
+from retrain_assets.names import SINGLE, ModelNames
 
 REFUSAL_SEVERITY = dg.AssetCheckSeverity.WARN
 """Severity of a held-back batch and a refused candidate: yellow, never red (see the module docstring)."""
 
-file_check = dg.AssetCheckSpec(
-    name=FILE_CHECK,
-    asset=RAW_DATA,
-    description=(
-        "The landed file was read and stored. A file that cannot be read, changed after the landing sensor saw it, "
-        "or would rewrite an ingested batch is refused (moved to the rejected area when it can be), and nothing "
-        "downstream runs on it."
-    ),
-)
+def file_check_for(names: ModelNames) -> dg.AssetCheckSpec:
+    """raw_data's check of its landed file."""
+    return dg.AssetCheckSpec(
+        name=FILE_CHECK,
+        asset=names.key(RAW_DATA),
+        description=(
+            "The landed file was read and stored. A file that cannot be read, changed after the landing sensor saw "
+            "it, or would rewrite an ingested batch is refused (moved to the rejected area when it can be), and "
+            "nothing downstream runs on it."
+        ),
+    )
+
+
+file_check = file_check_for(SINGLE)
 
 
 def file_refused(reason: str, **metadata) -> dg.AssetCheckResult:
     """raw_data's verdict on a landed file it refused: the reason, in words, and where the file went."""
-    return dg.AssetCheckResult(check_name=FILE_CHECK, asset_key=RAW_DATA, passed=False, severity=REFUSAL_SEVERITY,
+    return dg.AssetCheckResult(check_name=FILE_CHECK, passed=False, severity=REFUSAL_SEVERITY,
                                description=reason, metadata=metadata)
 
 
-validation_gate = dg.AssetCheckSpec(
-    name=VALIDATION_GATE,
-    asset=VALIDATED_DATA,
-    description=(
-        "Holds the batch back (drift_report, production_metrics and training skip it) when its schema is broken, "
-        "a batch rule fails (e.g. a NaN flood) or its share of quarantined rows exceeds "
-        "validation.max_invalid_fraction."
-    ),
-)
+def validation_gate_for(names: ModelNames) -> dg.AssetCheckSpec:
+    """validated_data's check: the batch passed validation."""
+    return dg.AssetCheckSpec(
+        name=VALIDATION_GATE,
+        asset=names.key(VALIDATED_DATA),
+        description=(
+            "Holds the batch back (drift_report, production_metrics and training skip it) when its schema is broken, "
+            "a batch rule fails (e.g. a NaN flood) or its share of quarantined rows exceeds "
+            "validation.max_invalid_fraction."
+        ),
+    )
+
+
+validation_gate = validation_gate_for(SINGLE)
 
 
 def held_back_message(batch_id: str, what: str) -> str:
@@ -102,7 +113,6 @@ def validation_gate_result(report: ValidationReport, moved_to: Path | None = Non
     """The gate's verdict on one batch, with the reasons in numbers and words."""
     return dg.AssetCheckResult(
         check_name=VALIDATION_GATE,
-        asset_key=VALIDATED_DATA,
         passed=report.passed,
         severity=REFUSAL_SEVERITY,
         description=report.summary,
@@ -123,10 +133,13 @@ def validation_gate_result(report: ValidationReport, moved_to: Path | None = Non
 # trained); production_model promotes only a version that passed all of them.
 # --------------------------------------------------------------------------
 
-gate_specs = [
-    dg.AssetCheckSpec(name=name, asset=CANDIDATE_MODEL, description=GATE_DESCRIPTIONS[name])
-    for name in GATE_NAMES
-]
+def gate_specs_for(names: ModelNames) -> list[dg.AssetCheckSpec]:
+    """The six promotion gates, checks on the model's candidate_model."""
+    return [dg.AssetCheckSpec(name=name, asset=names.key(CANDIDATE_MODEL), description=GATE_DESCRIPTIONS[name])
+            for name in GATE_NAMES]
+
+
+gate_specs = gate_specs_for(SINGLE)
 
 
 def gate_metadata(result: GateResult) -> dict[str, dg.MetadataValue | str | float | int | bool]:
@@ -149,7 +162,6 @@ def gate_metadata(result: GateResult) -> dict[str, dg.MetadataValue | str | floa
 def gate_check_result(result: GateResult) -> dg.AssetCheckResult:
     """One gate as the result of its check."""
     return dg.AssetCheckResult(
-        asset_key=CANDIDATE_MODEL,
         check_name=result.name,
         passed=bool(result.passed),
         severity=REFUSAL_SEVERITY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from retrain_assets.core.model_files import UnsafeModelError
 from retrain_assets.core.model_registry import InMemoryRegistry, MlflowRegistry, RegistryClient
 from retrain_assets.core.registry import CHAMPION_ALIAS, Champion, ensure_experiment, is_tracking_server
 from retrain_assets.core.redact import redact, redact_url
+from retrain_assets.constants import MLFLOW_RESOURCE
+from retrain_assets.names import ModelNames
 from retrain_assets.settings import Settings, load_settings
 
 
@@ -230,6 +233,28 @@ def mlflow_tracking_resource(tracking_uri: str, experiment: str, artifact_locati
     if local_artifacts is not None:
         config["extra_tags"] = {"retrain.experiment_artifacts": str(local_artifacts)}
     return resource.configured(config)
+
+
+@functools.lru_cache(maxsize=None)
+def mlflow_run_hooks(names: ModelNames) -> frozenset[dg.HookDefinition]:
+    """dagster-mlflow's ``end_mlflow_on_run_finished`` for the model's MLflow resource: ends the run's
+    MLflow run when its last step succeeds and marks it FAILED when a step fails. dagster-mlflow's own
+    hook requires the resource key ``mlflow``; a fleet names each model's ``<model>__mlflow``."""
+    from mlflow.entities.run_status import RunStatus
+
+    key = names.resource(MLFLOW_RESOURCE)
+
+    @dg.success_hook(name=names.name("end_mlflow_run_on_success"), required_resource_keys={key})
+    def end_mlflow_run_on_success(context: dg.HookContext) -> None:
+        nodes = context._step_execution_context.job_def.nodes_in_topological_order  # noqa: SLF001 (as dagster-mlflow)
+        if context.op.name == nodes[-1].name:
+            getattr(context.resources, key).end_run()
+
+    @dg.failure_hook(name=names.name("end_mlflow_run_on_failure"), required_resource_keys={key})
+    def end_mlflow_run_on_failure(context: dg.HookContext) -> None:
+        getattr(context.resources, key).end_run(status=RunStatus.to_string(RunStatus.FAILED))
+
+    return frozenset({end_mlflow_run_on_success, end_mlflow_run_on_failure})
 
 
 def resources_for(defs: dg.Definitions, definition) -> dict:

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, REVIEW_LABELS_JOB, VALIDATED_DATA
+from retrain_assets.constants import DRIFT_REPORT, MONITORING, REVIEW_LABELS_JOB, VALIDATED_DATA
 from retrain_assets.core import label_store, metrics_store, storage
 from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
@@ -15,8 +15,9 @@ from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.markdown import png_markdown
 from retrain_assets.checks import held_back_message
-from retrain_assets.partitions import batch_partitions
+from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.names import SINGLE, ModelNames
 
 FEATURE_TABLE_COLUMNS = (
     "feature", "kind", "test", "statistic", "p_value", "p_adjusted", "effect_metric", "effect_size", "psi",
@@ -59,18 +60,8 @@ def _labels_file_result(context, conn, batch_id: str) -> dg.MaterializeResult:
                                           "labels_for_batches": dg.MetadataValue.json(batches)})
 
 
-@dg.asset(
-    key=DRIFT_REPORT,
-    partitions_def=batch_partitions,
-    deps=[VALIDATED_DATA],
-    group_name=MONITORING,
-    kinds={"scikit-learn", "duckdb", "mlflow"},
-    pool=DUCKDB_POOL,
-    code_version="1",
-    output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
-)
-def drift_report(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+def _drift_report(
+    context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
 ):
     """How a validated batch differs from the reference: per-feature and joint data drift, prediction drift and concept drift."""
     cfg = settings.load()
@@ -149,7 +140,7 @@ def drift_report(
     if verdict is not None:
         context.log.warning(
             f"labels of batch {batch_id} look suspect ({label_status}): {verdict.reason}. They are kept out of training "
-            f"and retrain triggers until a person accepts them: launch job {REVIEW_LABELS_JOB} with batch_id "
+            f"and retrain triggers until a person accepts them: launch job {names.name(REVIEW_LABELS_JOB)} with batch_id "
             f"{batch_id!r} and decision accept or reject"
         )
 
@@ -166,7 +157,7 @@ def drift_report(
         "champion_version": champion.version if champion is not None else "none yet",
         "label_quality": (
             f"SUSPECT ({label_status}): {verdict.reason} — kept out of training and retrain triggers until accepted "
-            f"with job {REVIEW_LABELS_JOB}" if verdict is not None
+            f"with job {names.name(REVIEW_LABELS_JOB)}" if verdict is not None
             else ("ok" if result.labelled else "no labels in this batch")
         ),
     }
@@ -193,6 +184,29 @@ def drift_report(
     yield dg.MaterializeResult(metadata=metadata)
 
 
+def drift_report_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The drift_report asset of one model (plain key for a single config, ``<model>/drift_report`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(DRIFT_REPORT),
+        partitions_def=batch_partitions_for(names),
+        deps=names.keys(VALIDATED_DATA),
+        group_name=names.group(MONITORING),
+        kinds={"scikit-learn", "duckdb", "mlflow"},
+        pool=names.duckdb_pool,
+        code_version="1",
+        output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
+        required_resource_keys=names.resources("settings", "warehouse", "registry"),
+    )
+    def drift_report(context: dg.AssetExecutionContext):
+        """How a validated batch differs from the reference: per-feature and joint data drift, prediction drift and concept drift."""
+        yield from _drift_report(context, names, **names.bind(context, "settings", "warehouse", "registry"))
+
+    return drift_report
+
+
+drift_report = drift_report_asset()
+
+
 def _plain(value):
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-

@@ -17,7 +17,6 @@ from retrain_assets.constants import (
     CANDIDATE_MODEL,
     DRIFT_SENSOR,
     DRIFT_REPORT,
-    DUCKDB_POOL,
     LANDING_SENSOR,
     MODEL_HEALTH,
     MONITORING,
@@ -35,6 +34,7 @@ from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.markdown import markdown_table, png_markdown
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.state import policy_state
+from retrain_assets.names import SINGLE, ModelNames
 
 BATCH_FRESHNESS = "batch_freshness"
 LABEL_FRESHNESS = "label_freshness"
@@ -45,18 +45,19 @@ FINISHED_TICKS = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]
 """A tick still running (STARTED) has no outcome yet: the newest finished one is shown."""
 
 
-def sensor_decisions(instance: dg.DagsterInstance) -> list[dict[str, str]]:
+def sensor_decisions(instance: dg.DagsterInstance, names: ModelNames = SINGLE) -> list[dict[str, str]]:
     """Each deciding sensor's newest tick: when, what it did and why, in words. The UI shows a tick
     as "0 runs requested" with the reason a click deeper; here the reason is on the page."""
+    deciding = [names.name(sensor) for sensor in DECIDING_SENSORS]
     newest: dict[str, Any] = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.instigator_name not in DECIDING_SENSORS:
+        if state.instigator_name not in deciding:
             continue
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1, statuses=FINISHED_TICKS)
         if ticks and (state.instigator_name not in newest or ticks[0].timestamp > newest[state.instigator_name].timestamp):
             newest[state.instigator_name] = ticks[0]
     rows = []
-    for name in DECIDING_SENSORS:
+    for name in deciding:
         tick = newest.get(name)
         if tick is None:
             rows.append({"sensor": name, "last tick (UTC)": "", "decided": "no tick yet", "why": ""})
@@ -114,10 +115,10 @@ def _retrains(records, ledger: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(rows, columns=list(health.COST_COLUMNS)).sort_values("started_at").reset_index(drop=True)
 
 
-def _last_retrain(instance: dg.DagsterInstance, candidates) -> str:
+def _last_retrain(instance: dg.DagsterInstance, candidates, names: ModelNames = SINGLE) -> str:
     """The newest retrain run: when, why, and how it ended (its candidate among ``candidates``,
     candidate_model's materialization records)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=1)
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=names.name(RETRAIN_JOB)), limit=1)
     if not runs:
         return "no retrain has run yet"
     run = runs[0]
@@ -141,30 +142,17 @@ def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "")
 
 
-def _previous_flags(instance: dg.DagsterInstance) -> dict[str, bool]:
+def _previous_flags(instance: dg.DagsterInstance, names: ModelNames = SINGLE) -> dict[str, bool]:
     """Whether the previous model_health found batches and labels fresh (to alert once per breach)."""
-    records = instance.fetch_materializations(dg.AssetKey(MODEL_HEALTH), limit=1).records
+    records = instance.fetch_materializations(names.key(MODEL_HEALTH), limit=1).records
     if not records or records[0].asset_materialization is None:
         return {}
     meta = records[0].asset_materialization.metadata
     return {k: bool(meta[k].value) for k in ("batch_fresh", "labels_fresh") if k in meta}
 
 
-@dg.asset(
-    key=MODEL_HEALTH,
-    deps=[RAW_DATA, DRIFT_REPORT, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL],
-    group_name=MONITORING,
-    pool=DUCKDB_POOL,  # reads the warehouse between the writers' steps, never beside one
-    check_specs=[
-        dg.AssetCheckSpec(BATCH_FRESHNESS, asset=MODEL_HEALTH, blocking=False,
-                          description="A batch landed within health.max_hours_without_batch."),
-        dg.AssetCheckSpec(LABEL_FRESHNESS, asset=MODEL_HEALTH, blocking=False,
-                          description="Labels arrived within health.max_batches_without_labels batches."),
-    ],
-    kinds={"duckdb", "mlflow"},
-)
-def model_health(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry,
+def _model_health(
+    context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry,
 ) -> dg.MaterializeResult:
     """Is the model healthy? The verdict in one sentence, and everything behind it, on one page."""
     cfg = settings.load()
@@ -179,7 +167,7 @@ def model_health(
         metrics = metrics_store.read_production_metrics(conn)
         drift = metrics_store.read_drift_reports(conn)
         ledger = read_ledger(conn, cfg.registered_model_name)
-        state = policy_state(context.instance, conn, cfg, has_champion=champion is not None)
+        state = policy_state(context.instance, conn, cfg, has_champion=champion is not None, names=names)
     awaiting = [r.to_version for r in approval.open_requests(ledger)]
     first = state.first_champion.reason if state.first_champion is not None else None
     holdout = client.tags(champion).get(reg.TAG_HOLDOUT_METRIC) if champion is not None else None
@@ -191,7 +179,7 @@ def model_health(
     decision = policy.next_action(now, state, cfg.automation.policy())
     next_step = (f"retrain now ({decision.trigger}): {decision.reason}" if decision.retrain
                  else f"no retrain now: {decision.reason}")
-    candidates = context.instance.fetch_materializations(dg.AssetKey(CANDIDATE_MODEL), limit=10_000).records
+    candidates = context.instance.fetch_materializations(names.key(CANDIDATE_MODEL), limit=10_000).records
     retrains = _retrains(candidates, ledger, metrics)
     by_trigger, by_period = health.retrain_costs(retrains)
 
@@ -203,13 +191,13 @@ def model_health(
         "champion_version": champion or "none",
         "champion_since": _champion_since(ledger, champion),
         "next_step": next_step,
-        "last_retrain": _last_retrain(context.instance, candidates),
+        "last_retrain": _last_retrain(context.instance, candidates, names),
         "batch_freshness": fresh.batch_sentence,
         "label_freshness": fresh.labels_sentence,
         "batch_fresh": fresh.batch_fresh,
         "labels_fresh": fresh.labels_fresh,
         "awaiting_approval": dg.MetadataValue.json(awaiting),
-        "automation": dg.MetadataValue.md(markdown_table(sensor_decisions(context.instance), width=400)),
+        "automation": dg.MetadataValue.md(markdown_table(sensor_decisions(context.instance, names), width=400)),
         "retrains": len(retrains),
         "retrain_fit_seconds": round(float(retrains["fit_seconds"].sum()), 3) if not retrains.empty else 0.0,
         "retrain_costs_by_trigger": dg.MetadataValue.md(
@@ -254,7 +242,7 @@ def model_health(
                                          title="retrain fit seconds per week, by trigger")
         metadata["retrain_costs_plot"] = dg.MetadataValue.md(png_markdown(plot, "retrain fit seconds per week"))
 
-    previous = _previous_flags(context.instance)
+    previous = _previous_flags(context.instance, names)
     for name, ok, sentence in (("batch_fresh", fresh.batch_fresh, fresh.batch_sentence),
                                ("labels_fresh", fresh.labels_fresh, fresh.labels_sentence)):
         if not ok and previous.get(name, True):  # alert once per breach, not every hour
@@ -262,11 +250,11 @@ def model_health(
                        sentence, webhook_url=cfg.alerts.webhook_url, timeout_seconds=cfg.alerts.timeout_seconds,
                        logger=context.log)
     checks = [
-        dg.AssetCheckResult(check_name=BATCH_FRESHNESS, asset_key=MODEL_HEALTH, passed=fresh.batch_fresh,
+        dg.AssetCheckResult(check_name=BATCH_FRESHNESS, passed=fresh.batch_fresh,
                             severity=dg.AssetCheckSeverity.WARN, description=fresh.batch_sentence,
                             metadata={"hours_since_last_batch": fresh.hours_since_batch if fresh.hours_since_batch
                                       is not None else -1.0, "limit_hours": cfg.health.max_hours_without_batch}),
-        dg.AssetCheckResult(check_name=LABEL_FRESHNESS, asset_key=MODEL_HEALTH, passed=fresh.labels_fresh,
+        dg.AssetCheckResult(check_name=LABEL_FRESHNESS, passed=fresh.labels_fresh,
                             severity=dg.AssetCheckSeverity.WARN, description=fresh.labels_sentence,
                             metadata={"batches_since_labels": fresh.batches_since_labels
                                       if fresh.batches_since_labels is not None else -1,
@@ -274,3 +262,30 @@ def model_health(
     ]
     context.log.info(f"{verdict.verdict}: {verdict.sentence}")
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def model_health_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The model_health asset of one model (plain key for a single config, ``<model>/model_health`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(MODEL_HEALTH),
+        deps=names.keys(RAW_DATA, DRIFT_REPORT, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL),
+        group_name=names.group(MONITORING),
+        pool=names.duckdb_pool,  # reads the warehouse between the writers' steps, never beside one
+        check_specs=[
+            dg.AssetCheckSpec(BATCH_FRESHNESS, asset=names.key(MODEL_HEALTH), blocking=False,
+                              description="A batch landed within health.max_hours_without_batch."),
+            dg.AssetCheckSpec(LABEL_FRESHNESS, asset=names.key(MODEL_HEALTH), blocking=False,
+                              description="Labels arrived within health.max_batches_without_labels batches."),
+        ],
+        kinds={"duckdb", "mlflow"},
+        required_resource_keys=names.resources("settings", "warehouse", "registry"),
+    )
+    def model_health(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Is the model healthy? The verdict in one sentence, and everything behind it, on one page."""
+        return _model_health(context, names, **names.bind(context, "settings", "warehouse", "registry"))
+
+    return model_health
+
+
+model_health = model_health_asset()

@@ -6,17 +6,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.checks import file_check, file_refused
+from retrain_assets.checks import file_check_for, file_refused
 from retrain_assets.constants import (
-    BATCH_EXTENSIONS, DUCKDB_POOL, FILE_CHECK, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT,
+    BATCH_EXTENSIONS, FILE_CHECK, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT,
 )
 from retrain_assets.core import ingestion, landing, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.markdown import markdown_table
-from retrain_assets.partitions import batch_partitions
+from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import RetrainSettings, Warehouse
 from retrain_assets.runs import file_fingerprint, refusal
 from retrain_assets.settings import Settings
+from retrain_assets.names import SINGLE, ModelNames
 
 
 def locate_batch_file(settings: Settings, batch_id: str, tagged_path: str | None) -> Path:
@@ -57,17 +58,7 @@ def locate_batch_file(settings: Settings, batch_id: str, tagged_path: str | None
     raise refusal(f"batch {batch_id!r} exists as several files {[p.name for p in found]}; keep exactly one")
 
 
-@dg.asset(
-    key=RAW_DATA,
-    partitions_def=batch_partitions,
-    group_name=INGESTION,
-    kinds={"duckdb", "pandas"},
-    pool=DUCKDB_POOL,
-    code_version="1",
-    check_specs=[file_check],
-    output_required=False,  # a refused file is a failed check in a run that succeeds (see checks.py)
-)
-def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse):
+def _raw_data(context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse):
     """A landed batch file, stored as it arrived (CSV values as text) in DuckDB, with file, hash and arrival time."""
     cfg = settings.load()
     batch_id = context.partition_key
@@ -140,7 +131,7 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
         arrival = landing.out_of_order_message(batch_id, later[-1], cfg.drift.reference_batches)
         context.log.warning(arrival)
     yield dg.MaterializeResult(
-        check_results=[dg.AssetCheckResult(check_name=FILE_CHECK, asset_key=RAW_DATA, passed=True,
+        check_results=[dg.AssetCheckResult(check_name=FILE_CHECK, passed=True,
                                            description=f"{path.name}: {len(frame)} rows, {len(columns)} columns")],
         metadata={
             "file": dg.MetadataValue.path(str(path)),
@@ -160,3 +151,27 @@ def raw_data(context: dg.AssetExecutionContext, settings: RetrainSettings, wareh
         },
         data_version=dg.DataVersion(fp[:16]),
     )
+
+
+def raw_data_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The raw_data asset of one model (plain key for a single config, ``<model>/raw_data`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(RAW_DATA),
+        partitions_def=batch_partitions_for(names),
+        group_name=names.group(INGESTION),
+        kinds={"duckdb", "pandas"},
+        pool=names.duckdb_pool,
+        code_version="1",
+        check_specs=[file_check_for(names)],
+        output_required=False,  # a refused file is a failed check in a run that succeeds (see checks.py)
+        required_resource_keys=names.resources("settings", "warehouse"),
+    )
+    def raw_data(context: dg.AssetExecutionContext):
+        """A landed batch file, stored as it arrived (CSV values as text) in DuckDB, with file, hash and arrival time."""
+        yield from _raw_data(context, names, **names.bind(context, "settings", "warehouse"))
+
+    return raw_data
+
+
+raw_data = raw_data_asset()

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from retrain_assets.constants import DRIFT_REPORT, DUCKDB_POOL, MONITORING, PRODUCTION_METRICS
+from retrain_assets.constants import DRIFT_REPORT, MONITORING, PRODUCTION_METRICS
 from retrain_assets.core import approval, label_store, metrics_store, registry as reg, report, shadow, storage
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
@@ -15,9 +15,10 @@ from retrain_assets.core.registry import Champion
 from retrain_assets.core.watch import measure_batch
 from retrain_assets.core.markdown import markdown_table, png_markdown
 from retrain_assets.checks import held_back_message
-from retrain_assets.partitions import batch_partitions
+from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.views import shadow_evidence_metadata
+from retrain_assets.names import SINGLE, ModelNames
 
 
 def watched_previous(cfg, client: RegistryClient, conn, batch_id: str) -> Champion | None:
@@ -82,18 +83,8 @@ def drift_concept(reports: pd.DataFrame, batch_id: str, champion: Champion | Non
             "detectors_fired": list(row["detectors_fired"]) if row["detectors_fired"] is not None else []}
 
 
-@dg.asset(
-    key=PRODUCTION_METRICS,
-    partitions_def=batch_partitions,
-    deps=[DRIFT_REPORT],
-    group_name=MONITORING,
-    kinds={"scikit-learn", "duckdb", "mlflow"},
-    pool=DUCKDB_POOL,
-    code_version="1",
-    output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
-)
-def production_metrics(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+def _production_metrics(
+    context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
 ):
     """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), the post-promotion watch, and the challenger scored beside it (shadow)."""
     cfg = settings.load()
@@ -174,6 +165,30 @@ def production_metrics(
         metadata["metric_plot"] = dg.MetadataValue.path(str(plot))
         metadata["metric_plot_inline"] = dg.MetadataValue.md(png_markdown(plot, f"{cfg.metric} per batch"))
     yield dg.MaterializeResult(metadata=metadata)
+
+
+def production_metrics_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The production_metrics asset of one model (plain key for a single config, ``<model>/production_metrics`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(PRODUCTION_METRICS),
+        partitions_def=batch_partitions_for(names),
+        deps=names.keys(DRIFT_REPORT),
+        group_name=names.group(MONITORING),
+        kinds={"scikit-learn", "duckdb", "mlflow"},
+        pool=names.duckdb_pool,
+        code_version="1",
+        output_required=False,  # a held-back batch is skipped, not failed (see checks.py)
+        required_resource_keys=names.resources("settings", "warehouse", "registry"),
+    )
+    def production_metrics(context: dg.AssetExecutionContext):
+        """The champion on this batch: its metric with a 95% interval and River detectors (labelled), a label-free estimate (unlabelled), the post-promotion watch, and the challenger scored beside it (shadow)."""
+        yield from _production_metrics(context, names, **names.bind(context, "settings", "warehouse", "registry"))
+
+    return production_metrics
+
+
+production_metrics = production_metrics_asset()
 
 
 def _shadow_metadata(scores: shadow.ShadowScores) -> dict[str, Any]:

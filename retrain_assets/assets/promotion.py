@@ -9,7 +9,6 @@ import yaml
 from retrain_assets.constants import (
     APPROVE_PROMOTION_JOB,
     CANDIDATE_MODEL,
-    DUCKDB_POOL,
     PRODUCTION_MODEL,
     REJECT_PROMOTION_JOB,
     SERVING,
@@ -21,9 +20,10 @@ from retrain_assets.core.promotion import GatesFailed, Refused, check_promotable
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.runs import refusal, run_trigger
 from retrain_assets.views import champion_metadata, ledger_markdown
+from retrain_assets.names import SINGLE, ModelNames
 
 
-def approval_instructions(version: str, champion: str | None, expires_at) -> str:
+def approval_instructions(version: str, champion: str | None, expires_at, names: ModelNames = SINGLE) -> str:
     """Markdown: what awaits whom, until when, and the exact launchpad config and CLI commands."""
     approve = yaml.safe_dump(approval.run_config(approval.APPROVE_JOB_OP, version=version), sort_keys=False).strip()
     reject = yaml.safe_dump(approval.run_config(approval.REJECT_JOB_OP, version=version, note="<why not>"),
@@ -32,10 +32,10 @@ def approval_instructions(version: str, champion: str | None, expires_at) -> str
         f"**v{version} passed every gate against champion {'v' + champion if champion else '(none yet)'} and awaits "
         f"a person's approval** until {expires_at:%Y-%m-%d %H:%M} UTC (`promotion.approval_max_age_hours`). "
         "The champion does not move until then.\n\n"
-        f"**Approve**: launch job `{APPROVE_PROMOTION_JOB}` from the UI launchpad with\n\n```yaml\n{approve}\n```\n\n"
+        f"**Approve**: launch job `{names.name(APPROVE_PROMOTION_JOB)}` from the UI launchpad with\n\n```yaml\n{approve}\n```\n\n"
         f"or save that as `approve.yaml` and run `dagster job execute -m retrain_assets.definitions "
-        f"-j {APPROVE_PROMOTION_JOB} -c approve.yaml`.\n\n"
-        f"**Reject**: job `{REJECT_PROMOTION_JOB}` with\n\n```yaml\n{reject}\n```\n\n"
+        f"-j {names.name(APPROVE_PROMOTION_JOB)} -c approve.yaml`.\n\n"
+        f"**Reject**: job `{names.name(REJECT_PROMOTION_JOB)}` with\n\n```yaml\n{reject}\n```\n\n"
         "**Evidence**: `production_metrics` scores the challenger beside the champion on every new batch "
         "(`promotion.shadow_scoring`); the approve job logs the summary."
     )
@@ -43,7 +43,7 @@ def approval_instructions(version: str, champion: str | None, expires_at) -> str
 
 def _await_approval(
     context: dg.AssetExecutionContext, cfg, client: RegistryClient, warehouse: Warehouse, champion: str | None,
-    challenger: str, tags: dict[str, str],
+    challenger: str, tags: dict[str, str], names: ModelNames = SINGLE,
 ) -> dg.MaterializeResult:
     """Record that the gated challenger awaits a person's approval (the champion does not move)."""
     name, max_age = client.model_name, cfg.promotion.approval_max_age_hours
@@ -74,7 +74,7 @@ def _await_approval(
         ledger = read_ledger(conn, name)
     request = next(r for r in approval.requests(ledger) if r.entry_id == entry_id)
     expires_at = request.expires_at(max_age)
-    instructions = approval_instructions(challenger, champion, expires_at)
+    instructions = approval_instructions(challenger, champion, expires_at, names)
     context.log.info(instructions.replace("\n\n", "\n"))
     client.set_tags(challenger, {"retrain.approval": approval.AWAITING})
     return dg.MaterializeResult(metadata={
@@ -116,17 +116,8 @@ def _leave_as_it_was(context: dg.AssetExecutionContext, why: str) -> None:
     context.log.warning(f"{why}: production_model is left as it was (see the checks on candidate_model)")
 
 
-@dg.asset(
-    key=PRODUCTION_MODEL,
-    deps=[CANDIDATE_MODEL],
-    group_name=SERVING,
-    kinds={"mlflow", "duckdb"},
-    pool=DUCKDB_POOL,
-    code_version="1",
-    output_required=False,  # a candidate that failed its gates leaves it as it was: not materialized, not failed
-)
-def production_model(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
+def _production_model(
+    context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
 ):
     """The served model: MLflow alias `champion`, moved to the challenger only after it passed every gate (and, if required, a person approved it); each move in the ledger."""
     cfg = settings.load()
@@ -161,7 +152,7 @@ def production_model(
     except Refused as error:
         raise refusal(str(error)) from None
     if cfg.promotion.require_approval:
-        yield _await_approval(context, cfg, client, warehouse, champion, challenger, tags)
+        yield _await_approval(context, cfg, client, warehouse, champion, challenger, tags, names)
         return
 
     trigger, reason, launched_by = run_trigger(context)
@@ -171,3 +162,26 @@ def production_model(
     metadata = champion_metadata(client, challenger, champion, ledger)
     metadata["moved"] = True
     yield dg.MaterializeResult(metadata=metadata)
+
+
+def production_model_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The production_model asset of one model (plain key for a single config, ``<model>/production_model`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(PRODUCTION_MODEL),
+        deps=names.keys(CANDIDATE_MODEL),
+        group_name=names.group(SERVING),
+        kinds={"mlflow", "duckdb"},
+        pool=names.duckdb_pool,
+        code_version="1",
+        output_required=False,  # a candidate that failed its gates leaves it as it was: not materialized, not failed
+        required_resource_keys=names.resources("settings", "warehouse", "registry"),
+    )
+    def production_model(context: dg.AssetExecutionContext):
+        """The served model: MLflow alias `champion`, moved to the challenger only after it passed every gate (and, if required, a person approved it); each move in the ledger."""
+        yield from _production_model(context, names, **names.bind(context, "settings", "warehouse", "registry"))
+
+    return production_model
+
+
+production_model = production_model_asset()

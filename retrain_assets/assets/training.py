@@ -5,14 +5,12 @@ only a version that passed them all)."""
 from typing import Any
 
 import dagster as dg
-from dagster_mlflow import end_mlflow_on_run_finished
 import numpy as np
 
-from retrain_assets.checks import gate_check_result, gate_specs
+from retrain_assets.checks import gate_check_result, gate_specs_for
 from retrain_assets.constants import (
     CANDIDATE_MODEL,
     REPO_ROOT,
-    RETRAIN_POOL,
     TRAINING,
     VALIDATED_DATA,
 )
@@ -37,8 +35,9 @@ from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.training_data import training_xy
 from retrain_assets.core.training_data import check_training_data, data_fingerprint
 from retrain_assets.core.markdown import markdown_table
-from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse, mlflow_run_hooks
 from retrain_assets.runs import refusal, run_trigger
+from retrain_assets.names import SINGLE, ModelNames
 
 FIT_MIN_ROWS = 10
 """Below this many labelled rows nothing is fitted at all (the data_sufficiency gate's own,
@@ -61,18 +60,8 @@ def _awaiting_approval(cfg, client: RegistryClient, warehouse: Warehouse) -> str
     return challenger if challenger in waiting else None
 
 
-@dg.asset(
-    key=CANDIDATE_MODEL,
-    deps=[VALIDATED_DATA],
-    check_specs=gate_specs,
-    hooks={end_mlflow_on_run_finished},  # marks the MLflow run FAILED when the step fails, in any job
-    group_name=TRAINING,
-    pool=RETRAIN_POOL,
-    kinds={"scikit-learn", "mlflow"},
-    code_version="1",
-)
-def candidate_model(
-    context: dg.AssetExecutionContext,
+def _candidate_model(
+    context: dg.AssetExecutionContext, names: ModelNames,
     settings: RetrainSettings,
     warehouse: Warehouse,
     registry: ModelRegistry,
@@ -236,3 +225,27 @@ def candidate_model(
             f"{redact_url(cfg.mlflow_tracking_uri).rstrip('/')}/#/models/{cfg.registered_model_name}/versions/{version}"
         )
     return dg.MaterializeResult(metadata=metadata, check_results=[gate_check_result(r) for r in results])
+
+
+def candidate_model_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The candidate_model asset of one model (plain key for a single config, ``<model>/candidate_model`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(CANDIDATE_MODEL),
+        deps=names.keys(VALIDATED_DATA),
+        check_specs=gate_specs_for(names),
+        hooks=set(mlflow_run_hooks(names)),  # marks the MLflow run FAILED when the step fails, in any job
+        group_name=names.group(TRAINING),
+        pool=names.retrain_pool,
+        kinds={"scikit-learn", "mlflow"},
+        code_version="1",
+        required_resource_keys=names.resources("settings", "warehouse", "registry", "mlflow"),
+    )
+    def candidate_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """A model trained on the training window, registered in MLflow as `challenger`, judged by six gates that production_model obeys."""
+        return _candidate_model(context, names, **names.bind(context, "settings", "warehouse", "registry", "mlflow"))
+
+    return candidate_model
+
+
+candidate_model = candidate_model_asset()

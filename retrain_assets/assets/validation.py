@@ -5,16 +5,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_assets.checks import explain, rules_table, validation_gate, validation_gate_result
-from retrain_assets.constants import DUCKDB_POOL, LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
+from retrain_assets.checks import explain, rules_table, validation_gate_for, validation_gate_result
+from retrain_assets.constants import LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
 from retrain_assets.core import ingestion, label_store, late_labels, paths, rejected, storage
 from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.schema import SchemaStore, with_classes
 from retrain_assets.core.validation import validate_batch
 from retrain_assets.core.validation_rules import Limits
 from retrain_assets.core.markdown import markdown_table
-from retrain_assets.partitions import batch_partitions
+from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import RetrainSettings, Warehouse
+from retrain_assets.names import SINGLE, ModelNames
 
 
 """validated_data metadata of a labels file: the batches it gave labels to (scored again by the landing sensor)."""
@@ -39,18 +40,8 @@ def _move_rejected_file(
     ).moved_to
 
 
-@dg.asset(
-    key=VALIDATED_DATA,
-    partitions_def=batch_partitions,
-    deps=[RAW_DATA],
-    check_specs=[validation_gate],
-    group_name=VALIDATION,
-    kinds={"great_expectations", "duckdb"},
-    pool=DUCKDB_POOL,
-    code_version="1",
-)
-def validated_data(
-    context: dg.AssetExecutionContext, settings: RetrainSettings, warehouse: Warehouse
+def _validated_data(
+    context: dg.AssetExecutionContext, names: ModelNames, settings: RetrainSettings, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     """Rows of a batch that pass the Great Expectations suite; bad rows quarantined with the rules they broke."""
     cfg = settings.load()
@@ -132,6 +123,30 @@ def validated_data(
         },
         check_results=[validation_gate_result(report, moved_to)],
     )
+
+
+def validated_data_asset(names: ModelNames = SINGLE) -> dg.AssetsDefinition:
+    """The validated_data asset of one model (plain key for a single config, ``<model>/validated_data`` in a fleet)."""
+
+    @dg.asset(
+        key=names.key(VALIDATED_DATA),
+        partitions_def=batch_partitions_for(names),
+        deps=names.keys(RAW_DATA),
+        check_specs=[validation_gate_for(names)],
+        group_name=names.group(VALIDATION),
+        kinds={"great_expectations", "duckdb"},
+        pool=names.duckdb_pool,
+        code_version="1",
+        required_resource_keys=names.resources("settings", "warehouse"),
+    )
+    def validated_data(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Rows of a batch that pass the Great Expectations suite; bad rows quarantined with the rules they broke."""
+        return _validated_data(context, names, **names.bind(context, "settings", "warehouse"))
+
+    return validated_data
+
+
+validated_data = validated_data_asset()
 
 
 def _take_labels_file(context: dg.AssetExecutionContext, cfg, warehouse: Warehouse, raw, schema,

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from retrain_assets.constants import BATCH_EXTENSIONS, RAW_DATA
 from retrain_assets.core import ingestion, landing, paths, rejected, storage
+from retrain_assets.names import names_of_run
 from retrain_assets.resources import RetrainSettings, Warehouse
 from retrain_assets.runs import file_fingerprint
 from retrain_assets.runs import refusal as _refuse
@@ -108,7 +109,7 @@ def replace_ingested_batch(
         f"{batch_id!r} on its next tick. The refused copy stays in {cfg.rejected_dir / batch_id}."
     )
     context.log_event(dg.AssetObservation(
-        asset_key=RAW_DATA, partition=batch_id,
+        asset_key=names_of_run(context.run.tags).key(RAW_DATA), partition=batch_id,
         metadata={
             "replaced_by": dg.MetadataValue.path(str(destination)), "sha256": new_fp,
             "replaced_sha256": prior.fingerprint, "replaced_rows_kept_in": dg.MetadataValue.path(str(kept)),

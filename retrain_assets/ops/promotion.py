@@ -25,6 +25,7 @@ from retrain_assets.core.promotion import (
     promotion_entry,
     rollback_target,
 )
+from retrain_assets.names import names_of_run
 from retrain_assets.resources import ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.runs import refusal, run_trigger
 from retrain_assets.views import champion_metadata, ledger_markdown, shadow_evidence_metadata
@@ -63,7 +64,7 @@ def rollback_champion(
     context.log.info(f"rolled back: champion v{champion} -> v{target} ({config.reason})")
     metadata = champion_metadata(client, target, champion, ledger)
     metadata.update(moved=True, rollback_reason=config.reason)
-    context.log_event(dg.AssetMaterialization(asset_key=PRODUCTION_MODEL, metadata=metadata,
+    context.log_event(dg.AssetMaterialization(asset_key=names_of_run(context.run.tags).key(PRODUCTION_MODEL), metadata=metadata,
                                               description=f"rollback v{champion} -> v{target}"))
 
 
@@ -146,7 +147,7 @@ def approve_challenger(
     metadata = champion_metadata(client, version, champion, ledger)
     metadata.update(moved=True, approved_by=approver, approval_note=note, waited_hours=round(waited, 2),
                     **evidence_metadata)
-    context.log_event(dg.AssetMaterialization(asset_key=PRODUCTION_MODEL, metadata=metadata,
+    context.log_event(dg.AssetMaterialization(asset_key=names_of_run(context.run.tags).key(PRODUCTION_MODEL), metadata=metadata,
                                               description=f"v{version} approved by {approver}"))
 
 
@@ -171,7 +172,7 @@ def reject_challenger(
     client.set_tags(version, {"retrain.approval": "rejected", "retrain.rejected_by": approver})
     context.log.info(f"v{version} rejected by {approver}: {note}; the champion stays "
                      f"{'v' + champion if champion else 'unset'} (shadow evidence: {evidence})")
-    context.log_event(dg.AssetObservation(asset_key=PRODUCTION_MODEL, description=f"v{version} rejected by {approver}",
+    context.log_event(dg.AssetObservation(asset_key=names_of_run(context.run.tags).key(PRODUCTION_MODEL), description=f"v{version} rejected by {approver}",
                                           metadata={
         "rejected_version": version, "rejected_by": approver, "rejection_note": note,
         "champion_version": champion or "none yet", "moved": False, "ledger": ledger_markdown(ledger),

@@ -24,13 +24,15 @@ from retrain_assets.core import approval, registry as reg
 from retrain_assets.core.ledger import read_ledger, settle_approval_requests
 from retrain_assets.core.alerts import send_alert
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
+from retrain_assets.names import SINGLE, ModelNames, with_model_resources_of
 from retrain_assets.state import new_materializations
 
 
-def own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> bool:
-    """Whether a run is of a job of this code location (the implicit asset job included)."""
+def own_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun, names: ModelNames = SINGLE) -> bool:
+    """Whether a run is of a job of this code location (the implicit asset job included) and, in a
+    fleet, serves this sensor's model."""
     repository = context.repository_def
-    return repository is None or repository.has_job(run.job_name)
+    return (repository is None or repository.has_job(run.job_name)) and names.serves(run)
 
 
 def alert(cfg, context, title: str, details: str):
@@ -78,12 +80,12 @@ def promotion_blocked(run: dg.DagsterRun, failed: list[str]) -> str:
             + " | ".join(failed))
 
 
-def build_refusal_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_refusal_alert_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE) -> dg.SensorDefinition:
     """The sensor that alerts refusals, ticking at the configured interval (Dagster's default for a
     run-status sensor is 30 s)."""
 
     @dg.run_status_sensor(
-        name=REFUSAL_ALERT_SENSOR,
+        name=names.name(REFUSAL_ALERT_SENSOR),
         run_status=dg.DagsterRunStatus.SUCCESS,
         monitor_all_code_locations=True,  # as alert_on_run_failure: runs of `dagster job execute` too
         minimum_interval_seconds=minimum_interval_seconds,
@@ -92,17 +94,19 @@ def build_refusal_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefini
         "batch back or refused a candidate: those runs succeed (the platform did its job) and the failed checks "
         "say why.",
     )
+    @with_model_resources_of(names)
     def alert_on_refusal(context: dg.RunStatusSensorContext, settings: RetrainSettings):
         """Alerts on a landed file refused by raw_data, a batch held back by validation and a candidate
         refused by its gates (model_health's freshness checks alert once per breach themselves)."""
         # It returns None, never a SkipReason: Dagster stops a tick at the first run whose sensor call
         # returns something, so a SkipReason per quiet run would leave one run per tick and delay alerts.
         run = context.dagster_run
-        if not own_run(context, run):
+        if not own_run(context, run, names):
             return None
         failed = failed_checks(context.instance, run.run_id)
-        file_refused, held_back = failed.get(RAW_DATA, []), failed.get(VALIDATED_DATA, [])
-        refused = failed.get(CANDIDATE_MODEL, [])
+        file_refused = failed.get(names.key(RAW_DATA).to_user_string(), [])
+        held_back = failed.get(names.key(VALIDATED_DATA).to_user_string(), [])
+        refused = failed.get(names.key(CANDIDATE_MODEL).to_user_string(), [])
         if not file_refused and not held_back and not refused:
             return None
         cfg = settings.load()
@@ -121,49 +125,57 @@ def build_refusal_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefini
     return alert_on_refusal
 
 
-@dg.run_failure_sensor(
-    name=ALERT_SENSOR,
-    # Without it Dagster matches only runs launched from this code location: a run of
-    # `dagster job execute` has no code-location origin and would never be alerted.
-    monitor_all_code_locations=True,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run of this project's jobs, "
-    "however launched (daemon, launchpad, CLI), naming any check that failed in it.",
-)
-def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
-    """Alerts on failed runs, naming the checks that failed in them."""
-    run = context.dagster_run
-    if not own_run(context, run):
-        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name}: not a job of this code location")
-    cfg = settings.load()
-    details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
-    failed = [text for texts in failed_checks(context.instance, run.run_id).values() for text in texts]
-    if failed:
-        details += " | " + " | ".join(failed)
-    alert(cfg, context, f"run of {run.job_name} failed", details)
+def build_failure_alert_sensor(names: ModelNames = SINGLE) -> dg.SensorDefinition:
+    """The sensor that alerts failed runs (of this model, in a fleet)."""
+
+    @dg.run_failure_sensor(
+        name=names.name(ALERT_SENSOR),
+        # Without it Dagster matches only runs launched from this code location: a run of
+        # `dagster job execute` has no code-location origin and would never be alerted.
+        monitor_all_code_locations=True,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts (webhook from alerts.webhook_url, and the log) on every failed run of this project's "
+        "jobs, however launched (daemon, launchpad, CLI), naming any check that failed in it.",
+    )
+    @with_model_resources_of(names)
+    def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: RetrainSettings):
+        """Alerts on failed runs, naming the checks that failed in them."""
+        run = context.dagster_run
+        if not own_run(context, run, names):  # None, not a SkipReason: see alert_on_refusal
+            return None
+        cfg = settings.load()
+        details = f"run {run.run_id[:8]}: {_failure_explained(context.instance, run, context.failure_event.message)}"
+        failed = [text for texts in failed_checks(context.instance, run.run_id).values() for text in texts]
+        if failed:
+            details += " | " + " | ".join(failed)
+        alert(cfg, context, f"run of {run.job_name} failed", details)
+
+    return alert_on_run_failure
 
 
-def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+alert_on_run_failure = build_failure_alert_sensor()
+
+
+def build_approval_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE) -> dg.SensorDefinition:
     """The sensor that tells people a candidate awaits their approval, and when a request expired."""
 
     @dg.sensor(
-        name=APPROVAL_SENSOR,
+        name=names.name(APPROVAL_SENSOR),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "With promotion.require_approval: alerts when a candidate that passed every gate awaits a person's "
-            f"approval (how to run {APPROVE_PROMOTION_JOB} / {REJECT_PROMOTION_JOB}), and records and alerts an "
+            f"approval (how to run {names.name(APPROVE_PROMOTION_JOB)} / {names.name(REJECT_PROMOTION_JOB)}), and records and alerts an "
             "approval request that expired unapproved (promotion.approval_max_age_hours)."
         ),
     )
-    def approval_alert_sensor(
-        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-    ):
+    @with_model_resources_of(names)
+    def approval_alert_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry):
         """Alerts when a candidate awaits approval; records and alerts expired approval requests."""
         first_tick = context.cursor is None
         state = json.loads(context.cursor) if context.cursor else {}
         awaited: dict[str, str] = state.get("awaiting", {})  # entry id -> when it was requested (ISO, UTC)
-        records = new_materializations(context.instance, PRODUCTION_MODEL, state.get("after"), first_tick_newest=first_tick)
+        records = new_materializations(context.instance, names.key(PRODUCTION_MODEL), state.get("after"), first_tick_newest=first_tick)
         after = str(records[-1].storage_id) if records else state.get("after")
         requested = [
             r.asset_materialization.metadata["approval_entry_id"].value for r in records
@@ -198,9 +210,9 @@ def build_approval_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 f"v{request.to_version} passed every gate against champion "
                 f"{'v' + request.from_version if request.from_version else '(none yet)'} "
                 f"(trigger {request.trigger or 'manual'}) and awaits approval until "
-                f"{request.expires_at(max_age):%Y-%m-%d %H:%M} UTC. Approve: job {APPROVE_PROMOTION_JOB} from the launchpad "
-                f"or `dagster job execute -m retrain_assets.definitions -j {APPROVE_PROMOTION_JOB} -c approve.yaml` with "
-                f"{config}; reject: job {REJECT_PROMOTION_JOB}. Shadow evidence: production_metrics."
+                f"{request.expires_at(max_age):%Y-%m-%d %H:%M} UTC. Approve: job {names.name(APPROVE_PROMOTION_JOB)} from the "
+                f"launchpad or `dagster job execute -m retrain_assets.definitions -j {names.name(APPROVE_PROMOTION_JOB)} -c "
+                f"approve.yaml` with {config}; reject: job {names.name(REJECT_PROMOTION_JOB)}. Shadow evidence: production_metrics."
             ))
         awaited = {entry: r.recorded_at.isoformat() for entry, r in still_open.items()}
         context.update_cursor(json.dumps({"after": after, "awaiting": awaited}))

@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from retrain_assets.constants import (
+    MODEL_HEALTH,
     CANDIDATE_MODEL,
     HEALTH_JOB,
     HEALTH_SCHEDULE,
@@ -14,19 +15,21 @@ from retrain_assets.constants import (
     PRODUCTION_MODEL,
     RAW_DATA,
 )
-from retrain_assets.jobs import health_job
+from retrain_assets.jobs import ModelJobs, single_jobs
+from retrain_assets.names import SINGLE, ModelNames
 from retrain_assets.state import new_materializations
 
 WATCHED = (RAW_DATA, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL)
 """A new batch, its metrics, a candidate (passed or blocked) and a champion move change the health."""
 
 
-def build_health_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_health_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE, jobs: ModelJobs | None = None) -> dg.SensorDefinition:
     """The sensor that refreshes model_health when something it shows has changed."""
+    jobs = jobs or single_jobs()
 
     @dg.sensor(
-        name=HEALTH_SENSOR,
-        job=health_job,
+        name=names.name(HEALTH_SENSOR),
+        job=jobs.health,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Refreshes model_health after new materializations of {', '.join(WATCHED)}.",
@@ -36,23 +39,71 @@ def build_health_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         cursor = json.loads(context.cursor) if context.cursor else {}
         changed, after = [], dict(cursor)
         for key in WATCHED:
-            records = new_materializations(context.instance, key, cursor.get(key), first_tick_newest=True)
+            records = new_materializations(context.instance, names.key(key), cursor.get(key), first_tick_newest=True)
             if records:
                 after[key] = str(records[-1].storage_id)
                 changed.append(f"{key} ×{len(records)}")
         context.update_cursor(json.dumps(after))
         if not changed:
             return dg.SkipReason("nothing model_health shows has changed")
-        return dg.RunRequest(job_name=HEALTH_JOB, run_key=f"health:{'-'.join(after.get(k, '0') for k in WATCHED)}",
+        return dg.RunRequest(job_name=names.name(HEALTH_JOB), run_key=f"health:{'-'.join(after.get(k, '0') for k in WATCHED)}",
                              tags={"retrain/health_refresh": ", ".join(changed)[:200]})
 
     return model_health_sensor
 
 
-def build_health_schedule(cron: str, timezone_name: str) -> dg.ScheduleDefinition:
+def build_health_schedule(cron: str, timezone_name: str, names: ModelNames = SINGLE,
+                          jobs: ModelJobs | None = None) -> dg.ScheduleDefinition:
     """Hourly (``health.schedule_cron``): freshness is judged even when nothing lands."""
+    jobs = jobs or single_jobs()
     return dg.ScheduleDefinition(
-        name=HEALTH_SCHEDULE, cron_schedule=cron, execution_timezone=timezone_name, job=health_job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        name=names.name(HEALTH_SCHEDULE), cron_schedule=cron, execution_timezone=timezone_name, job=jobs.health,
+        default_status=dg.DefaultScheduleStatus.RUNNING, tags=names.tags,
         description="Refreshes model_health (health.schedule_cron), so a feed that stopped is noticed and alerted.",
     )
+
+
+FLEET_HEALTH_JOB = "refresh_fleet_health"
+FLEET_HEALTH_SENSOR = "fleet_health_sensor"
+FLEET_CONFIG_SENSOR = "fleet_config_errors"
+
+
+def build_fleet_health_sensor(minimum_interval_seconds: int, models: list[str],
+                              job) -> dg.SensorDefinition:
+    """Refreshes fleet_health after any model's model_health is refreshed."""
+
+    @dg.sensor(name=FLEET_HEALTH_SENSOR, job=job, minimum_interval_seconds=minimum_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Refreshes fleet_health after any model's model_health materializes.")
+    def fleet_health_sensor(context: dg.SensorEvaluationContext):
+        """One refresh of fleet_health for all models whose health changed since the last tick."""
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        changed, after = [], dict(cursor)
+        for model in models:
+            records = new_materializations(context.instance, ModelNames(model).key(MODEL_HEALTH), cursor.get(model),
+                                           first_tick_newest=True)
+            if records:
+                after[model] = str(records[-1].storage_id)
+                changed.append(model)
+        context.update_cursor(json.dumps(after))
+        if not changed:
+            return dg.SkipReason("no model's health has changed")
+        return dg.RunRequest(run_key=f"fleet:{'-'.join(after.get(m, '0') for m in models)}",
+                             tags={"retrain/health_refresh": ", ".join(changed)[:200]})
+
+    return fleet_health_sensor
+
+
+def build_fleet_config_sensor(errors: list[tuple[str, str]]) -> dg.SensorDefinition:
+    """A sensor whose every tick fails with the model files left out of the fleet, so the Automation
+    page shows them in red until they are fixed (the other models run)."""
+    message = "; ".join(f"{name}: {why}" for name, why in errors)
+
+    @dg.sensor(name=FLEET_CONFIG_SENSOR, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Fails while a model file of the fleet is invalid: " + message[:500])
+    def fleet_config_errors(context: dg.SensorEvaluationContext):
+        """Fails with every model file left out of the fleet and why."""
+        raise dg.Failure(f"{len(errors)} model file(s) left out of the fleet (the other models run): {message}. "
+                         "Fix the file; the code location reloads it.")
+
+    return fleet_config_errors

@@ -16,8 +16,9 @@ from retrain_assets.constants import (
 from retrain_assets.sensors.alerts import alert as _alert
 from retrain_assets.state import fail_dead_runs, new_materializations
 from retrain_assets.core import ingestion, landing, paths, rejected, retries
-from retrain_assets.jobs import ingest_job
-from retrain_assets.partitions import batch_partitions
+from retrain_assets.jobs import ModelJobs, single_jobs
+from retrain_assets.names import SINGLE, ModelNames, with_model_resources_of
+from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import RetrainSettings
 
 
@@ -104,12 +105,13 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
     return "failed"
 
 
-def failed_ingests(instance: dg.DagsterInstance, max_retries: int) -> list[retries.FailedIngest]:
+def failed_ingests(instance: dg.DagsterInstance, max_retries: int,
+                   names: ModelNames = SINGLE) -> list[retries.FailedIngest]:
     """Batches whose newest ingest run failed for an outside cause, with how many times in a row."""
     found = []
     seen = set()
     failures = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=INGEST_JOB, statuses=[dg.DagsterRunStatus.FAILURE]),
+        filters=dg.RunsFilter(job_name=names.name(INGEST_JOB), statuses=[dg.DagsterRunStatus.FAILURE]),
         limit=FAILED_INGESTS_SCANNED,
     )
     for failure in failures:
@@ -118,7 +120,8 @@ def failed_ingests(instance: dg.DagsterInstance, max_retries: int) -> list[retri
             continue
         seen.add(batch_id)
         newest = instance.get_run_records(
-            filters=dg.RunsFilter(job_name=INGEST_JOB, tags={PARTITION_NAME_TAG: batch_id}), limit=max_retries + 2,
+            filters=dg.RunsFilter(job_name=names.name(INGEST_JOB), tags={PARTITION_NAME_TAG: batch_id}),
+            limit=max_retries + 2,
         )
         attempts = 0
         for record in newest:
@@ -153,11 +156,12 @@ def retry_request(item: retries.FailedIngest, max_retries: int) -> dg.RunRequest
     return dg.RunRequest(run_key=f"{item.batch_id}:retry:{item.run_id}", partition_key=item.batch_id, tags=tags)
 
 
-def rescore_requests(instance: dg.DagsterInstance, state: landing.LandingState) -> list[dg.RunRequest]:
+def rescore_requests(instance: dg.DagsterInstance, state: landing.LandingState,
+                     names: ModelNames = SINGLE) -> list[dg.RunRequest]:
     """Score again each batch a labels file gave labels to (drift_report and production_metrics of
     that batch), once per labels file and batch; advances ``state.labels_seen``."""
     requests = []
-    for record in new_materializations(instance, VALIDATED_DATA, str(state.labels_seen or "") or None):
+    for record in new_materializations(instance, names.key(VALIDATED_DATA), str(state.labels_seen or "") or None):
         state.labels_seen = record.storage_id
         materialization = record.asset_materialization
         value = (materialization.metadata or {}).get(LABELS_FOR)
@@ -167,19 +171,21 @@ def rescore_requests(instance: dg.DagsterInstance, state: landing.LandingState) 
             requests.append(dg.RunRequest(
                 run_key=f"labels:{labels_file}:{batch_id}:{record.storage_id}",
                 partition_key=batch_id,
-                asset_selection=[dg.AssetKey(DRIFT_REPORT), dg.AssetKey(PRODUCTION_METRICS)],
+                asset_selection=names.keys(DRIFT_REPORT, PRODUCTION_METRICS),
                 tags={TAG_TRIGGER: "late_labels",
                       TAG_REASON: f"labels for earlier rows of batch {batch_id} arrived in labels file {labels_file}"},
             ))
     return requests
 
 
-def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_landing_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE, jobs: ModelJobs | None = None) -> dg.SensorDefinition:
     """The landing sensor, ticking at the configured interval."""
+    jobs = jobs or single_jobs()
+    partitions = batch_partitions_for(names)
 
     @dg.sensor(
-        name=LANDING_SENSOR,
-        job=ingest_job,
+        name=names.name(LANDING_SENSOR),
+        job=jobs.ingest,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -187,6 +193,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             "file (run key = batch id + sha256); refuses bad or changed files into the rejected area."
         ),
     )
+    @with_model_resources_of(names)
     def landing_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings) -> dg.SensorResult:
         """Watches dataset.landing_dir and requests an ingest run per new batch file."""
         fail_dead_runs(context.instance, context.log)  # a killed ingest must not hold the DuckDB pool forever
@@ -207,7 +214,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 continue
             try:
                 rejection = rejected.reject_file(
-                    refused.path, cfg.rejected_dir, reason=refused.reason, stage=LANDING_SENSOR,
+                    refused.path, cfg.rejected_dir, reason=refused.reason, stage=names.name(LANDING_SENSOR),
                     fingerprint_hex=refused.fingerprint, landing_dir=cfg.dataset.landing_dir,
                 )
             except (OSError, paths.UnsafePathError) as error:  # e.g. rejected/ not writable: say so, go on
@@ -218,7 +225,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         for batch_id, latest in plan.out_of_order.items():
             context.log.warning(landing.out_of_order_message(batch_id, latest, cfg.drift.reference_batches))
 
-        known = set(context.instance.get_dynamic_partitions(batch_partitions.name))
+        known = set(context.instance.get_dynamic_partitions(partitions.name))
         new_ids = [b.batch_id for b in plan.new if b.batch_id not in known]
         run_requests = [
             dg.RunRequest(
@@ -237,13 +244,13 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             for batch in plan.new
         ]
         state = plan.state
-        rescored = rescore_requests(context.instance, state)
+        rescored = rescore_requests(context.instance, state, names)
         for request in rescored:
             context.log.info(request.tags[TAG_REASON] + ": scoring it again")
         run_requests += rescored
         auto = cfg.automation
         retry_plan = retries.plan_retries(
-            failed_ingests(context.instance, auto.ingest_retries), time.time(),
+            failed_ingests(context.instance, auto.ingest_retries, names), time.time(),
             max_retries=auto.ingest_retries, base_minutes=auto.ingest_retry_minutes,
         )
         for item in retry_plan.retry:
@@ -253,7 +260,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         state.given_up = {batch: run for batch, run in state.given_up.items() if batch in stuck}
         for item in retry_plan.given_up:
             if state.given_up.get(item.batch_id) != item.run_id:  # logged and alerted once; listed every tick
-                message = retries.given_up_message(item, auto.ingest_retries, INGEST_JOB)
+                message = retries.given_up_message(item, auto.ingest_retries, names.name(INGEST_JOB))
                 context.log.error(message)
                 state.given_up[item.batch_id] = item.run_id
                 _alert(cfg, context, f"batch {item.batch_id} not ingested", message)
@@ -268,7 +275,7 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 skip_reason += "; " + "; ".join(waiting)
         return dg.SensorResult(
             run_requests=run_requests,
-            dynamic_partitions_requests=[batch_partitions.build_add_request(new_ids)] if new_ids else [],
+            dynamic_partitions_requests=[partitions.build_add_request(new_ids)] if new_ids else [],
             cursor=state.to_json(),
             skip_reason=skip_reason,
         )

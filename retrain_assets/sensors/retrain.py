@@ -16,17 +16,21 @@ from retrain_assets.constants import (
     TAG_TRIGGER,
 )
 from retrain_assets.core import label_store, metrics_store, policy
-from retrain_assets.jobs import retrain_job, rollback_job
+from retrain_assets.core.fleet import FleetSettings
+from retrain_assets.jobs import ModelJobs, single_jobs
+from retrain_assets.names import SINGLE, ModelNames, with_model_resources_of
 from retrain_assets.resources import SENSOR_LOCK_WAIT_SECONDS, ModelRegistry, RetrainSettings, Warehouse
 from retrain_assets.sensors.alerts import alert
-from retrain_assets.state import new_materializations, policy_state, retrain_request
+from retrain_assets.state import fleet_request, new_materializations, policy_state
 
-def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_drift_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE, jobs: ModelJobs | None = None,
+                       fleet: FleetSettings | None = None) -> dg.SensorDefinition:
     """The sensor that retrains on actionable drift."""
+    jobs = jobs or single_jobs()
 
     @dg.sensor(
-        name=DRIFT_SENSOR,
-        jobs=[retrain_job],
+        name=names.name(DRIFT_SENSOR),
+        jobs=[jobs.retrain],
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -35,36 +39,42 @@ def build_drift_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             "automation.confirm_k of confirm_n batches) and the policy allows it."
         ),
     )
-    def drift_retrain_sensor(
-        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-    ):
+    @with_model_resources_of(names)
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry):
         """Requests a retrain on actionable drift, within the retrain policy."""
-        records = new_materializations(context.instance, DRIFT_REPORT, context.cursor)
+        previous = context.cursor
+        records = new_materializations(context.instance, names.key(DRIFT_REPORT), context.cursor)
         if not records:
             return dg.SkipReason("no new drift report")
         cursor = str(records[-1].storage_id)
         cfg = settings.load()
         with warehouse.get_connection(SENSOR_LOCK_WAIT_SECONDS) as conn:
-            state = policy_state(context.instance, conn, cfg, has_champion=registry.champion_version() is not None)
+            state = policy_state(context.instance, conn, cfg, has_champion=registry.champion_version() is not None,
+                                 names=names)
         decision = policy.next_action(datetime.now(timezone.utc), state, cfg.automation.policy())
         context.update_cursor(cursor)
         if decision.trigger == "performance_decline":  # the performance sensor owns metric declines
-            return dg.SkipReason(f"the champion's metric decline is handled by {PERFORMANCE_SENSOR}: {decision.reason}")
+            return dg.SkipReason(f"the champion's metric decline is handled by {names.name(PERFORMANCE_SENSOR)}: {decision.reason}")
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
         newest = state.signals[-1].batch_id if state.signals else "start"
         context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
-        return [retrain_request(decision, newest)]
+        request = fleet_request(context.instance, decision, newest, names, fleet)
+        if isinstance(request, dg.SkipReason):  # the fleet's budget is spent: ask again at the next tick
+            context.update_cursor(previous)
+        return request
 
     return drift_retrain_sensor
 
 
-def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_performance_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE, jobs: ModelJobs | None = None,
+                       fleet: FleetSettings | None = None) -> dg.SensorDefinition:
     """The sensor that retrains on a metric decline and rolls back a new champion that does worse."""
+    jobs = jobs or single_jobs()
 
     @dg.sensor(
-        name=PERFORMANCE_SENSOR,
-        jobs=[retrain_job, rollback_job],
+        name=names.name(PERFORMANCE_SENSOR),
+        jobs=[jobs.retrain, jobs.rollback],
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -73,11 +83,11 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
             "below its holdout metric (or a River detector fires while it gets worse); alerts on both."
         ),
     )
-    def performance_sensor(
-        context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry
-    ):
+    @with_model_resources_of(names)
+    def performance_sensor(context: dg.SensorEvaluationContext, settings: RetrainSettings, warehouse: Warehouse, registry: ModelRegistry):
         """Rolls back a worse new champion; requests a retrain on a metric decline; alerts."""
-        records = new_materializations(context.instance, PRODUCTION_METRICS, context.cursor, first_tick_newest=True)
+        previous = context.cursor
+        records = new_materializations(context.instance, names.key(PRODUCTION_METRICS), context.cursor, first_tick_newest=True)
         if not records:
             return dg.SkipReason("no new production metrics")
         context.update_cursor(str(records[-1].storage_id))
@@ -120,10 +130,10 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
                     "reason": f"post-promotion watch on batch {row['batch_id']}: {row['summary']}"[:500],
                 }}}}
                 return [dg.RunRequest(
-                    run_key=f"rollback:{row['batch_id']}:{row['champion_version']}", job_name=ROLLBACK_JOB,
+                    run_key=f"rollback:{row['batch_id']}:{row['champion_version']}", job_name=names.name(ROLLBACK_JOB),
                     run_config=config, tags={TAG_TRIGGER: "rollback", TAG_REASON: details[:500]},
                 )]
-            state = policy_state(context.instance, conn, cfg, has_champion=True)
+            state = policy_state(context.instance, conn, cfg, has_champion=True, names=names)
         # The same decision as the drift sensor's (policy.next_action); this sensor acts on the
         # champion getting worse, the drift sensor on drift (whichever ticks first requests the
         # retrain; the other then finds it running).
@@ -134,6 +144,9 @@ def build_performance_sensor(minimum_interval_seconds: int) -> dg.SensorDefiniti
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
         context.log.info(f"retrain requested ({decision.trigger}): {decision.reason}")
-        return [retrain_request(decision, state.signals[-1].batch_id)]
+        request = fleet_request(context.instance, decision, state.signals[-1].batch_id, names, fleet)
+        if isinstance(request, dg.SkipReason):  # the fleet's budget is spent: ask again at the next tick
+            context.update_cursor(previous)
+        return request
 
     return performance_sensor
