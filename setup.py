@@ -34,11 +34,14 @@ setup(
         "river>=0.26,<0.27",  # ADWIN, DDM, Page-Hinkley: maintained streaming drift detectors
     ],
     extras_require={
-        # A Kubernetes Job per step (automation.executor: k8s). dagster-dask 0.29.27 is not offered:
-        # distributed cannot serialize Dagster 1.13's run records (see retrain_assets/executors.py).
-        "scale": [f"dagster-k8s=={DAGSTER_LIBS}"],
+        # A Kubernetes Job per step (automation.executor: k8s) or a Celery task per step on workers
+        # reached through a Redis broker (automation.executor: celery). dagster-dask 0.29.27 is not
+        # offered: distributed cannot serialize Dagster 1.13's run records (see retrain_assets/executors.py).
+        "scale": [f"dagster-k8s=={DAGSTER_LIBS}", f"dagster-celery[redis]=={DAGSTER_LIBS}"],
         "dev": [
             f"dagster-k8s=={DAGSTER_LIBS}",
+            f"dagster-celery[redis]=={DAGSTER_LIBS}",  # test_celery runs real Celery workers on a real Redis
+            "jsonschema",  # test_deploy_k8s checks deploy/k8s/values.yaml against its schema (pinned in constraints.txt)
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",

@@ -5,6 +5,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG_PATH = REPO_ROOT / "data" / "demo_config.yaml"
 CONFIG_ENV_VAR = "RETRAIN_CONFIG"
+# With RETRAIN_CONFIG naming a folder: "1" makes any model file that does not load fail the code
+# location (for CI, `dg check defs`); by default it is left out loudly and the other models run.
+FLEET_STRICT_ENV_VAR = "RETRAIN_FLEET_STRICT"
 
 # Asset keys (exact names are part of the product's contract).
 RAW_DATA = "raw_data"

@@ -21,7 +21,7 @@ from retrain_assets.assets.performance import production_metrics_asset
 from retrain_assets.assets.promotion import production_model_asset
 from retrain_assets.assets.training import candidate_model_asset
 from retrain_assets.assets.validation import validated_data_asset
-from retrain_assets.constants import MLFLOW_RESOURCE
+from retrain_assets.constants import FLEET_STRICT_ENV_VAR, MLFLOW_RESOURCE
 from retrain_assets.core.fleet import FleetSettings
 from retrain_assets.executors import executor_for
 from retrain_assets.jobs import build_jobs
@@ -40,6 +40,7 @@ from retrain_assets.sensors.landing import build_landing_sensor
 from retrain_assets.sensors.requests import build_business_change_sensor
 from retrain_assets.sensors.retrain import build_drift_sensor, build_performance_sensor
 from retrain_assets.settings import Settings, config_path_from_env, load_settings
+from retrain_assets.settings.base import SettingsError
 from retrain_assets.settings.fleet import load_fleet
 
 log = logging.getLogger("retrain_assets")
@@ -106,6 +107,9 @@ def build_fleet_definitions(folder: Path) -> dg.Definitions:
     prefix, group, jobs, sensors, schedules and resources; a model file that does not load is left
     out with a loud error (logged, a failing sensor, a row of fleet_health) and the others run."""
     config = load_fleet(folder)
+    if config.errors and os.environ.get(FLEET_STRICT_ENV_VAR, "").strip() == "1":
+        raise SettingsError(f"config folder {folder} ({FLEET_STRICT_ENV_VAR}=1): every model file must load:\n" + "\n".join(
+            f"- {path.name}: {message}" for path, message in config.errors))
     for path, message in config.errors:
         log.error("retrain-assets fleet %s: %s left out: %s", folder, path.name, message)
     parts = []
@@ -120,8 +124,10 @@ def build_fleet_definitions(folder: Path) -> dg.Definitions:
     sensors = [build_fleet_health_sensor(interval, names, fleet_job)]
     if config.errors:
         sensors.append(build_fleet_config_sensor([(path.name, message) for path, message in config.errors]))
+    # Materializing from the asset graph runs Dagster's implicit job: it takes the first model's executor.
+    first = config.models[0].settings.automation
     parts.append(dg.Definitions(assets=[fleet_health_asset(names, list(config.errors))], jobs=[fleet_job],
-                                sensors=sensors))
+                                sensors=sensors, executor=executor_for(first.executor, first.executor_config)))
     return dg.Definitions.merge(*parts)
 
 

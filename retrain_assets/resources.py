@@ -39,6 +39,8 @@ class RetrainSettings(dg.ConfigurableResource):
         run = context.dagster_run
         if run is None or context.instance is None or workers.WORKER_TAG in (run.tags or {}):
             return
+        if workers.in_celery_worker():  # a Celery pool process serves many runs; the run's own process is elsewhere
+            return
         context.instance.add_run_tags(run.run_id, {workers.WORKER_TAG: workers.this_worker()})
 
 

@@ -13,6 +13,8 @@ fixture's teardown, which then asserts that no process of it is left.
   Unix-socket folder of its own and a password (Dagster connects over TCP with it).
   :func:`postgres_home` is a DAGSTER_HOME holding ``deploy/postgres/dagster.yaml`` with the
   ``DAGSTER_PG_*`` variables it reads set to that server.
+* :func:`redis_server` runs Debian's ``redis-server`` with no persistence (no RDB snapshot, no
+  append-only file): the Celery executor's broker and result backend.
 
 Nothing is skipped: a missing binary fails the fixture with what to install.
 """
@@ -48,6 +50,9 @@ POSTGRES_STARTUP_TIMEOUT = 60
 POSTGRES_YAML = REPO_ROOT / "deploy" / "postgres" / "dagster.yaml"
 DAGSTER_DB = "dagster"
 
+REDIS_SERVER = Path("/usr/bin/redis-server")
+REDIS_STARTUP_TIMEOUT = 30
+
 
 def _log_tail(path: Path, lines: int = 40) -> str:
     text = path.read_text(errors="replace") if path.exists() else ""
@@ -64,7 +69,7 @@ def stop_and_check(proc: subprocess.Popen, what: str) -> None:
         print(f"note: process group {proc.pid} ({what}) still holds zombies 10 s after the stop")
 
 
-def _wait(what: str, proc: subprocess.Popen, log_path: Path, probe, timeout: float) -> float:
+def wait_ready(what: str, proc: subprocess.Popen, log_path: Path, probe, timeout: float) -> float:
     """Poll ``probe`` until it is true; seconds it took. Fails if ``proc`` exits or time runs out."""
     started = time.monotonic()
     while not probe():
@@ -138,7 +143,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
         server.proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        server.startup_seconds = _wait("mlflow server", server.proc, server.log_path,
+        server.startup_seconds = wait_ready("mlflow server", server.proc, server.log_path,
                                        lambda: _mlflow_healthy(port), MLFLOW_STARTUP_TIMEOUT)
         print(f"mlflow server healthy after {server.startup_seconds:.1f} s at {server.uri}")
         yield server
@@ -276,7 +281,7 @@ def postgres() -> Iterator[Postgres]:
                  "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
                 cwd=base, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        _wait("postgres", server.proc, server.log_path, lambda: _accepts_connections(server), POSTGRES_STARTUP_TIMEOUT)
+        wait_ready("postgres", server.proc, server.log_path, lambda: _accepts_connections(server), POSTGRES_STARTUP_TIMEOUT)
         server.startup_seconds = time.monotonic() - started
         conn = server.connect("postgres")
         try:
@@ -314,3 +319,57 @@ def postgres_home(postgres: Postgres, tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
+
+
+# --------------------------------------------------------------------------
+# Redis server
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A running ``redis-server`` and how to reach it."""
+
+    proc: subprocess.Popen
+    port: int
+    root: Path
+    log_path: Path
+    host: str = "127.0.0.1"
+    startup_seconds: float = 0.0
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+def _redis_answers(server: RedisServer) -> bool:
+    import redis
+
+    try:
+        with redis.Redis(host=server.host, port=server.port, socket_connect_timeout=1, socket_timeout=1) as client:
+            return bool(client.ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return False
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """``redis-server`` on 127.0.0.1 and a free port, its working folder under ``tmp_path``, with
+    nothing written to disk (``save ""``, no append-only file); stopped with SIGTERM."""
+    if not REDIS_SERVER.exists():
+        pytest.fail(f"{REDIS_SERVER} not found: `make test` installs the `redis-server` package "
+                    "(scripts/system-packages.sh); on your machine run `sudo apt-get install redis-server`")
+    root = tmp_path / "redis"
+    root.mkdir()
+    server = RedisServer(proc=None, port=free_port(), root=root, log_path=root / "redis.log")  # type: ignore[arg-type]
+    command = [str(REDIS_SERVER), "--bind", server.host, "--port", str(server.port), "--dir", str(root),
+               "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+    with open(server.log_path, "wb") as log:
+        server.proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        server.startup_seconds = wait_ready("redis-server", server.proc, server.log_path,
+                                       lambda: _redis_answers(server), REDIS_STARTUP_TIMEOUT)
+        print(f"redis-server answering after {server.startup_seconds:.1f} s at {server.url()}")
+        yield server
+    finally:
+        stop_and_check(server.proc, "redis-server")

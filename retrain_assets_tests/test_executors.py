@@ -17,6 +17,8 @@ from retrain_assets_tests.conftest import write_config
     ("multiprocess", None, "multiprocess"),
     ("multiprocess", {"max_concurrent": 2}, "multiprocess_configured"),
     ("k8s", {"job_namespace": "ml", "max_concurrent": 4}, "k8s_configured"),
+    ("celery", {"broker": "redis://redis.internal:6379/0", "backend": "redis://redis.internal:6379/1"},
+     "celery_configured"),
 ])
 def test_every_job_runs_on_the_configured_executor(tmp_path, name, config, executor):
     overrides = {"automation.executor": name}
@@ -34,6 +36,11 @@ def test_every_job_runs_on_the_configured_executor(tmp_path, name, config, execu
     ("k8s", {"namespace": "ml"}, "does not fit the k8s executor: Received unexpected config entry \"namespace\""),
     ("dask", None, "unknown automation.executor 'dask'"),
     ("multiprocess", {"max_concurrent": "four"}, "does not fit the multiprocess executor"),
+    # Without a broker dagster-celery would use RabbitMQ on localhost, where no worker elsewhere listens.
+    ("celery", None, "automation.executor_config.broker is required with the celery executor"),
+    ("celery", {"backend": "redis://redis.internal:6379/1"}, "automation.executor_config.broker is required"),
+    ("celery", {"brokr": "redis://redis.internal:6379/0"},
+     "does not fit the celery executor: Received unexpected config entry \"brokr\""),
 ])
 def test_a_wrong_executor_or_config_is_refused_with_the_reason(name, config, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from retrain_assets.constants import (
-    CANDIDATE_MODEL, INGEST_JOB, LANDING_SENSOR, MODEL_HEALTH, RAW_DATA, RETRAIN_JOB, RETRAIN_POOL, DUCKDB_POOL,
+    CANDIDATE_MODEL, FLEET_STRICT_ENV_VAR, INGEST_JOB, LANDING_SENSOR, MODEL_HEALTH, RAW_DATA, RETRAIN_JOB, RETRAIN_POOL, DUCKDB_POOL,
 )
 from retrain_assets.core import fleet, registry as reg, synthetic, synthetic_batches
 from retrain_assets.core.model_registry import MlflowRegistry
@@ -93,7 +93,7 @@ def test_a_single_config_file_keeps_the_plain_names(defs):
     assert defs.resolve_job_def(RETRAIN_JOB).tags.get(TAG_MODEL) is None
 
 
-def test_a_bad_model_file_is_left_out_loudly_and_the_others_load(tmp_path):
+def test_a_bad_model_file_is_left_out_loudly_and_the_others_load(tmp_path, monkeypatch):
     folder = two_models(tmp_path)
     (folder / "broken.yaml").write_text("dataset:\n  task: sideways\n")
     (folder / "Bad Name.yaml").write_text((folder / "churn.yaml").read_text())
@@ -111,6 +111,14 @@ def test_a_bad_model_file_is_left_out_loudly_and_the_others_load(tmp_path):
     sensor = defs.resolve_sensor_def(FLEET_CONFIG_SENSOR)
     with dg.instance_for_test() as instance, pytest.raises(dg.Failure, match="broken.yaml"):
         sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    with dg.instance_for_test() as instance:
+        view = dg.materialize([defs.resolve_assets_def("fleet_health")], instance=instance)
+        text = view.asset_materializations_for_node("fleet_health")[0].metadata["fleet"].value
+    assert "config_error" in text and "broken.yaml" in text and "model_health has not been materialized" in text
+
+    monkeypatch.setenv(FLEET_STRICT_ENV_VAR, "1")  # CI: `dg check defs` fails on any bad model file
+    with pytest.raises(SettingsError, match="twin.yaml"):
+        definitions_for(folder)
 
 
 def test_a_folder_with_no_loadable_model_fails_the_location_naming_each_file(tmp_path):
@@ -212,7 +220,8 @@ def test_two_models_under_the_daemon_each_get_their_own_champion_and_a_bad_file_
         land(churn, "batch_0001", synthetic_batches.make_batch(1500, seed=11, batch_index=1))
         land(spend, "batch_0001", synthetic_batches.make_batch(1500, seed=12, batch_index=1, task="regression"))
         bad = churn.dataset.landing_dir / "batch_0002.csv"
-        bad.write_bytes(b"\x00\x01not,a\xff\xfe csv\n" * 3)
+        bad_bytes = b"\x00\x01not,a\xff\xfe csv\n" * 3
+        bad.write_bytes(bad_bytes)
 
         deadline = time.monotonic() + 540
         while time.monotonic() < deadline and not (_champion(churn) and _champion(spend)):
@@ -228,8 +237,9 @@ def test_two_models_under_the_daemon_each_get_their_own_champion_and_a_bad_file_
         # spend never saw it and nothing of spend failed.
         churn_ingests = [r for r in runs if r.job_name == f"churn__{INGEST_JOB}"]
         assert {r.tags.get("dagster/partition") for r in churn_ingests} == {"batch_0001", "batch_0002"}
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r.tags.get(TAG_MODEL) == "spend")
-        assert list((churn.rejected_dir / "batch_0002").glob("batch_0002*.csv"))
+        assert not [r.job_name for r in runs if r.status == dg.DagsterRunStatus.FAILURE]  # refused, not failed
+        kept = [p for p in (churn.rejected_dir / "batch_0002").glob("*") if not p.name.endswith(".reason.json")]
+        assert kept and kept[0].read_bytes() == bad_bytes, kept  # the bytes are kept
         assert not spend.rejected_dir.exists() or not any(spend.rejected_dir.iterdir())
         assert reg.load_champion(spend.mlflow_tracking_uri, spend.registered_model_name).metric == "rmse"
         assert reg.load_champion(churn.mlflow_tracking_uri, churn.registered_model_name).metric == "roc_auc"

@@ -3,8 +3,9 @@
 # line what it installs and why. Called by the Makefile; idempotent (a second call installs nothing).
 #
 #   scripts/system-packages.sh venv   python3.11-venv when the interpreter cannot create a venv
-#   scripts/system-packages.sh test   postgresql  server binaries for the Dagster-on-PostgreSQL tests
-#                                     chromium    /usr/bin/chromium, driven by Playwright in the UI test
+#   scripts/system-packages.sh test   postgresql    server binaries for the Dagster-on-PostgreSQL tests
+#                                     chromium      /usr/bin/chromium, driven by Playwright in the UI test
+#                                     redis-server  the broker of the Celery-executor test
 #
 # Needs root or sudo only when something is missing; apt-get's output is shown only if it fails.
 set -euo pipefail
@@ -24,6 +25,9 @@ case "${1:-}" in
         fi
         if [ ! -x /usr/bin/chromium ]; then
             missing+=(chromium); why+=("chromium (the UI test drives a real browser)")
+        fi
+        if [ ! -x /usr/bin/redis-server ]; then
+            missing+=(redis-server); why+=("redis-server (the Celery executor's broker in its end-to-end test)")
         fi
         ;;
     *)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
+import sys
 from pathlib import Path
 
 WORKER_TAG = "retrain/worker"
@@ -24,6 +25,14 @@ def this_worker() -> str:
     parent = multiprocessing.parent_process()
     pid = parent.pid if parent is not None and parent.pid else os.getpid()
     return f"{socket.gethostname()}:{pid}"
+
+
+def in_celery_worker() -> bool:
+    """Whether this code runs in a Celery worker's process (the celery executor's steps): such a process
+    serves many runs, so it must not be recorded as a run's worker."""
+    # Celery's worker modules are loaded only in a worker's processes (a run's own process that hands
+    # steps to Celery imports the client side only); its task stack is thread-local, so not asked.
+    return "celery.worker" in sys.modules
 
 
 def worker_gone(worker: str | None) -> bool:

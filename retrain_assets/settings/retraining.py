@@ -74,6 +74,14 @@ class TrainingSettings(Section):
     min_holdout_rows: int = Field(
         default=gate_defaults.DEFAULT_MIN_HOLDOUT_ROWS, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
     )
+    max_rows: int | None = Field(
+        default=1_000_000, ge=1,
+        description=(
+            "Most labelled rows a retrain reads for training, and most for the holdout: beyond it, a seeded sample "
+            "(model.seed) drawn in DuckDB with each batch in proportion to its labelled rows, so a window of huge "
+            "batches is never one frame. null: read every row."
+        ),
+    )
     adapt_on: list[str] = Field(
         default_factory=lambda: ["concept_drift", "performance_decline"],
         description=(
@@ -251,19 +259,21 @@ class AutomationSettings(Section):
         default="0 3 * * 1", description="Safety-net retrain schedule (cron); skipped when a retrain already ran in the period."
     )
     schedule_timezone: str = Field(default="UTC", description="Time zone of schedule_cron.")
-    executor: Literal["in_process", "multiprocess", "k8s"] = Field(
+    executor: Literal["in_process", "multiprocess", "k8s", "celery"] = Field(
         default="in_process",
         description=(
             "How runs execute: in_process (one process per run; the steps run one after another anyway, and a "
-            "process per step costs ~5 s), multiprocess (one process per step, Dagster's default) or k8s (a "
-            "Kubernetes Job per step; pip install 'retrain_assets[scale]')."
+            "process per step costs ~5 s), multiprocess (one process per step, Dagster's default), k8s (a "
+            "Kubernetes Job per step) or celery (a Celery task per step, run by `dagster-celery worker` processes "
+            "on any machine that reaches the broker); k8s and celery: pip install 'retrain_assets[scale]'."
         ),
     )
     executor_config: dict[str, Any] = Field(
         default_factory=dict,
         description=(
             "The executor's own config, checked when the definitions load: e.g. {max_concurrent: 4} (multiprocess), "
-            "{job_namespace: ml, max_concurrent: 4} (k8s)."
+            "{job_namespace: ml, max_concurrent: 4} (k8s), {broker: 'redis://redis.internal:6379/0', backend: "
+            "'redis://redis.internal:6379/1'} (celery; broker required, the same as in the workers' celery.yaml)."
         ),
     )
     watch_batches: int = Field(
