@@ -253,3 +253,34 @@ def test_two_models_under_the_daemon_each_get_their_own_champion_and_a_bad_file_
                 break
             time.sleep(3)
         assert "config_error" in text and "churn" in text and "spend" in text, text
+
+
+def test_a_model_over_the_fleet_budget_waits_and_asks_again_at_the_next_tick(tmp_path):
+    folder = two_models(tmp_path, **LOOSE)
+    (folder / fleet.FLEET_FILE).write_text("retrain_budget: 1\nbudget_period_hours: 24\n")
+    defs = definitions_for(folder)
+    churn = load_settings(folder / "churn.yaml")
+    land(churn, "batch_0001", synthetic_batches.make_batch(1500, seed=1, batch_index=1))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("churn__batches", ["batch_0001"])
+        assert defs.resolve_job_def("churn__ingest_batch").execute_in_process(
+            instance=instance, partition_key="batch_0001").success
+        spent = dg.DagsterRun(job_name="spend__retrain", run_id=str(uuid.uuid4()))
+        instance.add_run(spent)  # the other model used the fleet's one retrain of the day
+
+        sensor = defs.resolve_sensor_def("churn__drift_retrain_sensor")
+
+        def evaluate(cursor):
+            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor,
+                                              resources=resources_for(defs, sensor))
+            return sensor(context), context.cursor
+
+        result, cursor = evaluate(None)
+        assert isinstance(result, dg.SkipReason) and "retrain budget is spent" in result.skip_message
+        assert cursor is None  # not consumed: the same drift report is weighed again at the next tick
+        instance.delete_run(spent.run_id)  # the slot frees
+        result, cursor = evaluate(cursor)
+        (request,) = result
+        assert request.job_name == "churn__retrain" and request.tags["retrain/trigger"] == "bootstrap"
+        assert request.tags["dagster/priority"] == str(fleet.need_priority("bootstrap"))
+        assert cursor is not None
