@@ -7,12 +7,12 @@ names the key.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import dagster as dg
 
-import logging
 from retrain_assets.assets.drift import drift_report_asset
 from retrain_assets.assets.fleet import FLEET_HEALTH, fleet_health_asset
 from retrain_assets.assets.health import model_health_asset
@@ -112,11 +112,10 @@ def build_fleet_definitions(folder: Path) -> dg.Definitions:
             f"- {path.name}: {message}" for path, message in config.errors))
     for path, message in config.errors:
         log.error("retrain-assets fleet %s: %s left out: %s", folder, path.name, message)
-    parts = []
-    for model in config.models:
-        auto = model.settings.automation
-        executor = executor_for(auto.executor, auto.executor_config)
-        parts.append(model_definitions(ModelNames(model.name), model.path, model.settings, config.fleet, executor))
+    executors = [executor_for(m.settings.automation.executor, m.settings.automation.executor_config)
+                 for m in config.models]
+    parts = [model_definitions(ModelNames(m.name), m.path, m.settings, config.fleet, executor)
+             for m, executor in zip(config.models, executors)]
     names = [m.name for m in config.models]
     fleet_job = dg.define_asset_job(FLEET_HEALTH_JOB, selection=dg.AssetSelection.assets(FLEET_HEALTH),
                                     description="Refresh fleet_health: every model's verdict on one page.")
@@ -125,9 +124,8 @@ def build_fleet_definitions(folder: Path) -> dg.Definitions:
     if config.errors:
         sensors.append(build_fleet_config_sensor([(path.name, message) for path, message in config.errors]))
     # Materializing from the asset graph runs Dagster's implicit job: it takes the first model's executor.
-    first = config.models[0].settings.automation
     parts.append(dg.Definitions(assets=[fleet_health_asset(names, list(config.errors))], jobs=[fleet_job],
-                                sensors=sensors, executor=executor_for(first.executor, first.executor_config)))
+                                sensors=sensors, executor=executors[0]))
     return dg.Definitions.merge(*parts)
 
 

@@ -61,10 +61,6 @@ class ModelNames:
         """The model's resources from ``context.resources``, under their plain names (``settings``…)."""
         return {base: getattr(context.resources, self.resource(base)) for base in bases}
 
-    def values(self, context: Any, *bases: str) -> tuple[Any, ...]:
-        """The model's resources from ``context.resources``, in the order asked."""
-        return tuple(getattr(context.resources, self.resource(base)) for base in bases)
-
     def serves(self, run: Any) -> bool:
         """Whether a Dagster run is one of this model's: its ``retrain/model`` tag, else (a run of the
         implicit asset job, launched from the asset graph) the keys it selected. Always true for a

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 
-from retrain_assets.constants import CANDIDATE_MODEL, RETRAIN_JOB, TAG_REASON, TAG_TRIGGER
 from dagster._core.storage.tags import PRIORITY_TAG
 
+from retrain_assets.constants import CANDIDATE_MODEL, RETRAIN_JOB, TAG_REASON, TAG_TRIGGER
 from retrain_assets.core import fleet, label_store, metrics_store, policy, storage, workers
 from retrain_assets.names import SINGLE, ModelNames
 

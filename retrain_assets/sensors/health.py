@@ -23,6 +23,21 @@ WATCHED = (RAW_DATA, PRODUCTION_METRICS, CANDIDATE_MODEL, PRODUCTION_MODEL)
 """A new batch, its metrics, a candidate (passed or blocked) and a champion move change the health."""
 
 
+def changed_since(context: dg.SensorEvaluationContext, watched: dict[str, dg.AssetKey]) -> tuple[dict[str, int], dict]:
+    """New materializations of each watched key since the sensor's cursor (a JSON map of label to
+    storage id; on the first tick only the newest counts): how many per label that changed, and the
+    advanced cursor, which is stored."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    counts, after = {}, dict(cursor)
+    for label, key in watched.items():
+        records = new_materializations(context.instance, key, cursor.get(label), first_tick_newest=True)
+        if records:
+            after[label] = str(records[-1].storage_id)
+            counts[label] = len(records)
+    context.update_cursor(json.dumps(after))
+    return counts, after
+
+
 def build_health_sensor(minimum_interval_seconds: int, names: ModelNames = SINGLE, jobs: ModelJobs | None = None) -> dg.SensorDefinition:
     """The sensor that refreshes model_health when something it shows has changed."""
     jobs = jobs or single_jobs()
@@ -36,14 +51,8 @@ def build_health_sensor(minimum_interval_seconds: int, names: ModelNames = SINGL
     )
     def model_health_sensor(context: dg.SensorEvaluationContext):
         """One refresh of model_health for all that changed since the last tick."""
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        changed, after = [], dict(cursor)
-        for key in WATCHED:
-            records = new_materializations(context.instance, names.key(key), cursor.get(key), first_tick_newest=True)
-            if records:
-                after[key] = str(records[-1].storage_id)
-                changed.append(f"{key} ×{len(records)}")
-        context.update_cursor(json.dumps(after))
+        counts, after = changed_since(context, {key: names.key(key) for key in WATCHED})
+        changed = [f"{key} ×{n}" for key, n in counts.items()]
         if not changed:
             return dg.SkipReason("nothing model_health shows has changed")
         return dg.RunRequest(job_name=names.name(HEALTH_JOB), run_key=f"health:{'-'.join(after.get(k, '0') for k in WATCHED)}",
@@ -77,15 +86,8 @@ def build_fleet_health_sensor(minimum_interval_seconds: int, models: list[str],
                description="Refreshes fleet_health after any model's model_health materializes.")
     def fleet_health_sensor(context: dg.SensorEvaluationContext):
         """One refresh of fleet_health for all models whose health changed since the last tick."""
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        changed, after = [], dict(cursor)
-        for model in models:
-            records = new_materializations(context.instance, ModelNames(model).key(MODEL_HEALTH), cursor.get(model),
-                                           first_tick_newest=True)
-            if records:
-                after[model] = str(records[-1].storage_id)
-                changed.append(model)
-        context.update_cursor(json.dumps(after))
+        counts, after = changed_since(context, {model: ModelNames(model).key(MODEL_HEALTH) for model in models})
+        changed = list(counts)
         if not changed:
             return dg.SkipReason("no model's health has changed")
         return dg.RunRequest(run_key=f"fleet:{'-'.join(after.get(m, '0') for m in models)}",
