@@ -18,6 +18,7 @@ Every registered version carries tags (written when the candidate is registered 
 
 from __future__ import annotations
 
+import fcntl
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +161,24 @@ def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION_ALIA
 
 
 def client_for(tracking_uri: str):
-    """An MLflow client for the tracking store and the registry at ``tracking_uri``."""
+    """An MLflow client for the tracking store and the registry at ``tracking_uri``.
+
+    Opening a SQLite store creates (or upgrades) its tables, and two processes doing so at once on a
+    new file fail with "table … already exists" (seen with a sensor and a run worker of a fleet
+    starting together); they take turns through a lock file beside the database.
+    """
     import mlflow
 
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _missing(error) -> bool:
