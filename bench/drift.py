@@ -18,6 +18,10 @@ Targets are checked at the end (PASS/FAIL). Not part of `make test`; run on dema
 
     .venv/bin/python bench/drift.py           # full run, ~15–18 min on 2 cores
     .venv/bin/python bench/drift.py --quick   # fewer trials, ~3 min
+
+``--reference-speed`` and ``--large`` run only the sections of bench/drift_reference.py: drift
+against a cached reference side by side with one NumPy sort, and a 10M-row batch checked in DuckDB
+within ``storage.memory_limit_mb``.
 """
 
 from __future__ import annotations
@@ -264,6 +268,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the trials (default 2)")
     parser.add_argument("--skip-perf", action="store_true", help="rates only")
     parser.add_argument("--skip-rates", action="store_true", help="speed and memory only")
+    parser.add_argument("--reference-speed", action="store_true",
+                        help="only: 1M×20 per-column drift against a cached reference vs one NumPy sort (~1 min)")
+    parser.add_argument("--large", action="store_true",
+                        help="only: a 10M×20 batch in DuckDB checked within storage.memory_limit_mb (~5 min, ~6 GB disk)")
+    parser.add_argument("--large-rows", type=int, default=10_000_000, help="with --large: rows of the batch")
+    parser.add_argument("--large-reference-rows", type=int, default=10_000_000, help="with --large: reference rows")
+    parser.add_argument("--memory-limit-mb", type=int, default=2048, help="with --large: storage.memory_limit_mb")
+    parser.add_argument("--large-dir", type=Path, help="with --large: keep the generated warehouse here (reused)")
     parser.add_argument("--perf-case", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cols", type=int, default=20, help=argparse.SUPPRESS)
@@ -292,6 +304,15 @@ def main() -> int:
           "textbook = any uncorrected KS/chi2 p < 0.05")
     print("scenarios: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items() if k != "no drift"))
     targets: list[tuple[str, bool, str]] = []
+
+    if args.reference_speed or args.large:
+        from drift_reference import large, reference_speed, report_speed
+
+        if args.reference_speed:
+            targets += report_speed(reference_speed(repeats=3 if args.quick else 5))
+        if args.large:
+            targets += large(args.large_rows, args.large_reference_rows, 20, args.memory_limit_mb, args.large_dir)
+        args.skip_rates = args.skip_perf = True
 
     if not args.skip_rates:
         cells = [("no drift", n, t[pick]) for n, t in FALSE_ALARM.items()]

@@ -31,9 +31,9 @@ def _workspace(tmp_path, **overrides) -> tuple[Workspace, dg.Definitions]:
 
 def _full_disk(monkeypatch):
     """Make every raw-batch write fail as a full disk does; returns the undo."""
-    def write_raw_batch(*args, **kwargs):
+    def write_raw_stream(*args, **kwargs):  # raw_data (and write_raw_batch) store a batch through it
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(storage, "write_raw_batch", write_raw_batch)
+    monkeypatch.setattr(storage, "write_raw_stream", write_raw_stream)
     return lambda: monkeypatch.undo()
 
 

@@ -11,6 +11,7 @@ from retrain_assets.constants import DRIFT_REPORT, MONITORING, REVIEW_LABELS_JOB
 from retrain_assets.core import label_store, metrics_store, storage
 from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
+from retrain_assets.core.drift_warehouse import batch_drift
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.markdown import png_markdown
@@ -77,15 +78,15 @@ def _drift_report(
             return
         champion = registry.champion()
         reference_ids = reference_batches_for(batch_id, passed, champion, cfg.drift.reference_batches)
-        current = storage.read_validated(conn, [batch_id])
-        reference = storage.read_validated(conn, reference_ids) if reference_ids else current.iloc[0:0]
+        checked = batch_drift(conn, cfg, schema, batch_id=batch_id, reference_ids=reference_ids)
+        current, reference = checked.current, checked.reference
         holdout = (
             storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
             if champion is not None else None
         )
     result: BatchMonitoring = monitor_batch(
         cfg, schema, batch_id=batch_id, current=current, reference=reference, reference_ids=reference_ids,
-        champion=champion, holdout=holdout,
+        champion=champion, holdout=holdout, data=checked,
     )
     context.log.info(result.summary)
 
@@ -151,8 +152,8 @@ def _drift_report(
         "drift_score": float(result.score),
         "data_drift": result.data_drift,
         "reference_batches": dg.MetadataValue.json(reference_ids),
-        "n_reference": len(reference),
-        "n_current": len(current),
+        "n_reference": checked.n_reference,
+        "n_current": checked.n_current,
         "labelled": result.labelled,
         "champion_version": champion.version if champion is not None else "none yet",
         "label_quality": (

@@ -11,7 +11,6 @@ from retrain_assets.constants import (
     BATCH_EXTENSIONS, FILE_CHECK, INGESTION, RAW_DATA, TAG_FILE, TAG_FINGERPRINT,
 )
 from retrain_assets.core import ingestion, landing, paths, rejected, storage
-from retrain_assets.core.columns import ROW_COLUMN
 from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions_for
 from retrain_assets.resources import RetrainSettings, Warehouse
@@ -97,8 +96,25 @@ def _raw_data(context: dg.AssetExecutionContext, names: ModelNames, settings: Re
 
     arrived_at = landing.file_arrival_time(path)
     size = path.stat().st_size
+    record = storage.IngestionRecord(
+        batch_id=batch_id,
+        file_name=path.name,
+        file_path=str(path),
+        file_format=path.suffix.lstrip("."),
+        fingerprint=fp,
+        size_bytes=size,
+        rows=0,  # rows and columns are counted as the file is stored
+        columns=[],
+        arrived_at=arrived_at,
+        ingested_at=datetime.now(timezone.utc),
+        dagster_run_id=context.run_id,
+    )
     try:
-        frame = ingestion.read_batch(path, encoding=cfg.dataset.encoding, delimiter=cfg.dataset.csv_delimiter)
+        with warehouse.get_connection() as conn:
+            record = ingestion.ingest_batch(conn, path, record, encoding=cfg.dataset.encoding,
+                                            delimiter=cfg.dataset.csv_delimiter,
+                                            memory_limit_mb=cfg.storage.memory_limit_mb)
+            preview = ingestion.batch_preview(conn, batch_id)
     except ingestion.BatchReadError as error:
         rejection = rejected.reject_file(path, cfg.rejected_dir, reason=str(error), stage=RAW_DATA, fingerprint_hex=fp,
                                         landing_dir=cfg.dataset.landing_dir)
@@ -107,24 +123,9 @@ def _raw_data(context: dg.AssetExecutionContext, names: ModelNames, settings: Re
         yield file_refused(reason, file=path.name, moved_to=dg.MetadataValue.path(str(rejection.moved_to)))
         return
 
-    columns = [c for c in frame.columns if c != ROW_COLUMN]
-    record = storage.IngestionRecord(
-        batch_id=batch_id,
-        file_name=path.name,
-        file_path=str(path),
-        file_format=path.suffix.lstrip("."),
-        fingerprint=fp,
-        size_bytes=size,
-        rows=len(frame),
-        columns=columns,
-        arrived_at=arrived_at,
-        ingested_at=datetime.now(timezone.utc),
-        dagster_run_id=context.run_id,
-    )
-    with warehouse.get_connection() as conn:
-        storage.write_raw_batch(conn, record, frame)
+    columns = record.columns
     labelled = cfg.dataset.target in columns
-    context.log.info(f"ingested {path.name}: {len(frame)} rows, {len(columns)} columns, labelled={labelled}")
+    context.log.info(f"ingested {path.name}: {record.rows} rows, {len(columns)} columns, labelled={labelled}")
     later = sorted(b for b in statuses["batch_id"].tolist() if b > batch_id)
     arrival = "in order" if prior is None else "replaces an earlier version of this batch"
     if later and prior is None:
@@ -132,11 +133,11 @@ def _raw_data(context: dg.AssetExecutionContext, names: ModelNames, settings: Re
         context.log.warning(arrival)
     yield dg.MaterializeResult(
         check_results=[dg.AssetCheckResult(check_name=FILE_CHECK, passed=True,
-                                           description=f"{path.name}: {len(frame)} rows, {len(columns)} columns")],
+                                           description=f"{path.name}: {record.rows} rows, {len(columns)} columns")],
         metadata={
             "file": dg.MetadataValue.path(str(path)),
             "format": record.file_format,
-            "dagster/row_count": len(frame),
+            "dagster/row_count": record.rows,
             "columns": dg.MetadataValue.json(columns),
             "sha256": fp,
             "size_bytes": size,
@@ -144,9 +145,9 @@ def _raw_data(context: dg.AssetExecutionContext, names: ModelNames, settings: Re
             "labelled": labelled,
             "arrival": arrival,
             "duckdb_table": storage.raw_table(batch_id),
-            "preview": dg.MetadataValue.md(markdown_table(frame.head(5))),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=c, type=str(frame[c].dtype)) for c in columns]
+                columns=[dg.TableColumn(name=c, type=str(preview[c].dtype)) for c in columns]
             ),
         },
         data_version=dg.DataVersion(fp[:16]),

@@ -83,6 +83,8 @@ def _candidate_model(
         raise refusal(str(error)) from None
     if data.plan:
         context.log.info(data.plan)
+    if data.sampling:
+        context.log.info(data.sampling)
     window, train_frame, holdout = data.window, data.train, data.holdout
     context.log.info(window.summary)
 
@@ -132,7 +134,8 @@ def _candidate_model(
     mlflow_run_id = run.info.run_id if run is not None else None
 
     # Track and register --------------------------------------------------------------------
-    mlflow.log_params({**run_params(cfg, window), "window_choice": choice.name[:500]})
+    mlflow.log_params({**run_params(cfg, window), "window_choice": choice.name[:500],
+                       "sampling": (data.sampling or "every labelled row")[:500]})
     metrics = {
         f"holdout_{metric}": holdout_value, "training_rows": trained.n_rows, "holdout_rows": len(holdout_labelled),
         "training_seconds": trained.seconds, "training_peak_memory_mb": trained.peak_memory_mb,
@@ -209,6 +212,7 @@ def _candidate_model(
         "holdout_batches": dg.MetadataValue.json(window.holdout_batches),
         "training_rows": trained.n_rows,
         "holdout_rows": len(holdout_labelled),
+        "sampling": data.sampling or "none: every labelled row of the window (training.max_rows)",
         "training_seconds": round(trained.seconds, 3),
         "window_choice_seconds": round(choice.seconds, 3),
         "training_peak_memory_mb": round(trained.peak_memory_mb, 1),

@@ -7,10 +7,9 @@ import dagster as dg
 
 from retrain_assets.checks import explain, rules_table, validation_gate_for, validation_gate_result
 from retrain_assets.constants import LABELS_FOR, RAW_DATA, VALIDATED_DATA, VALIDATION
-from retrain_assets.core import ingestion, label_store, late_labels, paths, rejected, storage
+from retrain_assets.core import ingestion, label_store, late_labels, paths, rejected, storage, validation_store
 from retrain_assets.core.columns import ROW_COLUMN
-from retrain_assets.core.schema import SchemaStore, with_classes
-from retrain_assets.core.validation import validate_batch
+from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.validation_rules import Limits
 from retrain_assets.core.markdown import markdown_table
 from retrain_assets.partitions import batch_partitions_for
@@ -47,46 +46,49 @@ def _validated_data(
     cfg = settings.load()
     batch_id = context.partition_key
     with warehouse.get_connection() as conn:
-        raw = storage.read_raw_batch(conn, batch_id)
+        columns = storage.raw_columns(conn, batch_id)
         record = storage.ingested_record(conn, batch_id)
     if record is None:  # raw table without a log row cannot happen through the assets
         raise dg.Failure(f"batch {batch_id!r} has no ingestion record; materialize {RAW_DATA} first")
 
     store = SchemaStore(cfg.schema_path)
     stored = store.load()
-    if stored is not None and late_labels.is_labels_file(raw.columns, stored):
+    if stored is not None and late_labels.is_labels_file(columns, stored):
+        with warehouse.get_connection() as conn:
+            raw = storage.read_raw_batch(conn, batch_id)
         return _take_labels_file(context, cfg, warehouse, raw, stored, record)
-    schema = cfg.schema_for(stored, raw, batch_id)
-    learns_classes = (
-        schema.task == "classification" and schema.classes is None and schema.target in raw.columns
-    )
-    if learns_classes:
-        schema = with_classes(schema, raw[schema.target].tolist())
+    with warehouse.get_connection() as conn:
+        schema, learns_classes = validation_store.schema_for_batch(
+            conn, cfg, stored, batch_id, memory_limit_mb=cfg.storage.memory_limit_mb)
 
-    report = validate_batch(
-        raw,
-        schema,
-        batch_id=batch_id,
-        max_invalid_fraction=cfg.validation.max_invalid_fraction,
-        examples=cfg.validation.examples_per_expectation,
-        limits=Limits(
-            range_margin=cfg.validation.range_margin,
-            future_tolerance_hours=cfg.validation.future_tolerance_hours,
-            max_cell_chars=cfg.validation.max_cell_chars,
-        ),
-    )
-    if report.passed and (stored is None or learns_classes):
-        store.save(schema, overwrite=stored is not None)
-        context.log.info(f"schema stored at {cfg.schema_path} ({schema.source})")
+    def store_schema(report) -> None:  # inside the transaction that stores the outcome
+        if report.passed and (stored is None or learns_classes):
+            store.save(schema, overwrite=stored is not None)
+            context.log.info(f"schema stored at {cfg.schema_path} ({schema.source})")
 
     with warehouse.get_connection() as conn:
-        published = storage.write_validation(conn, report, fingerprint=record.fingerprint, run_id=context.run_id)
+        report, published = validation_store.validate_stored_batch(
+            conn,
+            schema,
+            batch_id=batch_id,
+            fingerprint=record.fingerprint,
+            run_id=context.run_id,
+            memory_limit_mb=cfg.storage.memory_limit_mb,
+            before_commit=store_schema,
+            max_invalid_fraction=cfg.validation.max_invalid_fraction,
+            examples=cfg.validation.examples_per_expectation,
+            limits=Limits(
+                range_margin=cfg.validation.range_margin,
+                future_tolerance_hours=cfg.validation.future_tolerance_hours,
+                max_cell_chars=cfg.validation.max_cell_chars,
+            ),
+        )
 
     moved_to = None
     if not report.passed:
         moved_to = _move_rejected_file(record, cfg.rejected_dir, report.summary, cfg.dataset.landing_dir)
         context.log.warning(report.summary)  # held back by design: a warning, as its check (checks.py)
-        hint = late_labels.labels_file_hint(list(raw.columns), schema)
+        hint = late_labels.labels_file_hint(columns, schema)
         if hint:
             context.log.warning(f"batch {batch_id!r}: {hint}")
     elif report.quarantined_rows:
@@ -102,7 +104,7 @@ def _validated_data(
             "labelled": report.labelled,
             "rows_in": report.rows,
             "dagster/row_count": published,
-            "valid_rows": len(report.valid),
+            "valid_rows": report.valid_rows,
             "quarantined_rows": report.quarantined_rows,
             "invalid_fraction": float(round(report.invalid_fraction, 6)),
             "schema_source": schema.source,

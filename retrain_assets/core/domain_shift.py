@@ -5,9 +5,12 @@ Pure Python (scikit-learn)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
+from retrain_assets.core.drift_reference import PreparedReference, current_sample_positions
 from retrain_assets.core.drift_settings import DOMAIN_MIN_ROWS, DriftSettings
 from retrain_assets.core.stats import delong_auc
 
@@ -16,46 +19,58 @@ TOP_FEATURES = 5
 IMPORTANCE_ROWS = 1000  # held-out rows per fold used to rank features of a joint shift
 
 
-def _domain_matrix(reference: pd.DataFrame, current: pd.DataFrame, idx_ref: np.ndarray, idx_cur: np.ndarray,
-                   numeric: list, categorical: list) -> tuple[np.ndarray, np.ndarray, list]:
+def _domain_matrix(reference: pd.DataFrame, current: pd.DataFrame, numeric: list,
+                   categorical: list) -> tuple[np.ndarray, np.ndarray, list]:
     """Stack the sampled rows: numbers as float (inf → NaN), categories ordinal-encoded."""
     columns = numeric + categorical
-    X = np.empty((len(idx_ref) + len(idx_cur), len(columns)), dtype=np.float64)
+    k = len(reference)
+    X = np.empty((k + len(current), len(columns)), dtype=np.float64)
     for j, col in enumerate(numeric):
-        for rows, frame, idx in ((slice(0, len(idx_ref)), reference, idx_ref), (slice(len(idx_ref), None), current, idx_cur)):
-            X[rows, j] = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)[idx]
-    for k, col in enumerate(categorical):
-        values = np.concatenate([reference[col].to_numpy(dtype=object)[idx_ref],
-                                 current[col].to_numpy(dtype=object)[idx_cur]])
+        X[:k, j] = reference[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        X[k:, j] = current[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    for j, col in enumerate(categorical):
+        values = np.concatenate([reference[col].to_numpy(dtype=object), current[col].to_numpy(dtype=object)])
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         if len(uniques) > DOMAIN_MAX_CATEGORIES:  # keep the most frequent, lump the rest
             freq = np.bincount(codes[codes >= 0], minlength=len(uniques))
             rank = np.empty(len(uniques), dtype=np.int64)
             rank[np.argsort(-freq, kind="stable")] = np.arange(len(uniques))
             codes = np.where(codes >= 0, np.minimum(rank[np.maximum(codes, 0)], DOMAIN_MAX_CATEGORIES - 1), -1)
-        X[:, len(numeric) + k] = np.where(codes >= 0, codes, np.nan)
+        X[:, len(numeric) + j] = np.where(codes >= 0, codes, np.nan)
     X[~np.isfinite(X)] = np.nan
     is_categorical = np.array([False] * len(numeric) + [True] * len(categorical))
     return X, is_categorical, columns
 
 
-def domain_classifier(reference: pd.DataFrame, current: pd.DataFrame, numeric: list, categorical: list,
-                       settings: DriftSettings) -> dict:
-    """Cross-validated AUC of a classifier telling reference rows from current rows."""
+def domain_classifier(reference: PreparedReference, current_rows: Callable[[np.ndarray], pd.DataFrame],
+                      n_current: int, numeric: list, categorical: list, settings: DriftSettings) -> dict:
+    """Cross-validated AUC of a classifier telling reference rows from current rows.
+
+    Args:
+        reference: The prepared reference (its seeded sample of rows).
+        current_rows: Returns the current rows at the given positions (numeric and categorical
+            columns, as :func:`~retrain_assets.core.drift_reference.sample_frame` gives them).
+        n_current: Rows in the current batch.
+        numeric: Numeric columns.
+        categorical: Categorical columns.
+        settings: Thresholds, seed and sample size.
+
+    Returns:
+        ``auc``, ``auc_ci``, ``drifted``, ``rows_used``, ``top_features``, ``feature_importance``;
+        or ``{"skipped": reason}``.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     if not settings.domain_classifier:
         return {"skipped": "turned off (domain_classifier=False)"}
-    n_ref, n_cur = len(reference), len(current)
+    n_ref, n_cur = reference.n_rows, n_current
     if min(n_ref, n_cur) < DOMAIN_MIN_ROWS:
         return {"skipped": f"needs {DOMAIN_MIN_ROWS} rows per side, reference has {n_ref} and current {n_cur}"}
-    rng = np.random.default_rng(settings.seed)
     k = min(n_ref, n_cur, settings.domain_max_rows)
-    idx_ref = np.sort(rng.choice(n_ref, k, replace=False)) if k < n_ref else np.arange(n_ref)
-    idx_cur = np.sort(rng.choice(n_cur, k, replace=False)) if k < n_cur else np.arange(n_cur)
-    X, is_categorical, columns = _domain_matrix(reference, current, idx_ref, idx_cur, numeric, categorical)
+    X, is_categorical, columns = _domain_matrix(
+        reference.sample.first(k), current_rows(current_sample_positions(n_cur, k, settings)), numeric, categorical)
     usable = ~np.isnan(X).all(axis=0)
     if not usable.any():
         return {"skipped": "every feature is missing in the sampled rows"}

@@ -16,7 +16,11 @@ tries to tell reference rows from current rows catches joint shifts that no sing
 
 Numerics are column by column (memory stays bounded) and sort-based: each column is sorted once
 per side; the KS statistic, the exact 1-D Wasserstein distance, the PSI and the summaries all
-come from the two sorted arrays. Pure Python (no Dagster).
+come from the two sorted arrays. The reference side can be prepared once for many batches
+(:func:`~retrain_assets.core.drift_reference.prepare_reference`, cached on disk by
+:mod:`~retrain_assets.core.drift_cache`); then a check sorts only the current batch, and
+:func:`drift_against` reads that batch one column at a time from wherever it lives (a frame, or
+DuckDB: :mod:`~retrain_assets.core.drift_warehouse`). Pure Python (no Dagster).
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -31,26 +35,28 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from retrain_assets.core.domain_shift import domain_classifier
+from retrain_assets.core.drift_columns import (
+    CategoryCounts,
+    SortedColumn,
+    category_counts,
+    counts,
+    finite_sorted,
+    sorted_column,
+)
+from retrain_assets.core.drift_inputs import resolve_columns, resolve_prepared_columns
+from retrain_assets.core.drift_reference import PreparedReference, prepare_reference, sample_frame
 from retrain_assets.core.drift_settings import FEATURE_COLUMNS, INSUFFICIENT, DriftSettings
 from retrain_assets.core.drift_stats import adjust, ks_2samp_sorted
-from retrain_assets.core.feature_drift import (
-    compare_categorical,
-    compare_numeric,
-    counts,
-    decide,
-    describe,
-    finite_sorted,
-    flags,
-)
+from retrain_assets.core.feature_drift import compare_counts, compare_sorted, decide, describe, flags
 
-__all__ = ["DriftResult", "detect_drift", "textbook_rule"]
+__all__ = ["BatchColumns", "DriftResult", "FrameColumns", "detect_drift", "drift_against", "textbook_rule"]
 
 
 
@@ -93,12 +99,6 @@ class DriftResult:
     n_current: int
 
 
-# --- small numeric helpers -------------------------------------------------------------------
-
-
-# --- per-feature comparison ------------------------------------------------------------------
-
-
 # --- the dataset-level verdict ---------------------------------------------------------------
 
 
@@ -112,57 +112,41 @@ def _resolve_settings(settings: DriftSettings | None, overrides: dict[str, Any])
     return replace(settings or DriftSettings(), **overrides)
 
 
-def _is_number(series: pd.Series) -> bool:
-    dtype = series.dtype
-    return bool(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
+class BatchColumns(Protocol):
+    """One side of a drift check as it is read: one column at a time, and a few sampled rows."""
+
+    rows: int
+
+    def numeric(self, column: str) -> SortedColumn:
+        """One numeric column, summarised (:func:`~retrain_assets.core.drift_columns.sorted_column`)."""
+
+    def categorical(self, column: str) -> CategoryCounts:
+        """One categorical column, counted."""
+
+    def sample(self, positions: np.ndarray, numeric: list, categorical: list) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending), as :func:`~retrain_assets.core.drift_reference.sample_frame` gives them."""
 
 
-def _resolve_columns(reference: pd.DataFrame, current: pd.DataFrame, numeric: Sequence[str] | None,
-                     categorical: Sequence[str] | None) -> tuple[list, list]:
-    for name, frame in (("reference", reference), ("current", current)):
-        if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-        if frame.columns.duplicated().any():
-            dups = list(frame.columns[frame.columns.duplicated()].unique())
-            raise ValueError(f"{name} has duplicated column names {dups}: rename them")
-        if len(frame) == 0:
-            raise ValueError(f"{name} has no rows: drift needs rows on both sides (check the batch or the reference window)")
-    for name, cols in (("numeric", numeric), ("categorical", categorical)):
-        if isinstance(cols, str):
-            raise TypeError(f"{name} must be a list of column names, e.g. [{cols!r}], not a string")
-    if numeric is None and categorical is None:
-        only_ref = [c for c in reference.columns if c not in current.columns]
-        only_cur = [c for c in current.columns if c not in reference.columns]
-        if only_ref or only_cur:
-            raise ValueError(
-                f"reference and current must have the same columns: only in reference {only_ref}, only in current "
-                f"{only_cur}. Drop or rename them, or choose the columns with numeric=/categorical=."
-            )
-        numeric = [c for c in reference.columns if _is_number(reference[c])]
-        categorical = [c for c in reference.columns if not _is_number(reference[c])]
-    else:
-        numeric, categorical = list(numeric or []), list(categorical or [])
-        both = sorted(set(numeric) & set(categorical), key=str)
-        if both:
-            raise ValueError(f"columns listed as both numeric and categorical: {both}")
-        for name, frame in (("reference", reference), ("current", current)):
-            missing = [c for c in numeric + categorical if c not in frame.columns]
-            if missing:
-                raise ValueError(f"columns {missing} are not in {name} (it has {list(frame.columns)})")
-    if not numeric and not categorical:
-        raise ValueError("no columns to compare: the frames have no columns")
-    for col in numeric:
-        for name, frame in (("reference", reference), ("current", current)):
-            if not (pd.api.types.is_numeric_dtype(frame[col].dtype)):
-                raise ValueError(
-                    f"column {col!r} is compared as numeric but holds {frame[col].dtype} in {name}: convert it "
-                    f"(pd.to_numeric) or list it under categorical="
-                )
-    return numeric, categorical
+class FrameColumns:
+    """One side of a drift check held as a DataFrame (``side``: "current" or "reference", which
+    also gets the search grid)."""
+
+    def __init__(self, frame: pd.DataFrame, side: str = "current") -> None:
+        self.frame, self.side = frame, side
+        self.rows = len(frame)
+
+    def numeric(self, column: str) -> SortedColumn:
+        return sorted_column(self.frame[column], self.side, grid=self.side == "reference")
+
+    def categorical(self, column: str) -> CategoryCounts:
+        return category_counts(self.frame[column], self.side)
+
+    def sample(self, positions: np.ndarray, numeric: list, categorical: list) -> pd.DataFrame:
+        return sample_frame(self.frame.iloc[positions], numeric, categorical)
 
 
 def detect_drift(
-    reference: pd.DataFrame,
+    reference: pd.DataFrame | PreparedReference,
     current: pd.DataFrame,
     *,
     numeric: Sequence[str] | None = None,
@@ -173,12 +157,15 @@ def detect_drift(
     """Decide whether ``current`` has drifted from ``reference`` enough to act on.
 
     Args:
-        reference: The data the model was trained/validated on (or a trusted recent window).
+        reference: The data the model was trained/validated on (or a trusted recent window), or
+            that data prepared once (:func:`~retrain_assets.core.drift_reference.prepare_reference`,
+            same result, only the current batch is sorted).
         current: The new batch.
         numeric: Columns compared as numbers. With ``categorical`` also None, the columns are
             inferred from the reference dtypes: numbers are numeric, everything else (strings,
             categories, booleans, datetimes) categorical; both frames must then have the same
-            columns. When either list is given, only the listed columns are compared.
+            columns (a prepared reference: all its columns). When either list is given, only the
+            listed columns are compared.
         categorical: Columns compared as categories.
         settings: Thresholds; defaults to ``DriftSettings()``.
         **overrides: Fields of :class:`DriftSettings` to change, e.g. ``alpha=0.01``.
@@ -188,16 +175,45 @@ def detect_drift(
 
     Raises:
         TypeError: If an override is not a DriftSettings field, or a frame is not a DataFrame.
-        ValueError: If a frame has no rows, columns are missing on one side, or a numeric column
-            does not hold numbers.
+        ValueError: If a frame has no rows, columns are missing on one side, a numeric column
+            does not hold numbers, or a prepared reference was drawn with another seed or sample size.
     """
     settings = _resolve_settings(settings, overrides)
-    numeric, categorical = _resolve_columns(reference, current, numeric, categorical)
+    if isinstance(reference, PreparedReference):
+        numeric, categorical = resolve_prepared_columns(reference, current, numeric, categorical)
+        prepared = reference
+    else:
+        numeric, categorical = resolve_columns(reference, current, numeric, categorical)
+        prepared = prepare_reference(reference, numeric, categorical, settings, keep_sorted=False)
+    return drift_against(prepared, FrameColumns(current), numeric, categorical, settings)
+
+
+def drift_against(reference: PreparedReference, current: BatchColumns, numeric: list, categorical: list,
+                  settings: DriftSettings) -> DriftResult:
+    """The verdict on a batch read one column at a time against a prepared reference.
+
+    What :func:`detect_drift` computes, for a batch too large to hold whole: each column is read,
+    compared and released before the next; the domain classifier reads a seeded sample of rows.
+
+    Args:
+        reference: The prepared reference (it must hold the listed columns).
+        current: The current batch.
+        numeric: Numeric columns to compare.
+        categorical: Categorical columns to compare.
+        settings: Thresholds.
+
+    Returns:
+        The verdict: see :class:`DriftResult`.
+
+    Raises:
+        ValueError: If the reference was prepared with another seed or sample size.
+    """
+    reference.check_settings(settings)
     rows = []
     for col in numeric:
-        rows.append({"feature": col, **compare_numeric(reference[col], current[col], settings)})
+        rows.append({"feature": col, **compare_sorted(reference.numeric[col], current.numeric(col), settings)})
     for col in categorical:
-        rows.append({"feature": col, **compare_categorical(reference[col], current[col], settings)})
+        rows.append({"feature": col, **compare_counts(reference.categorical[col], current.categorical(col), settings)})
     features = pd.DataFrame(rows, columns=list(FEATURE_COLUMNS))
     features["p_adjusted"] = adjust(features["p_value"].to_numpy(dtype=np.float64), settings.correction)
     features["missing_p_adjusted"] = adjust(features["missing_p_value"].to_numpy(dtype=np.float64), settings.correction)
@@ -208,7 +224,8 @@ def detect_drift(
     features["reason"] = [r["reason"] for r in records]
     features["drifted"] = features["drifted"].astype(bool)
     drifted_features = [str(f) if not isinstance(f, str) else f for f in features.loc[features["drifted"], "feature"]]
-    multivariate = domain_classifier(reference, current, numeric, categorical, settings)
+    multivariate = domain_classifier(reference, lambda positions: current.sample(positions, numeric, categorical),
+                                     current.rows, numeric, categorical, settings)
     drift_detected = bool(drifted_features) or bool(multivariate.get("drifted", False))
     score = len(drifted_features) / len(features)
     return DriftResult(
@@ -219,8 +236,8 @@ def detect_drift(
         multivariate=multivariate,
         summary=_summary(features, multivariate, drift_detected, settings),
         settings=settings,
-        n_reference=len(reference),
-        n_current=len(current),
+        n_reference=reference.n_rows,
+        n_current=current.rows,
     )
 
 
@@ -281,7 +298,7 @@ def textbook_rule(reference: pd.DataFrame, current: pd.DataFrame, numeric: Seque
     Returns:
         True when any feature's p-value is below 0.05.
     """
-    numeric, categorical = _resolve_columns(reference, current, numeric, categorical)
+    numeric, categorical = resolve_columns(reference, current, numeric, categorical)
     for col in numeric:
         ref, _, _ = finite_sorted(reference[col].to_numpy(dtype=np.float64, na_value=np.nan))
         cur, _, _ = finite_sorted(current[col].to_numpy(dtype=np.float64, na_value=np.nan))

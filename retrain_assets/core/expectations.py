@@ -20,6 +20,7 @@ Pure Python (pandas), no Dagster.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,13 +66,46 @@ def varied(observed: dict[str, Any]) -> bool:
     return len(observed.get("categories") or []) > 1
 
 
+@dataclass(frozen=True)
+class ConstantSummary:
+    """Whether a column holds one value in every row, summed up so that chunks of a batch can be merged.
+
+    Attributes:
+        present: Non-null values seen.
+        first: The first of them (None when there are none).
+        same: Whether every one equals ``first``.
+    """
+
+    present: int
+    first: Any = None
+    same: bool = True
+
+    @classmethod
+    def of(cls, series: pd.Series) -> ConstantSummary:
+        """The summary of one column (or one chunk of it)."""
+        present = series.dropna()
+        if present.empty:
+            return cls(0)
+        first = present.iloc[0]
+        return cls(len(present), first, bool((present == first).all()))
+
+    def merge(self, later: ConstantSummary) -> ConstantSummary:
+        """The summary of this chunk followed by ``later``."""
+        if not later.present:
+            return self
+        if not self.present:
+            return later
+        return ConstantSummary(self.present + later.present, self.first,
+                               self.same and later.same and bool(later.first == self.first))
+
+    def value(self) -> Any | None:
+        """The one value held in every row, when there are enough rows to say so; else None."""
+        return self.first if self.present >= MIN_ROWS_FOR_CONSTANT and self.same else None
+
+
 def constant_value(series: pd.Series) -> Any | None:
     """The one value a column holds in every row, when it has enough rows to say so; else None."""
-    present = series.dropna()
-    if len(present) < MIN_ROWS_FOR_CONSTANT:
-        return None
-    first = present.iloc[0]
-    return first if (present == first).all() else None
+    return ConstantSummary.of(series).value()
 
 
 def date_format(text: pd.Series) -> str | None:

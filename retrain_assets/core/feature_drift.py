@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from retrain_assets.core.drift_columns import CategoryCounts, SortedColumn, category_counts, sorted_column
+from retrain_assets.core.drift_grid import ks_and_wasserstein_grid
 from retrain_assets.core.drift_settings import FEATURE_COLUMNS, INSUFFICIENT, DriftSettings
 from retrain_assets.core.drift_stats import (
     js_distance,
@@ -24,7 +26,6 @@ from retrain_assets.core.drift_stats import (
     two_proportion_p,
 )
 
-QUANTILES = (0.05, 0.5, 0.95)
 MAX_UNSEEN_LISTED = 20
 
 
@@ -130,24 +131,6 @@ def decide(row: dict[str, Any], settings: DriftSettings) -> None:
     row["reason"] = "; ".join(parts)
 
 
-def _numeric_values(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, (pd.Series, pd.Index)):
-        if not (pd.api.types.is_numeric_dtype(values.dtype) or values.dtype == object):
-            raise ValueError(f"{name} must hold numbers, got dtype {values.dtype}")
-        try:
-            arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must hold numbers only (convert with pd.to_numeric first): {exc}") from None
-    else:
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must hold numbers only (convert with pd.to_numeric first): {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one feature), got shape {arr.shape}")
-    return arr
-
-
 def compare_numeric(reference: np.ndarray, current: np.ndarray, settings: DriftSettings | None = None) -> dict:
     """Compare one numeric feature (or a model's scores) between reference and current.
 
@@ -174,26 +157,40 @@ def compare_numeric(reference: np.ndarray, current: np.ndarray, settings: DriftS
     Raises:
         ValueError: If an input is not 1-D numbers.
     """
+    return compare_sorted(sorted_column(reference, "reference", grid=True), sorted_column(current, "current"),
+                          settings)
+
+
+def compare_sorted(reference: SortedColumn, current: SortedColumn, settings: DriftSettings | None = None) -> dict:
+    """:func:`compare_numeric` on columns already summarised (a reference prepared once, e.g. cached).
+
+    Args:
+        reference: The reference column (:func:`~retrain_assets.core.drift_columns.sorted_column`
+            with ``grid=True``).
+        current: The current column.
+        settings: Thresholds; defaults to ``DriftSettings()``.
+
+    Returns:
+        The same row as :func:`compare_numeric` on the raw values.
+    """
     settings = settings or DriftSettings()
-    ref = _numeric_values(reference, "reference")
-    cur = _numeric_values(current, "current")
+    ref_sorted, cur_sorted = reference.values, current.values
     row = _blank("numeric")
-    ref_sorted, missing_ref, row["inf_ref"] = finite_sorted(ref)
-    cur_sorted, missing_cur, row["inf_cur"] = finite_sorted(cur)
-    del ref, cur
-    _missing(row, missing_ref, _row_total(ref_sorted, missing_ref, row["inf_ref"]),
-             missing_cur, _row_total(cur_sorted, missing_cur, row["inf_cur"]))
+    row["inf_ref"], row["inf_cur"] = reference.infinite, current.infinite
+    _missing(row, reference.missing, reference.total, current.missing, current.total)
     row["n_ref"], row["n_cur"] = len(ref_sorted), len(cur_sorted)
+    for prefix, side in (("ref", reference), ("cur", current)):
+        if len(side.values):
+            row[f"{prefix}_mean"], row[f"{prefix}_std"] = side.mean, side.std
+            for q, v in zip(("q05", "q50", "q95"), side.quantiles):
+                row[f"{prefix}_{q}"] = v
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for prefix, values in (("ref", ref_sorted), ("cur", cur_sorted)):
-            if len(values):
-                row[f"{prefix}_mean"] = float(values.mean())
-                row[f"{prefix}_std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
-                for q, v in zip(("q05", "q50", "q95"), sorted_quantiles(values, QUANTILES)):
-                    row[f"{prefix}_{q}"] = float(v)
         if not _too_few(row, settings):
             row["test"] = "ks"
-            statistic, raw = ks_and_wasserstein(ref_sorted, cur_sorted)
+            if reference.grid is not None:
+                statistic, raw = ks_and_wasserstein_grid(ref_sorted, reference.grid, cur_sorted)
+            else:
+                statistic, raw = ks_and_wasserstein(ref_sorted, cur_sorted)
             statistic = ks_statistic_as_scipy(statistic, len(ref_sorted), len(cur_sorted))
             row["statistic"] = statistic
             row["p_value"] = row["p_adjusted"] = ks_p_value(statistic, len(ref_sorted), len(cur_sorted))
@@ -249,23 +246,6 @@ def prediction_drift(
     }
 
 
-def _row_total(values_sorted: np.ndarray, missing: int, infinite: int) -> int:
-    """All values of one side: finite + missing + infinite."""
-    return len(values_sorted) + missing + infinite
-
-
-def finite_sorted(values: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Sorted finite values, the NaN count and the ±inf count (one pass when all are finite)."""
-    finite = np.isfinite(values)
-    if finite.all():
-        return np.sort(values), 0, 0
-    missing = int(np.isnan(values).sum())
-    infinite = len(values) - int(finite.sum()) - missing
-    kept = values[finite]
-    kept.sort()
-    return kept, missing, infinite
-
-
 def _spread(std: float, ref_sorted: np.ndarray) -> float:
     """Reference standard deviation, or IQR/1.349 when the std is not a usable positive number."""
     if np.isfinite(std) and std > 0:
@@ -282,15 +262,6 @@ def _numeric_psi(ref_sorted: np.ndarray, cur_sorted: np.ndarray, bins: int) -> f
     ref_counts = np.diff(np.concatenate([[0], np.searchsorted(ref_sorted, edges, "right"), [len(ref_sorted)]]))
     cur_counts = np.diff(np.concatenate([[0], np.searchsorted(cur_sorted, edges, "right"), [len(cur_sorted)]]))
     return psi(ref_counts.astype(np.float64), cur_counts.astype(np.float64))
-
-
-def _as_series(values: Any, name: str) -> pd.Series:
-    if isinstance(values, pd.Series):
-        return values
-    arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one feature), got shape {arr.shape}")
-    return pd.Series(arr)
 
 
 def _top(counts: pd.Series) -> str | None:
@@ -320,13 +291,24 @@ def compare_categorical(reference: pd.Series, current: pd.Series, settings: Drif
     Raises:
         ValueError: If an input is not 1-D.
     """
+    return compare_counts(category_counts(reference, "reference"), category_counts(current, "current"), settings)
+
+
+def compare_counts(reference: CategoryCounts, current: CategoryCounts, settings: DriftSettings | None = None) -> dict:
+    """:func:`compare_categorical` on columns already counted (a reference prepared once, e.g. cached).
+
+    Args:
+        reference: The reference column's counts (:func:`~retrain_assets.core.drift_columns.category_counts`).
+        current: The current column's counts.
+        settings: Thresholds; defaults to ``DriftSettings()``.
+
+    Returns:
+        The same row as :func:`compare_categorical` on the raw values.
+    """
     settings = settings or DriftSettings()
-    ref = _as_series(reference, "reference")
-    cur = _as_series(current, "current")
     row = _blank("categorical")
-    ref_counts = counts(ref)
-    cur_counts = counts(cur)
-    _missing(row, len(ref) - int(ref_counts.sum()), len(ref), len(cur) - int(cur_counts.sum()), len(cur))
+    ref_counts, cur_counts = reference.counts, current.counts
+    _missing(row, reference.missing, reference.total, current.missing, current.total)
     row["n_ref"], row["n_cur"] = int(ref_counts.sum()), int(cur_counts.sum())
     row["ref_top"], row["cur_top"] = _top(ref_counts), _top(cur_counts)
     categories = ref_counts.index.append(cur_counts.index[~cur_counts.index.isin(ref_counts.index)])
@@ -355,13 +337,6 @@ def compare_categorical(reference: pd.Series, current: pd.Series, settings: Drif
             row["js_excess"] = js_excess(row["js"], len(categories), r.sum(), c.sum())
     decide(row, settings)
     return row
-
-
-def counts(series: pd.Series) -> pd.Series:
-    counts = series.value_counts(dropna=True, sort=True)
-    counts = counts[counts > 0]
-    counts.index = pd.Index(counts.index.astype(object), dtype=object)
-    return counts
 
 
 def _plain(value: Any) -> Any:

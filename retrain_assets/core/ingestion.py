@@ -1,23 +1,26 @@
-"""Reading one landed batch file: its name, fingerprint and rows (raw_data's core).
+"""One landed batch file: its name, fingerprint and rows, stored in the warehouse (raw_data's core).
 
 A batch lands as ``<batch_id>.csv`` or ``<batch_id>.parquet``; CSV values are read as text, exactly
-as written, with each row's line number kept in ``_row``. A file that cannot be read raises
-:class:`BatchReadError` naming the file, the line and what to do. Pure Python (no Dagster).
+as written, with each row's number kept in ``_row``. A file is stored chunk by chunk, never held
+whole (:func:`ingest_batch`); :func:`read_batch` reads one into a frame. A file that cannot be read
+raises :class:`BatchReadError` naming the file, the line and what to do. Pure Python (no Dagster).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from pathlib import Path
+from typing import Iterator
 
+import duckdb
 import pandas as pd
 
 from retrain_assets.constants import BATCH_EXTENSIONS
+from retrain_assets.core import files, storage
+from retrain_assets.core.batch_reader import BatchReadError, no_rows, open_landed
 from retrain_assets.core.columns import ROW_COLUMN
+from retrain_assets.core.memory_budget import MemoryBudget
 from retrain_assets.core.paths import batch_id_problem
-from retrain_assets.core.sniff import sniff_problem
 
 
 _IGNORED_PREFIXES = (".", "~", "_")
@@ -36,10 +39,6 @@ IGNORED_RULE = (
     f"'{READY_SUFFIX}' files are ready markers"
 )
 """The ignore rule in words, for the landing sensor's skip message."""
-
-
-class BatchReadError(ValueError):
-    """A landed file cannot be read as a batch; the message names the file and what is wrong."""
 
 
 def is_ignored_name(name: str) -> bool:
@@ -82,16 +81,14 @@ def fingerprint(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _line_of_offset(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
 def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",", check_name: bool = True) -> pd.DataFrame:
-    """Read a landed batch exactly as it arrived.
+    """Read a landed batch exactly as it arrived, whole, into one frame.
 
     CSV values are kept as text (``None`` for empty cells and the usual missing markers) so that
     nothing is lost or silently coerced before validation; Parquet keeps its own types. A column
-    ``_row`` holds the 1-based data row number used in every message about a row.
+    ``_row`` holds the 1-based data row number used in every message about a row. raw_data stores a
+    file without holding it whole (:func:`ingest_batch`); both read it with the same reader
+    (:mod:`retrain_assets.core.batch_reader`).
 
     Args:
         path: A ``.csv`` or ``.parquet`` file.
@@ -107,108 +104,105 @@ def read_batch(path: Path, *, encoding: str = "utf-8", delimiter: str = ",", che
         BatchReadError: the file is empty, has no data rows, is not valid text in ``encoding``,
             is not a parseable CSV/Parquet file, or has blank/duplicated column names.
     """
-    name = path.name
     problem = name_problem(path) if check_name else None
     if problem:
         raise BatchReadError(problem)
-    size = path.stat().st_size
-    if size == 0:
-        raise BatchReadError(f"file {name!r} is empty (0 bytes)")
-    sniffed = sniff_problem(path, encoding=encoding, delimiter=delimiter)
-    if sniffed:
-        raise BatchReadError(sniffed)
-    if path.suffix == ".csv":
-        frame = _read_csv(path, encoding=encoding, delimiter=delimiter)
-    else:
-        frame = _read_parquet(path)
-    columns = [str(c) for c in frame.columns]
-    blank = [i + 1 for i, c in enumerate(columns) if not c.strip() or c.startswith("Unnamed: ")]
-    if blank:
-        raise BatchReadError(f"file {name!r}: column(s) at position {blank} have no name in the header")
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
-    if duplicated:
-        raise BatchReadError(f"file {name!r}: the header repeats column name(s) {duplicated}")
-    if ROW_COLUMN in columns:
-        raise BatchReadError(f"file {name!r}: column name {ROW_COLUMN!r} is reserved by the platform; rename it")
-    if len(frame) == 0:
-        raise BatchReadError(f"file {name!r} has a header ({len(columns)} columns) but no data rows")
-    frame.columns = columns
-    frame.insert(0, ROW_COLUMN, range(1, len(frame) + 1))
-    return frame
+    return open_landed(path, encoding=encoding, delimiter=delimiter).read_frame()
 
 
-def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
-    name = path.name
-    data = path.read_bytes()
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = _line_of_offset(data, error.start)
-        snippet = data[max(0, error.start - 10) : error.start + 10]
-        raise BatchReadError(
-            f"file {name!r} is not valid {encoding} text: byte 0x{data[error.start]:02x} at offset "
-            f"{error.start} (line {line}, near {snippet!r}); save it as {encoding} or set dataset.encoding"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        raise BatchReadError(f"file {name!r} holds only whitespace, no header and no rows")
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise BatchReadError(f"file {name!r} contains NUL bytes (line {line}); it is binary, not CSV text")
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            dtype=str,
-            keep_default_na=True,
-            skipinitialspace=False,
-            on_bad_lines="error",
-            engine="c",
-        )
-    except pd.errors.ParserError as error:
-        raise BatchReadError(f"file {name!r} is not a well-formed CSV: {error}") from None
-    except pd.errors.EmptyDataError:
-        raise BatchReadError(f"file {name!r} has no header and no rows") from None
-    except csv.Error as error:  # pragma: no cover - the C engine raises ParserError instead
-        raise BatchReadError(f"file {name!r} is not a well-formed CSV: {error}") from None
-    # pandas renames a repeated header name ("a", "a" -> "a", "a.1"), so look at the header as written.
-    try:
-        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-    except csv.Error as error:
-        raise BatchReadError(f"file {name!r} has an unreadable header: {error}") from None
-    repeated = sorted({c for c in header if c.strip() and header.count(c) > 1})
-    if repeated:
-        raise BatchReadError(f"file {name!r}: the header repeats column name(s) {repeated}")
-    short = _short_row(text, delimiter, len(header))
-    if short is not None:
-        line, fields = short
-        raise BatchReadError(
-            f"file {name!r}: line {line} has {fields} field(s) where the header has {len(header)}: the row was cut "
-            "short or a delimiter is missing (pandas would fill the gap with empty values); fix the row and land the "
-            "file again"
-        )
-    return frame.astype(object).where(frame.notna(), None)
+def ingest_batch(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    record: storage.IngestionRecord,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    memory_limit_mb: int,
+    chunk_rows: int | None = None,
+    check_name: bool = True,
+) -> storage.IngestionRecord:
+    """Store a landed batch file in the warehouse as it arrived, never holding it whole (raw_data's core).
+
+    A Parquet file is read by DuckDB itself (``read_parquet``, within its ``memory_limit``, spilling
+    beyond it); a CSV file is checked in blocks, then read by pandas ``chunk_rows`` rows at a time as
+    text and appended. Either way the raw table and the ingestion record are written in one
+    transaction: a problem found anywhere in the file undoes everything and raises.
+
+    Args:
+        conn: The warehouse.
+        path: A ``.csv`` or ``.parquet`` file.
+        record: What is known of the file; its ``rows`` and ``columns`` are counted here.
+        encoding: Text encoding of CSV files.
+        delimiter: CSV field separator.
+        memory_limit_mb: ``storage.memory_limit_mb``: sets DuckDB's memory_limit and the CSV chunk size.
+        chunk_rows: CSV rows per chunk (default: from ``memory_limit_mb``).
+        check_name: As for :func:`read_batch`.
+
+    Returns:
+        The record as logged, with rows and columns.
+
+    Raises:
+        BatchReadError: as :func:`read_batch`, for a problem anywhere in the file.
+    """
+    problem = name_problem(path) if check_name else None
+    if problem:
+        raise BatchReadError(problem)
+    landed = open_landed(path, encoding=encoding, delimiter=delimiter)
+    budget = MemoryBudget(memory_limit_mb)
+    budget.apply(conn)
+    rows_per_chunk = chunk_rows or budget.chunk_rows(len(landed.columns))
+    quoted = [storage.quote_identifier(c) for c in landed.columns]
+
+    def fill(table: str) -> None:
+        if landed.format == "parquet" and _PARQUET_ROW_NUMBER not in landed.columns:
+            try:
+                types = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))",
+                                          [str(path)]).fetchall())
+                selected = [f"{q}::TIMESTAMPTZ AS {q}" if types.get(c) == "TIMESTAMPTZ_NS" else q
+                            for c, q in zip(landed.columns, quoted)]  # as pandas would store them (and read them back)
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS SELECT {_PARQUET_ROW_NUMBER} + 1 AS {ROW_COLUMN}, "
+                    f"{', '.join(selected)} FROM read_parquet(?, {_PARQUET_ROW_NUMBER} = true)", [str(path)])
+            except (duckdb.InvalidInputException, duckdb.IOException) as error:
+                if files.disk_full(error):
+                    raise
+                raise BatchReadError(f"file {path.name!r} is not a readable Parquet file: {error}") from None
+            return
+        if landed.format == "parquet":  # a column named like DuckDB's row number: read with pyarrow instead
+            chunks = _parquet_chunks(path, landed.columns, rows_per_chunk)
+            conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT 1::BIGINT AS {ROW_COLUMN}, {', '.join(quoted)} "
+                         "FROM read_parquet(?) LIMIT 0", [str(path)])
+        else:
+            chunks = landed.csv_chunks(rows_per_chunk)
+            conn.execute(f"CREATE OR REPLACE TABLE {table} ({ROW_COLUMN} BIGINT, "
+                         + ", ".join(f"{q} VARCHAR" for q in quoted) + ")")
+        start = 1
+        for chunk in chunks:
+            chunk.insert(0, ROW_COLUMN, range(start, start + len(chunk)))
+            start += len(chunk)
+            incoming_raw = chunk  # noqa: F841 - read by name (storage.append_valid says why, not register())
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_raw")
+        if start == 1:
+            raise no_rows(landed)
+
+    return storage.write_raw_stream(conn, record, fill)
 
 
-def _short_row(text: str, delimiter: str, width: int) -> tuple[int, int] | None:
-    """(line, fields) of the first data row with fewer fields than the header (blank lines aside), or None."""
-    if csv.field_size_limit() < len(text):  # one long cell is validation's to judge (max_cell_chars), not the reader's
-        csv.field_size_limit(min(len(text), 2**31 - 1))
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    next(reader, None)
-    for row in reader:
-        if row and len(row) < width and any(cell.strip() for cell in row):
-            return reader.line_num, len(row)
-    return None
+_PARQUET_ROW_NUMBER = "file_row_number"
+"""The column DuckDB's Parquet reader adds with each row's position in the file."""
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _parquet_chunks(path: Path, columns: tuple[str, ...], rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=list(columns)):
+            yield batch.to_pandas()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as error:
         raise BatchReadError(f"file {path.name!r} is not a readable Parquet file: {error}") from None
-    return table.to_pandas()
+
+
+def batch_preview(conn: duckdb.DuckDBPyConnection, batch_id: str, rows: int = 5) -> pd.DataFrame:
+    """The first rows of a stored batch (for raw_data's metadata)."""
+    return next(storage.raw_chunks(conn, batch_id, rows))

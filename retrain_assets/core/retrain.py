@@ -14,6 +14,7 @@ import pandas as pd
 
 from retrain_assets.core import label_store, metrics_store, registry as reg, storage
 from retrain_assets.core.gates import GateResult
+from retrain_assets.core.memory_budget import MemoryBudget
 from retrain_assets.core.training import TrainedModel, train as train_model
 from retrain_assets.core.training_data import check_training_data
 from retrain_assets.core.training_window import TrainingWindow, select_training_window
@@ -40,6 +41,8 @@ class TrainingData:
         holdout: The newest labelled rows, held out (time-ordered).
         drift_reports: Every stored drift report (for the stability gate's waiver).
         plan: The first champion's plan, in words, when there is no champion yet (else None).
+        sampling: How the rows were sampled, in words, when the window holds more labelled rows
+            than ``training.max_rows`` (else None; :func:`storage.read_validated_sample`).
     """
 
     window: TrainingWindow
@@ -47,13 +50,17 @@ class TrainingData:
     holdout: pd.DataFrame
     drift_reports: pd.DataFrame
     plan: str | None = None
+    sampling: str | None = None
 
 
 def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_champion: bool) -> TrainingData:
     """The training window for a retrain launched by ``trigger``, read from the warehouse.
 
     Without a champion the first-champion plan decides (the drift sensor's own rule): as soon as the
-    labelled rows allow, part of the newest batch is held out.
+    labelled rows allow, part of the newest batch is held out. Training and holdout rows are each read
+    whole up to ``training.max_rows`` labelled rows, beyond it as a seeded sample drawn in DuckDB with
+    each batch in proportion (:func:`storage.read_validated_sample`); with ``last_n_rows`` the cut
+    is then made on the sample.
 
     Raises:
         CannotTrain: too little labelled data, or no window can be chosen.
@@ -74,11 +81,14 @@ def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_cha
         )
     except ValueError as error:
         raise CannotTrain(f"cannot train: {error}") from None
-    train, holdout = window.frames(
-        storage.read_validated(conn, window.train_batches), storage.read_validated(conn, window.holdout_batches),
-        time_column=cfg.dataset.time_column,
-    )
-    return TrainingData(window, train, holdout, metrics_store.read_drift_reports(conn), plan)
+    MemoryBudget(cfg.storage.memory_limit_mb).apply(conn)  # DuckDB draws the sample within its share
+    cap = dict(target=cfg.dataset.target, max_rows=cfg.training.max_rows, seed=cfg.model.seed)
+    train_rows = storage.read_validated_sample(conn, window.train_batches, **cap)
+    holdout_rows = storage.read_validated_sample(conn, window.holdout_batches, **cap)
+    train, holdout = window.frames(train_rows.rows, holdout_rows.rows, time_column=cfg.dataset.time_column)
+    sampling = "; ".join(f"{what}: {s.summary}" for what, s in (("training", train_rows), ("holdout", holdout_rows))
+                         if s.summary) or None
+    return TrainingData(window, train, holdout, metrics_store.read_drift_reports(conn), plan, sampling)
 
 
 def fit_candidate(cfg, schema, window: TrainingWindow, train: pd.DataFrame, holdout: pd.DataFrame, *,

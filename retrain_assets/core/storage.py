@@ -25,10 +25,10 @@ import functools
 import json
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dataclass_replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import duckdb
 import pandas as pd
@@ -188,12 +188,34 @@ def ingested_record(conn: duckdb.DuckDBPyConnection, batch_id: str) -> Ingestion
 
 
 def write_raw_batch(conn: duckdb.DuckDBPyConnection, record: IngestionRecord, frame: pd.DataFrame) -> None:
-    """Store a batch as read and its ingestion record, replacing any earlier copy, atomically."""
+    """Store a batch held as one frame and its ingestion record, replacing any earlier copy, atomically."""
+
+    def fill(table: str) -> None:
+        incoming_raw = frame  # noqa: F841 - read by name (see append_valid)
+        conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming_raw")
+
+    write_raw_stream(conn, record, fill, count=False)
+
+
+def write_raw_stream(conn: duckdb.DuckDBPyConnection, record: IngestionRecord,
+                     fill: Callable[[str], None], *, count: bool = True) -> IngestionRecord:
+    """Store a batch and its ingestion record, replacing any earlier copy, in one transaction.
+
+    ``fill(table)`` creates the raw table and fills it (at once, or chunk by chunk from a file DuckDB
+    or pandas reads); what it raises undoes everything. With ``count``, the record's ``rows`` and
+    ``columns`` (``_row`` aside) are counted from the stored table; else it is logged as given.
+
+    Returns:
+        The record as logged.
+    """
     ensure_tables(conn)
-    with transaction(conn, f"storing batch {record.batch_id!r} ({record.rows} rows from {record.file_name})"):
-        conn.register("_incoming_raw", frame)
-        conn.execute(f"CREATE OR REPLACE TABLE {raw_table(record.batch_id)} AS SELECT * FROM _incoming_raw")
-        conn.unregister("_incoming_raw")
+    table = raw_table(record.batch_id)
+    with transaction(conn, f"storing batch {record.batch_id!r} from {record.file_name}"):
+        fill(table)
+        if count:
+            rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            columns = [name for name, *_ in conn.execute(f"DESCRIBE {table}").fetchall() if name != ROW_COLUMN]
+            record = dataclass_replace(record, rows=int(rows), columns=columns)
         conn.execute("DELETE FROM ingestion_log WHERE batch_id = ?", [record.batch_id])
         conn.execute(
             "INSERT INTO ingestion_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,12 +225,13 @@ def write_raw_batch(conn: duckdb.DuckDBPyConnection, record: IngestionRecord, fr
                 record.dagster_run_id,
             ],
         )
+    return record
 
 
-def read_raw_batch(conn: duckdb.DuckDBPyConnection, batch_id: str) -> pd.DataFrame:
-    """A batch exactly as it was stored by :func:`write_raw_batch`, in file order."""
+def _raw_query(conn: duckdb.DuckDBPyConnection, batch_id: str, sql: str, params: list | None = None) -> pd.DataFrame:
+    """``sql`` (``{table}`` standing for the batch's raw table) as a frame, NULL text as None like the reader."""
     try:
-        frame = conn.execute(f"SELECT * FROM {raw_table(batch_id)} ORDER BY {ROW_COLUMN}").df()
+        frame = conn.execute(sql.format(table=raw_table(batch_id)), params or []).df()
     except duckdb.CatalogException:
         raise LookupError(
             f"batch {batch_id!r} has no raw data in DuckDB; materialize raw_data for this partition first"
@@ -220,15 +243,79 @@ def read_raw_batch(conn: duckdb.DuckDBPyConnection, batch_id: str) -> pd.DataFra
     return frame
 
 
+def read_raw_batch(conn: duckdb.DuckDBPyConnection, batch_id: str) -> pd.DataFrame:
+    """A batch exactly as it was stored by :func:`write_raw_batch`, in file order."""
+    return _raw_query(conn, batch_id, f"SELECT * FROM {{table}} ORDER BY {ROW_COLUMN}")
+
+
+def raw_columns(conn: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
+    """A stored batch's columns, ``_row`` first."""
+    return list(_raw_query(conn, batch_id, "SELECT * FROM {table} LIMIT 0").columns)
+
+
+def raw_chunks(conn: duckdb.DuckDBPyConnection, batch_id: str, chunk_rows: int,
+               columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    """A stored batch in file order, ``chunk_rows`` rows at a time (one empty chunk when it has none).
+
+    Each chunk is one query on a range of ``_row`` (DuckDB skips the row groups outside it), read
+    whole before it is yielded, so the connection is free between chunks.
+
+    Args:
+        conn: The warehouse.
+        batch_id: The batch.
+        chunk_rows: Rows per chunk.
+        columns: The columns wanted besides ``_row`` (all when None).
+    """
+    selected = "*" if columns is None else ", ".join(quote_identifier(c) for c in [ROW_COLUMN, *columns])
+    low, high = _raw_query(conn, batch_id, f"SELECT min({ROW_COLUMN}) AS low, max({ROW_COLUMN}) AS high FROM {{table}}"
+                           ).iloc[0].tolist()
+    if pd.isna(low):
+        yield _raw_query(conn, batch_id, f"SELECT {selected} FROM {{table}} LIMIT 0")
+        return
+    start = int(low)
+    while start <= int(high):
+        yield _raw_query(conn, batch_id, f"SELECT {selected} FROM {{table}} WHERE {ROW_COLUMN} >= ? AND {ROW_COLUMN} < ? "
+                         f"ORDER BY {ROW_COLUMN}", [start, start + chunk_rows])
+        start += chunk_rows
+
+
+def raw_sample(conn: duckdb.DuckDBPyConnection, batch_id: str, rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """At most ``rows`` rows of a stored batch, in file order: all of them when it has no more, else a
+    seeded sample (the rows with the smallest ``hash(_row, seed)``: the same rows every time).
+
+    Returns:
+        ``(rows, rows in the batch)``.
+    """
+    total = int(_raw_query(conn, batch_id, "SELECT count(*) AS n FROM {table}").iloc[0, 0])
+    if total <= rows:
+        return read_raw_batch(conn, batch_id), total
+    return _raw_query(conn, batch_id, f"SELECT * FROM {{table}} WHERE {ROW_COLUMN} IN ({_sampled_rows('{table}')}) "
+                      f"ORDER BY {ROW_COLUMN}", [seed, rows]), total
+
+
+def _sampled_rows(table: str, where: str = "") -> str:
+    """A query for the ``_row`` of the rows with the smallest ``hash(_row, seed)`` (parameters: seed, how
+    many): only that column is ranked, so the sample costs little more memory than the rows it keeps."""
+    return f"SELECT {ROW_COLUMN} FROM {table} {where} ORDER BY hash({ROW_COLUMN}, ?) LIMIT ?"
+
+
+def raw_distinct(conn: duckdb.DuckDBPyConnection, batch_id: str, column: str, limit: int) -> list[Any]:
+    """Up to ``limit`` distinct non-null values of one column of a stored batch."""
+    frame = _raw_query(conn, batch_id, f"SELECT DISTINCT {quote_identifier(column)} AS v FROM {{table}} "
+                       f"WHERE {quote_identifier(column)} IS NOT NULL LIMIT ?", [limit])
+    return frame["v"].tolist()
+
+
 def table_exists(conn: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
     return bool(conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
     ).fetchall()[0][0])
 
 
-def _add_missing_columns(conn: duckdb.DuckDBPyConnection, table: str, frame_name: str) -> None:
+def _add_missing_columns(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
     existing = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
-    described = conn.execute(f"DESCRIBE {frame_name}").fetchall()
+    incoming = frame  # noqa: F841 - read by name (see append_valid)
+    described = conn.execute("DESCRIBE SELECT * FROM incoming").fetchall()
     for name, dtype, *_ in described:
         if name not in existing:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {dtype}")
@@ -244,43 +331,74 @@ def write_validation(
 ) -> int:
     """Store a batch's outcome atomically: valid rows (only if it passed), quarantine and status.
 
+    A report whose rows were written as they were judged (``report.stored_counts``) is stored
+    already (:func:`retrain_assets.core.validation_store.validate_stored_batch`).
+
     Returns:
         How many rows were published to ``validated``.
     """
+    if report.stored_counts is not None:
+        raise ValueError(f"the validation of batch {report.batch_id!r} was stored as it was judged; it holds only "
+                         "the first rows, so it cannot be written again")
     ensure_tables(conn)
     now = now or datetime.now(timezone.utc)
     batch_id = report.batch_id
     published = report.valid if report.passed else report.valid.iloc[0:0]
     with transaction(conn, f"storing the validation of batch {batch_id!r}"):
-        if table_exists(conn, "validated"):
-            conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
+        clear_validation(conn, batch_id)
         # Only rows shape the table: an empty frame's text columns have no type (DuckDB "NULL"), and a
         # column added with that type would refuse every later value.
         if len(published):
-            frame = published.assign(**{BATCH_COLUMN: batch_id})
-            frame = frame[[BATCH_COLUMN, *[c for c in frame.columns if c != BATCH_COLUMN]]]
-            conn.register("_incoming_valid", frame)
-            conn.execute("CREATE TABLE IF NOT EXISTS validated AS SELECT * FROM _incoming_valid LIMIT 0")
-            _add_missing_columns(conn, "validated", "_incoming_valid")
-            conn.execute("INSERT INTO validated BY NAME SELECT * FROM _incoming_valid")
-            conn.unregister("_incoming_valid")
-        conn.execute("DELETE FROM quarantine WHERE batch_id = ?", [batch_id])
+            append_valid(conn, batch_id, published)
         if len(report.quarantine):
-            q = report.quarantine.assign(batch_id=batch_id, quarantined_at=now)
-            q = q[["batch_id", ROW_COLUMN, "failed_rules", "reasons", "row_json", "quarantined_at"]]
-            conn.register("_incoming_quarantine", q)
-            conn.execute("INSERT INTO quarantine SELECT * FROM _incoming_quarantine")
-            conn.unregister("_incoming_quarantine")
-        conn.execute("DELETE FROM batch_validation WHERE batch_id = ?", [batch_id])
-        conn.execute(
-            "INSERT INTO batch_validation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                batch_id, fingerprint, report.passed, report.labelled, report.rows, len(published),
-                report.quarantined_rows, report.invalid_fraction, report.max_invalid_fraction,
-                report.schema_problems, [o.sentence() for o in report.failed_rules], report.summary, now, run_id,
-            ],
-        )
+            append_quarantine(conn, batch_id, report.quarantine, now)
+        log_validation(conn, report, published=len(published), fingerprint=fingerprint, run_id=run_id, now=now)
     return len(published)
+
+
+def clear_validation(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """Remove a batch's valid and quarantined rows (inside the caller's transaction)."""
+    unpublish(conn, batch_id)
+    conn.execute("DELETE FROM quarantine WHERE batch_id = ?", [batch_id])
+
+
+def unpublish(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """Remove a batch's rows from ``validated`` (inside the caller's transaction)."""
+    if table_exists(conn, "validated"):
+        conn.execute(f"DELETE FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id])
+
+
+def append_valid(conn: duckdb.DuckDBPyConnection, batch_id: str, rows: pd.DataFrame) -> None:
+    """Add typed valid rows of a batch to ``validated`` (created, or widened, from their columns)."""
+    frame = rows.assign(**{BATCH_COLUMN: batch_id})
+    # DuckDB reads the frame by its Python name (a replacement scan): a frame register()ed inside a
+    # transaction stays referenced until it commits, so a batch appended chunk by chunk would stay in
+    # memory whole.
+    incoming_valid = frame[[BATCH_COLUMN, *[c for c in frame.columns if c != BATCH_COLUMN]]]
+    conn.execute("CREATE TABLE IF NOT EXISTS validated AS SELECT * FROM incoming_valid LIMIT 0")
+    _add_missing_columns(conn, "validated", incoming_valid)
+    conn.execute("INSERT INTO validated BY NAME SELECT * FROM incoming_valid")
+
+
+def append_quarantine(conn: duckdb.DuckDBPyConnection, batch_id: str, rows: pd.DataFrame, now: datetime) -> None:
+    """Add quarantined rows (``_row``, ``failed_rules``, ``reasons``, ``row_json``) of a batch."""
+    q = rows.assign(batch_id=batch_id, quarantined_at=now)
+    incoming_quarantine = q[["batch_id", ROW_COLUMN, "failed_rules", "reasons", "row_json", "quarantined_at"]]  # noqa: F841
+    conn.execute("INSERT INTO quarantine SELECT * FROM incoming_quarantine")  # read by name (see append_valid)
+
+
+def log_validation(conn: duckdb.DuckDBPyConnection, report: ValidationReport, *, published: int,
+                   fingerprint: str | None, run_id: str | None, now: datetime) -> None:
+    """Record a batch's validation outcome in ``batch_validation`` (inside the caller's transaction)."""
+    conn.execute("DELETE FROM batch_validation WHERE batch_id = ?", [report.batch_id])
+    conn.execute(
+        "INSERT INTO batch_validation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            report.batch_id, fingerprint, report.passed, report.labelled, report.rows, published,
+            report.quarantined_rows, report.invalid_fraction, report.max_invalid_fraction,
+            report.schema_problems, [o.sentence() for o in report.failed_rules], report.summary, now, run_id,
+        ],
+    )
 
 
 def read_validated(conn: duckdb.DuckDBPyConnection, batch_ids: list[str] | None = None) -> pd.DataFrame:
@@ -296,6 +414,74 @@ def read_validated(conn: duckdb.DuckDBPyConnection, batch_ids: list[str] | None 
         f"SELECT * FROM validated WHERE {BATCH_COLUMN} IN (SELECT unnest(?)) ORDER BY {BATCH_COLUMN}, {ROW_COLUMN}",
         [batch_ids],
     ).df()
+
+
+@dataclass(frozen=True)
+class ValidatedSample:
+    """Rows read for a retrain, and how they were chosen.
+
+    Attributes:
+        rows: The rows, in batch and row order.
+        labelled: Labelled rows the batches hold in all.
+        sampled: Whether ``rows`` is a sample (the labelled rows exceeded the cap).
+    """
+
+    rows: pd.DataFrame
+    labelled: int
+    sampled: bool
+
+    @property
+    def summary(self) -> str | None:
+        """One sentence when sampled, else None."""
+        if not self.sampled:
+            return None
+        return (f"a seeded sample of {len(self.rows):,} of {self.labelled:,} labelled rows, each batch in proportion "
+                "(training.max_rows)")
+
+
+def read_validated_sample(conn: duckdb.DuckDBPyConnection, batch_ids: list[str], *, target: str,
+                          max_rows: int | None, seed: int) -> ValidatedSample:
+    """Valid rows of some batches for training: all of them, or at most ``max_rows`` labelled ones.
+
+    Beyond ``max_rows`` labelled rows, each batch gives a share in proportion to its labelled rows
+    (largest remainders, so the shares add up to ``max_rows``): the window's own choice of batches
+    and their recency weights keep their meaning. Within a batch the rows with the smallest
+    ``hash(_row, seed)`` are taken: uniform, and the same rows every time for a seed. DuckDB picks
+    them (a top-N per batch), so the batches are never read whole into memory.
+
+    Args:
+        conn: The warehouse.
+        batch_ids: The batches.
+        target: The label column (unlabelled rows are left out of a sample).
+        max_rows: The cap, or None for every row.
+        seed: The sample's seed (model.seed).
+    """
+    ensure_tables(conn)
+    if max_rows is None or not batch_ids or not table_exists(conn, "validated") or not _has_column(
+            conn, "validated", target):
+        frame = read_validated(conn, batch_ids)
+        return ValidatedSample(frame, len(frame), False)
+    counts = dict(conn.execute(
+        f"SELECT {BATCH_COLUMN}, count(*) FROM validated WHERE {BATCH_COLUMN} IN (SELECT unnest(?)) "
+        f"AND {quote_identifier(target)} IS NOT NULL GROUP BY {BATCH_COLUMN}", [batch_ids]).fetchall())
+    labelled = int(sum(counts.values()))
+    if labelled <= max_rows:
+        return ValidatedSample(read_validated(conn, batch_ids), labelled, False)
+    exact = {b: max_rows * n / labelled for b, n in counts.items()}
+    quota = {b: int(share) for b, share in exact.items()}
+    for b in sorted(exact, key=lambda b: (quota[b] - exact[b], b))[: max_rows - sum(quota.values())]:
+        quota[b] += 1
+    labelled_in = f"WHERE {BATCH_COLUMN} = ? AND {quote_identifier(target)} IS NOT NULL"
+    parts = [conn.execute(
+        f"SELECT * FROM validated {labelled_in} AND {ROW_COLUMN} IN ({_sampled_rows('validated', labelled_in)})",
+        [b, b, seed, quota[b]]).df()
+        for b in sorted(quota) if quota[b]]
+    rows = pd.concat(parts, ignore_index=True).sort_values([BATCH_COLUMN, ROW_COLUMN], ignore_index=True)
+    return ValidatedSample(rows, labelled, True)
+
+
+def _has_column(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return column in {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
 
 
 def read_quarantine(conn: duckdb.DuckDBPyConnection, batch_id: str | None = None) -> pd.DataFrame:

@@ -10,15 +10,19 @@ Two kinds of rule:
   quarantined rows within ``max_invalid_fraction``). A batch that breaks one is held back.
 
 Parsing text into numbers/timestamps happens first (GX checks values, not text), and its
-failures are row rules too. Pure Python (no Dagster).
+failures are row rules too. A batch is judged chunk by chunk (:func:`judge_batch`; one chunk when
+it is held in memory): row rules on each chunk, batch rules on totals added up over the chunks
+(:mod:`retrain_assets.core.validation_tally`), so a large batch never has to be one frame.
+Pure Python (no Dagster).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace as dc_replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,7 +30,9 @@ import pandas as pd
 from retrain_assets.core.columns import ROW_COLUMN
 
 from retrain_assets.core.schema import DatasetSchema
-from retrain_assets.core.validation_rules import Limits, RuleOutcome, blank, parse_batch, plain, run_gx, suite_items
+from retrain_assets.core.gx_suite import UNIQUE_RULE, GxSuite, suite_items, unique_outcome
+from retrain_assets.core.validation_rules import Limits, RuleOutcome, parse_chunk, plain
+from retrain_assets.core.validation_tally import ChunkReader, FrameIdCounter, IdCounter, Tally, batch_facts
 
 
 @dataclass
@@ -45,6 +51,9 @@ class ValidationReport:
         notes: Warnings that do not fail the batch (e.g. extra columns dropped by config).
         max_invalid_fraction: The configured limit on the share of quarantined rows.
         schema: The schema the batch was checked against.
+        stored_counts: ``(valid, quarantined)`` rows when they were written to the warehouse as
+            the batch was judged (:mod:`retrain_assets.core.validation_store`); ``valid`` and
+            ``quarantine`` then hold only the first of them. None: both frames are whole.
     """
 
     batch_id: str
@@ -57,11 +66,17 @@ class ValidationReport:
     notes: list[str]
     max_invalid_fraction: float
     schema: DatasetSchema
+    stored_counts: tuple[int, int] | None = None
+
+    @property
+    def valid_rows(self) -> int:
+        """How many rows passed every row rule."""
+        return self.stored_counts[0] if self.stored_counts is not None else len(self.valid)
 
     @property
     def quarantined_rows(self) -> int:
         """How many rows were quarantined."""
-        return len(self.quarantine)
+        return self.stored_counts[1] if self.stored_counts is not None else len(self.quarantine)
 
     @property
     def invalid_fraction(self) -> float:
@@ -104,7 +119,7 @@ class ValidationReport:
             )
         if self.quarantined_rows:
             return (
-                f"batch {self.batch_id} passed: {len(self.valid)} rows valid, {self.quarantined_rows} ({pct}) "
+                f"batch {self.batch_id} passed: {self.valid_rows} rows valid, {self.quarantined_rows} ({pct}) "
                 f"quarantined, within the {limit} limit"
             )
         return f"batch {self.batch_id} passed: all {self.rows} rows valid"
@@ -167,7 +182,186 @@ def column_problems(columns: list[str], schema: DatasetSchema) -> tuple[list[str
     return problems, notes, extra
 
 
-# --- the whole batch -------------------------------------------------------------------------
+# --- the whole batch, chunk by chunk ----------------------------------------------------------
+
+
+class ValidationSink(Protocol):
+    """Where a batch's judged rows go, chunk by chunk: kept in memory, or written to the warehouse."""
+
+    def add(self, valid: pd.DataFrame, quarantine: pd.DataFrame) -> None:
+        """One chunk's typed valid rows and quarantined rows."""
+
+    def hold_back_all(self, reason: str, raw_chunks: Iterable[pd.DataFrame]) -> None:
+        """The batch's schema is broken: quarantine every row with ``reason`` first (``raw_chunks``: the
+        batch as read, again)."""
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int] | None]:
+        """``(valid, quarantine, stored_counts)`` for the :class:`ValidationReport`."""
+
+
+def judge_batch(
+    chunks: ChunkReader,
+    columns: list[str],
+    schema: DatasetSchema,
+    *,
+    batch_id: str,
+    sink: ValidationSink,
+    ids: IdCounter,
+    max_invalid_fraction: float = 0.05,
+    examples: int = 5,
+    limits: Limits | None = None,
+    keep_failed_rows: bool = True,
+) -> ValidationReport:
+    """Validate a batch read chunk by chunk; a batch held in memory is one chunk (:func:`validate_batch`).
+
+    A pre-pass reads the target, id and time columns (:func:`batch_facts`); then each chunk is parsed,
+    checked by the GX suite (built once) and split into valid and quarantined rows, which go to
+    ``sink``; batch rules are judged on the totals (:class:`Tally`). Rows keep every reason they
+    got; when the schema turns out broken, every row is quarantined with the schema's reason first.
+
+    Args:
+        chunks: The batch as read (:data:`ChunkReader`).
+        columns: Its columns as stored (``_row`` included).
+        schema: The enforced schema.
+        batch_id: The batch id (for messages).
+        sink: Where valid and quarantined rows go.
+        ids: Where ids are counted to find duplicates across chunks.
+        max_invalid_fraction: Largest share of quarantined rows for the batch to pass.
+        examples: Failing values to keep per rule.
+        limits: How far values may stray from the reference (default :class:`Limits`; its ``now``
+            is fixed once for the whole batch).
+        keep_failed_rows: Keep every failing row in the report's outcomes.
+
+    Returns:
+        The report; its valid and quarantined rows are what ``sink`` says.
+    """
+    limits = limits or Limits()
+    limits = dc_replace(limits, now=limits.now or datetime.now(timezone.utc))
+    facts = batch_facts(chunks, columns, schema, ids)
+    dropped = [c for c in schema.ignore_columns if c in columns] + ([schema.target] if facts.drop_target else [])
+    arriving = [c for c in columns if c not in dropped]
+    labelled = facts.labelled
+
+    def prepared(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for raw in pieces:
+            yield raw.drop(columns=[c for c in dropped if c in raw.columns])
+
+    problems, notes, extra = column_problems(arriving, schema)
+    present = [c for c in schema.column_names if c in arriving]
+    suite = GxSuite(suite_items(schema, present, labelled, schema.max_null_fraction))
+    tally = Tally(examples, keep_failed_rows=keep_failed_rows)
+    for raw in prepared(chunks(None)):
+        parsed = parse_chunk(raw, schema, labelled, examples, limits, facts.written_formats)
+        frame = parsed.frame
+        gx_frame = frame
+        if extra and not schema.allow_extra_columns:
+            gx_frame = frame.assign(**{c: raw[c].to_numpy() for c in extra})
+        rows = raw[ROW_COLUMN].to_numpy()
+        checked = [
+            unique_outcome(o, frame[o.column], rows, facts.duplicated_ids.get(o.column, set()), examples)
+            if o.rule == UNIQUE_RULE else o
+            for o in suite.run(gx_frame, examples)
+        ]
+        outcomes = parsed.outcomes + checked
+        tally.add(len(raw), outcomes, parsed.findings)
+        sink.add(*_split_chunk(raw, frame, outcomes, schema, labelled))
+
+    outcomes = tally.outcomes()
+    problems += tally.problems()
+    notes = notes + tally.notes() + facts.notes_on_labels
+    column_rule = next(o for o in outcomes if o.rule == "expect_table_columns_to_match_set")
+    if not column_rule.success:
+        column_rule.description = "; ".join(p for p in problems if p.startswith(("column", "unexpected", "target")))
+        column_rule.description = column_rule.description or "columns do not match the schema"
+    if problems:
+        sink.hold_back_all("schema: " + "; ".join(problems), prepared(chunks(None)))
+    valid, quarantine, stored_counts = sink.result()
+    return ValidationReport(
+        batch_id=batch_id,
+        rows=tally.rows,
+        labelled=labelled,
+        valid=valid,
+        quarantine=quarantine,
+        outcomes=outcomes,
+        schema_problems=problems,
+        notes=notes,
+        max_invalid_fraction=max_invalid_fraction,
+        schema=schema,
+        stored_counts=stored_counts,
+    )
+
+
+def _split_chunk(raw: pd.DataFrame, frame: pd.DataFrame, outcomes: list[RuleOutcome], schema: DatasetSchema,
+                 labelled: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk's typed valid rows, and its quarantined rows with every row rule they broke."""
+    reasons: dict[int, list[str]] = {}
+    rules: dict[int, set[str]] = {}
+    values_by_row: dict = {}
+    for outcome in outcomes:
+        if outcome.level != "row" or outcome.success:
+            continue
+        for r in outcome.failed_rows.tolist():
+            shown = raw_value(raw, outcome.column, r, values_by_row)
+            reasons.setdefault(r, []).append(f"{outcome.column}: {outcome.description} (got {shown!r})")
+            rules.setdefault(r, set()).add(outcome.rule)
+    rows = raw[ROW_COLUMN].to_numpy()
+    is_bad = np.isin(rows, np.array(sorted(reasons), dtype=np.int64))
+    valid = frame.loc[~is_bad].reset_index(drop=True)
+    if labelled and schema.task == "classification" and len(valid):
+        labels = valid[schema.target]
+        if pd.api.types.infer_dtype(labels, skipna=True) == "integer":
+            # rows whose label is late keep a null: nullable integers then, plain int64 otherwise
+            valid[schema.target] = labels.astype("Int64" if labels.isna().any() else "int64")
+    raw_bad = raw.loc[is_bad]
+    quarantine = pd.DataFrame({
+        ROW_COLUMN: raw_bad[ROW_COLUMN].to_numpy(dtype=np.int64),
+        "failed_rules": [", ".join(sorted(rules[int(r)])) for r in raw_bad[ROW_COLUMN]],
+        "reasons": ["; ".join(reasons[int(r)]) for r in raw_bad[ROW_COLUMN]],
+        "row_json": rows_as_json(raw_bad.drop(columns=[ROW_COLUMN])),
+    })
+    return valid, quarantine
+
+
+def held_back_rows(reason: str, raw: pd.DataFrame, quarantined: pd.DataFrame) -> pd.DataFrame:
+    """Every row of a chunk quarantined because the batch's schema is broken: ``reason`` first, then
+    the row rules a row broke already (``quarantined``: the chunk's quarantined rows so far)."""
+    earlier = quarantined.set_index(ROW_COLUMN) if len(quarantined) else None
+    rules, reasons, row_json = [], [], []
+    fresh = rows_as_json(raw.drop(columns=[ROW_COLUMN]))
+    for r, json_text in zip(raw[ROW_COLUMN].tolist(), fresh):
+        if earlier is not None and r in earlier.index:
+            old = earlier.loc[r]
+            rules.append(", ".join(sorted({"schema", *old["failed_rules"].split(", ")})))
+            reasons.append(f"{reason}; {old['reasons']}")
+            row_json.append(old["row_json"])
+        else:
+            rules.append("schema")
+            reasons.append(reason)
+            row_json.append(json_text)
+    return pd.DataFrame({ROW_COLUMN: raw[ROW_COLUMN].to_numpy(dtype=np.int64), "failed_rules": rules,
+                         "reasons": reasons, "row_json": row_json})
+
+
+class _FrameSink:
+    """:class:`ValidationSink` in memory: the report holds every valid and quarantined row."""
+
+    def __init__(self) -> None:
+        self.valid: list[pd.DataFrame] = []
+        self.quarantine: list[pd.DataFrame] = []
+
+    def add(self, valid: pd.DataFrame, quarantine: pd.DataFrame) -> None:
+        self.valid.append(valid)
+        self.quarantine.append(quarantine)
+
+    def hold_back_all(self, reason: str, raw_chunks: Iterable[pd.DataFrame]) -> None:
+        quarantined = pd.concat(self.quarantine, ignore_index=True)
+        self.quarantine = [held_back_rows(reason, raw, quarantined) for raw in raw_chunks]
+        self.valid = [v.iloc[0:0] for v in self.valid[:1]]
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame, None]:
+        valid = self.valid[0] if len(self.valid) == 1 else pd.concat(self.valid, ignore_index=True)
+        quarantine = self.quarantine[0] if len(self.quarantine) == 1 else pd.concat(self.quarantine, ignore_index=True)
+        return valid, quarantine, None
 
 
 def validate_batch(
@@ -179,7 +373,10 @@ def validate_batch(
     examples: int = 5,
     limits: Limits | None = None,
 ) -> ValidationReport:
-    """Validate one batch as read from its file.
+    """Validate one batch held in memory as read from its file (one chunk of :func:`judge_batch`).
+
+    A batch too large for memory is validated where it is stored, chunk by chunk
+    (:func:`retrain_assets.core.validation_store.validate_stored_batch`), with the same result.
 
     Args:
         raw: The batch as read by :func:`retrain_assets.core.ingestion.read_batch` (``_row`` first).
@@ -194,80 +391,12 @@ def validate_batch(
     """
     if ROW_COLUMN not in raw.columns:
         raise ValueError(f"batch {batch_id}: the frame has no {ROW_COLUMN!r} column; read it with read_batch()")
-    raw = raw.drop(columns=[c for c in schema.ignore_columns if c in raw.columns])
-    notes_on_labels: list[str] = []
-    if schema.target in raw.columns and blank(raw[schema.target]).all():
-        # A target column with no value at all is an unlabelled batch (labels come later), not a failed one.
-        raw = raw.drop(columns=[schema.target])
-        notes_on_labels.append(f"target {schema.target!r} is empty in every row: taken in as an unlabelled batch")
-    labelled = schema.target in raw.columns
-    if labelled:
-        missing = int(blank(raw[schema.target]).sum())
-        if missing:
-            notes_on_labels.append(
-                f"{missing} of {len(raw)} rows have no {schema.target!r} yet: kept as unlabelled rows (used for drift "
-                "and label-free estimates, not for training or scoring until their labels arrive)"
-            )
-    problems, notes, extra = column_problems(list(raw.columns), schema)
-    parsed = parse_batch(raw, schema, labelled, examples, limits or Limits())
-    problems += parsed.problems
-    notes = notes + parsed.notes + notes_on_labels
-    frame = parsed.frame
-    present = [c for c in schema.column_names if c in frame.columns]
 
-    items = suite_items(schema, present, labelled, schema.max_null_fraction)
-    gx_frame = frame
-    if extra and not schema.allow_extra_columns:
-        gx_frame = frame.assign(**{c: raw[c].to_numpy() for c in extra})
-    outcomes = parsed.outcomes + run_gx(gx_frame, items, examples)
-    column_rule = next(o for o in outcomes if o.rule == "expect_table_columns_to_match_set")
-    if not column_rule.success:
-        column_rule.description = "; ".join(p for p in problems if p.startswith(("column", "unexpected", "target")))
-        column_rule.description = column_rule.description or "columns do not match the schema"
+    def chunks(columns: list[str] | None) -> Iterator[pd.DataFrame]:
+        yield raw if columns is None else raw[[ROW_COLUMN, *columns]]
 
-    rows = raw[ROW_COLUMN].to_numpy()
-    reasons: dict[int, list[str]] = {}
-    rules: dict[int, set[str]] = {}
-    if problems:
-        for r in rows:
-            reasons[int(r)] = ["schema: " + "; ".join(problems)]
-            rules[int(r)] = {"schema"}
-    values_by_row = {}
-    for outcome in outcomes:
-        if outcome.level != "row" or outcome.success:
-            continue
-        for r in outcome.failed_rows.tolist():
-            shown = raw_value(raw, outcome.column, r, values_by_row)
-            reasons.setdefault(r, []).append(f"{outcome.column}: {outcome.description} (got {shown!r})")
-            rules.setdefault(r, set()).add(outcome.rule)
-
-    bad_rows = np.array(sorted(reasons), dtype=np.int64)
-    is_bad = np.isin(rows, bad_rows)
-    valid = frame.loc[~is_bad].reset_index(drop=True)
-    if labelled and schema.task == "classification" and len(valid):
-        labels = valid[schema.target]
-        if pd.api.types.infer_dtype(labels, skipna=True) == "integer":
-            # rows whose label is late keep a null: nullable integers then, plain int64 otherwise
-            valid[schema.target] = labels.astype("Int64" if labels.isna().any() else "int64")
-    raw_bad = raw.loc[is_bad]
-    quarantine = pd.DataFrame({
-        ROW_COLUMN: raw_bad[ROW_COLUMN].to_numpy(dtype=np.int64),
-        "failed_rules": [", ".join(sorted(rules[int(r)])) for r in raw_bad[ROW_COLUMN]],
-        "reasons": ["; ".join(reasons[int(r)]) for r in raw_bad[ROW_COLUMN]],
-        "row_json": rows_as_json(raw_bad.drop(columns=[ROW_COLUMN])),
-    })
-    return ValidationReport(
-        batch_id=batch_id,
-        rows=len(raw),
-        labelled=labelled,
-        valid=valid,
-        quarantine=quarantine,
-        outcomes=outcomes,
-        schema_problems=problems,
-        notes=notes,
-        max_invalid_fraction=max_invalid_fraction,
-        schema=schema,
-    )
+    return judge_batch(chunks, list(raw.columns), schema, batch_id=batch_id, sink=_FrameSink(), ids=FrameIdCounter(),
+                       max_invalid_fraction=max_invalid_fraction, examples=examples, limits=limits)
 
 
 def raw_value(raw: pd.DataFrame, column: str | None, row: int, cache: dict) -> Any:

@@ -1,11 +1,11 @@
 """The rules a batch is checked with, and their outcomes: parsing text into the schema's kinds (its
-failures are row rules) and the Great Expectations 1.x suite built from the schema. The batch's
-verdict is :mod:`retrain_assets.core.validation`. Pure Python (no Dagster)."""
+failures are row rules) and the batch-level findings each chunk of a batch adds to. The Great
+Expectations 1.x suite is :mod:`retrain_assets.core.gx_suite`; the batch's verdict is
+:mod:`retrain_assets.core.validation`. Pure Python (no Dagster)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -40,6 +40,8 @@ class RuleOutcome:
         unexpected_count: How many rows broke it.
         description: What the rule says, in words.
         examples: Up to N ``(row, value)`` pairs that broke it.
+        failed_rows: The rows that broke a row rule (those of one chunk while a batch is judged).
+        mostly: For a batch rule on one column, the share of its values that must satisfy it.
     """
 
     rule: str
@@ -50,6 +52,7 @@ class RuleOutcome:
     description: str
     examples: list[tuple[int, Any]] = field(default_factory=list)
     failed_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
+    mostly: float | None = field(default=None, repr=False)  # a batch rule on a share of a column's values
 
     def sentence(self) -> str:
         """One line a person reads: what failed, how often, with examples."""
@@ -106,14 +109,6 @@ def _categorical_text(series: pd.Series) -> pd.Series:
     return series.map(one).astype(object)
 
 
-@dataclass
-class _Parsed:
-    frame: pd.DataFrame
-    outcomes: list[RuleOutcome]
-    problems: list[str]
-    notes: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Limits:
     """How far values may stray from what the reference showed (validation.* settings).
@@ -132,13 +127,167 @@ class Limits:
     now: datetime | None = None
 
 
-def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: int, limits: Limits) -> _Parsed:
-    """Turn text into typed columns; record what does not parse and what breaks the learnt expectations."""
+@dataclass
+class _Parsed:
+    frame: pd.DataFrame
+    outcomes: list[RuleOutcome]
+    findings: list[Finding]
+
+
+# --- batch-level findings, added up over the chunks of a batch -----------------------------------
+
+
+@dataclass
+class WrongKind:
+    """A column where more than half the values fail to parse is of the wrong kind (a batch problem)."""
+
+    column: str
+    what: str
+    bad: int = 0
+    present: int = 0
+    shown: list[Any] = field(default_factory=list)
+
+    def merge(self, other: WrongKind) -> None:
+        self.bad, self.present, self.shown = self.bad + other.bad, self.present + other.present, (self.shown + other.shown)[:3]
+
+    def problem(self) -> str | None:
+        if self.present and self.bad / self.present > WRONG_KIND_SHARE:
+            shown = ", ".join(repr(plain(v)) for v in self.shown)
+            return (f"column {self.column!r} should hold {self.what}, but {self.bad} of {self.present} values do not "
+                    f"(e.g. {shown})")
+        return None
+
+    def note(self) -> None:
+        return None
+
+
+@dataclass
+class ConstantColumn:
+    """A column that varied in the reference but holds one value in every row: a broken feed."""
+
+    column: str
+    varied: bool
+    summary: expectations.ConstantSummary
+
+    def merge(self, other: ConstantColumn) -> None:
+        self.summary = self.summary.merge(other.summary)
+
+    def problem(self) -> str | None:
+        value = self.summary.value()
+        if value is None or not self.varied:
+            return None
+        return (
+            f"column {self.column!r} is constant: every one of its {self.summary.present} values is "
+            f"{plain(value)!r}, but it varied in the reference batch — a broken feed? A model cannot learn "
+            "from it; fix the export, or declare the change by editing schema.json"
+        )
+
+    def note(self) -> None:
+        return None
+
+
+@dataclass
+class DateOrder:
+    """Dates written in another order than the reference's (one verdict per batch, from its first values)."""
+
+    message: str | None
+
+    def merge(self, other: DateOrder) -> None:
+        pass
+
+    def problem(self) -> str | None:
+        return self.message
+
+    def note(self) -> None:
+        return None
+
+
+@dataclass
+class PaddedText:
+    """White space removed around text values (a note, not a failure)."""
+
+    column: str
+    count: int = 0
+    example: Any = None
+
+    def merge(self, other: PaddedText) -> None:
+        if not self.count:
+            self.example = other.example
+        self.count += other.count
+
+    def problem(self) -> None:
+        return None
+
+    def note(self) -> str | None:
+        if not self.count:
+            return None
+        return f"column {self.column!r}: white space around {self.count} value(s) removed (e.g. {plain(self.example)!r})"
+
+
+MAX_COUNTED_CLASSES = 100_000
+"""Distinct target values counted at most (a regression target read as classes need not fill memory)."""
+
+
+@dataclass
+class ClassCount:
+    """More distinct target values than a classification target may have: the target is of the wrong kind."""
+
+    target: str
+    max_classes: int
+    labels: set = field(default_factory=set)
+
+    def merge(self, other: ClassCount) -> None:
+        if len(self.labels) < MAX_COUNTED_CLASSES:
+            self.labels |= other.labels
+
+    def problem(self) -> str | None:
+        distinct = len(self.labels)
+        if distinct <= self.max_classes:
+            return None
+        counted = f"at least {distinct}" if distinct >= MAX_COUNTED_CLASSES else str(distinct)
+        return (f"target {self.target!r} has {counted} distinct values; a classification target has at most "
+                f"{self.max_classes} classes (is this a regression target? set dataset.task)")
+
+    def note(self) -> None:
+        return None
+
+
+Finding = WrongKind | ConstantColumn | DateOrder | PaddedText | ClassCount
+"""What one chunk shows of a batch-level rule; the findings of all chunks are merged (core.validation_tally)."""
+
+
+def date_order_problem(column: str, reference_format: str | None, written: str | None) -> str | None:
+    """Why dates written as ``written`` cannot be read like the reference's, or None."""
+    if not expectations.format_conflict(reference_format, written):
+        return None
+    return (
+        f"column {column!r}: dates are written as {expectations.DATE_FORMATS[written]} in this batch but "
+        f"as {expectations.DATE_FORMATS[reference_format]} in the reference batch, so the same text would "
+        f"mean other dates; write them in one format ({expectations.DATE_FORMATS[reference_format]})"
+    )
+
+
+def parse_chunk(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, examples: int, limits: Limits,
+                written_formats: dict[str, str | None] | None = None) -> _Parsed:
+    """Turn text into typed columns; record what does not parse and what breaks the learnt expectations.
+
+    Args:
+        raw: One chunk of the batch as read (``_row`` first; the whole batch is one chunk).
+        schema: The enforced schema.
+        labelled: Whether the batch has labels.
+        examples: Failing values kept per rule.
+        limits: How far values may stray (``limits.now`` fixed for the whole batch).
+        written_formats: How each datetime column's dates are written in the whole batch
+            (:func:`expectations.date_format` of its first values); default: judged from ``raw``.
+
+    Returns:
+        The typed chunk, its row rules' outcomes and its batch-level findings.
+    """
     frame = pd.DataFrame({ROW_COLUMN: raw[ROW_COLUMN].to_numpy()})
     outcomes: list[RuleOutcome] = []
-    problems: list[str] = []
-    notes: list[str] = []
+    findings: list[Finding] = []
     rows = raw[ROW_COLUMN].to_numpy()
+    now = limits.now or datetime.now(timezone.utc)
 
     def row_rule(rule: str, column: str, bad: np.ndarray, description: str, original: pd.Series) -> None:
         count = int(bad.sum())
@@ -146,27 +295,17 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
                                     _examples(rows[bad], original[bad], examples), rows[bad]))
 
     def constant(spec, values: pd.Series) -> None:
-        value = expectations.constant_value(values)
-        if value is not None and expectations.varied(spec.observed):
-            problems.append(
-                f"column {spec.name!r} is constant: every one of its {int(values.notna().sum())} values is "
-                f"{plain(value)!r}, but it varied in the reference batch — a broken feed? A model cannot learn "
-                "from it; fix the export, or declare the change by editing schema.json"
-            )
+        findings.append(ConstantColumn(spec.name, expectations.varied(spec.observed),
+                                       expectations.ConstantSummary.of(values)))
 
     def parse_rule(column: str, original: pd.Series, parsed: pd.Series, rule: str, what: str) -> None:
         bad = original.notna().to_numpy() & parsed.isna().to_numpy()
         count = int(bad.sum())
-        present = int(original.notna().sum())
         outcomes.append(
             RuleOutcome(rule, column, "row", count == 0, count, f"values must be {what}",
                         _examples(rows[bad], original[bad], examples), rows[bad])
         )
-        if present and count / present > WRONG_KIND_SHARE:
-            shown = ", ".join(repr(plain(v)) for v in original[bad].iloc[:3])
-            problems.append(
-                f"column {column!r} should hold {what}, but {count} of {present} values do not (e.g. {shown})"
-            )
+        findings.append(WrongKind(column, what, count, int(original.notna().sum()), list(original[bad].iloc[:3])))
 
     def finite_rule(column: str, original: pd.Series, parsed: pd.Series, rule: str, what: str) -> None:
         infinite = np.isinf(parsed.to_numpy())
@@ -196,16 +335,12 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
             frame[spec.name] = parsed
         elif spec.kind == "datetime":
             reference_format = spec.observed.get("date_format")
-            written = expectations.date_format(original)
-            if expectations.format_conflict(reference_format, written):
-                problems.append(
-                    f"column {spec.name!r}: dates are written as {expectations.DATE_FORMATS[written]} in this batch but "
-                    f"as {expectations.DATE_FORMATS[reference_format]} in the reference batch, so the same text would "
-                    f"mean other dates; write them in one format ({expectations.DATE_FORMATS[reference_format]})"
-                )
+            written = (written_formats[spec.name] if written_formats is not None and spec.name in written_formats
+                       else expectations.date_format(original))
+            findings.append(DateOrder(date_order_problem(spec.name, reference_format, written)))
             parsed = expectations.parse_times(original, reference_format)
             parse_rule(spec.name, original, parsed, "values_parse_as_timestamps", "timestamps")
-            latest = expectations.latest_plausible(limits.now or datetime.now(timezone.utc), limits.future_tolerance_hours)
+            latest = expectations.latest_plausible(now, limits.future_tolerance_hours)
             row_rule("time_not_in_future", spec.name, (parsed > latest).to_numpy(),
                      f"event times must not be in the future (after {latest:%Y-%m-%d %H:%M} UTC, now plus "
                      f"{limits.future_tolerance_hours:g} h)", original)
@@ -222,10 +357,9 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
                      f"text values may be at most {limits.max_cell_chars:,} characters long "
                      "(validation.max_cell_chars); longer ones are quarantined, never stored as a category", original)
             stripped = strip_text(text)
-            padded = int((stripped.notna() & (stripped != text)).sum())
-            if padded:
-                notes.append(f"column {spec.name!r}: white space around {padded} value(s) removed (e.g. "
-                             f"{plain(text[stripped != text].dropna().iloc[0])!r})")
+            changed = stripped.notna() & (stripped != text)
+            padded = int(changed.sum())
+            findings.append(PaddedText(spec.name, padded, text[changed].iloc[0] if padded else None))
             if spec.kind == "categorical":
                 constant(spec, stripped)
             frame[spec.name] = stripped
@@ -240,97 +374,14 @@ def parse_batch(raw: pd.DataFrame, schema: DatasetSchema, labelled: bool, exampl
         else:
             # not Series.map: map() turns ints mixed with None (or an Int64 column) into floats
             labels = normalise_labels(original)
-            distinct = labels.dropna().nunique()
-            if distinct > schema.max_classes:
-                problems.append(
-                    f"target {schema.target!r} has {distinct} distinct values; a classification target has at "
-                    f"most {schema.max_classes} classes (is this a regression target? set dataset.task)"
-                )
+            findings.append(ClassCount(schema.target, schema.max_classes, set(labels.dropna().unique().tolist())))
             frame[schema.target] = labels
-    return _Parsed(frame, outcomes, problems, notes)
+    return _Parsed(frame, outcomes, findings)
 
 
-def suite_items(schema: DatasetSchema, present: list[str], labelled: bool, null_share: float) -> list[tuple[Any, Level, str | None, str]]:
-    """(expectation, level, column, description) for the columns that are present."""
-    import great_expectations.expectations as gxe
-
-    expected_columns = [ROW_COLUMN, *schema.column_names, *([schema.target] if labelled else [])]
-    items: list[tuple[Any, Level, str | None, str]] = [
-        (gxe.ExpectTableRowCountToBeBetween(min_value=1), "batch", None, "the batch must have at least one row"),
-        (gxe.ExpectTableColumnsToMatchSet(column_set=expected_columns, exact_match=True), "batch", None,
-         "columns must match the schema"),
-    ]
-    for spec in schema.columns:
-        if spec.name not in present:
-            continue
-        col = spec.name
-        if spec.kind == "id":
-            items.append((gxe.ExpectColumnValuesToNotBeNull(column=col), "row", col, "id must be present"))
-            items.append((gxe.ExpectColumnValuesToBeUnique(column=col), "row", col,
-                          "ids must be unique within the batch (every copy of a duplicated id is quarantined)"))
-            continue
-        if spec.required or spec.kind == "datetime":
-            items.append((gxe.ExpectColumnValuesToNotBeNull(column=col), "row", col, "value must be present"))
-        else:
-            items.append((
-                gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=round(1.0 - null_share, 6)), "batch", col,
-                f"at most {null_share:.0%} of values may be missing (more is a NaN flood)",
-            ))
-        if spec.kind == "numeric" and (spec.min is not None or spec.max is not None):
-            items.append((gxe.ExpectColumnValuesToBeBetween(column=col, min_value=spec.min, max_value=spec.max),
-                          "row", col, f"values must lie in [{_bound(spec.min)}, {_bound(spec.max)}]"))
-        if spec.kind == "categorical" and spec.categories is not None:
-            shown = ", ".join(spec.categories[:12]) + (" …" if len(spec.categories) > 12 else "")
-            items.append((gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(spec.categories)), "row", col,
-                          f"values must be one of: {shown}"))
-    if labelled:
-        target = schema.target
-        if schema.task == "classification" and schema.classes is not None:
-            items.append((gxe.ExpectColumnValuesToBeInSet(column=target, value_set=list(schema.classes)), "row", target,
-                          f"target must be one of the known classes {list(schema.classes)}"))
-    return items
-
-
-def _bound(value: float | None) -> str:
-    return "−∞" if value is None else f"{value:g}"
-
-
-def run_gx(frame: pd.DataFrame, items: list[tuple[Any, Level, str | None, str]], examples: int) -> list[RuleOutcome]:
-    import great_expectations as gx
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False, "profilers": False}
-    name = f"batch_{uuid.uuid4().hex[:12]}"
-    batch_definition = (
-        context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[e for e, *_ in items]))
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(
-        suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_COLUMN]}
-    )
-    # GX returns results in suite order, one per expectation; match them by id to be safe.
-    by_id = {r.expectation_config.id: r for r in result.results}
-    outcomes = []
-    for expectation, level, column, description in items:
-        res = by_id[expectation.id]
-        info = res.result or {}
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(
-                f"Great Expectations could not evaluate {expectation.expectation_type} on column {column!r}: "
-                f"{res.exception_info.get('exception_message')}"
-            )
-        index_list = info.get("unexpected_index_list") or []
-        failed_rows = np.array([int(i[ROW_COLUMN]) for i in index_list], dtype=np.int64)
-        shown = [(int(i[ROW_COLUMN]), plain(i.get(column))) for i in index_list[:examples]]
-        count = int(info.get("unexpected_count") or 0)
-        if level == "batch" and column is None and not res.success:
-            count = len(frame)
-        outcomes.append(
-            RuleOutcome(expectation.expectation_type, column, level, bool(res.success), count, description,
-                        shown, failed_rows if level == "row" else np.empty(0, dtype=np.int64))
-        )
-    return outcomes
+def id_text(series: pd.Series) -> pd.Series:
+    """An id column's values as validation compares them: text, stripped (None where missing)."""
+    return strip_text(_categorical_text(series))
 
 
 def blank(series: pd.Series) -> pd.Series:

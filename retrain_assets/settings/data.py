@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from retrain_assets.core.memory_budget import MIN_LIMIT_MB
 from retrain_assets.settings.base import Section
 
 
@@ -142,6 +143,12 @@ class StorageSettings(Section):
         default=100.0, ge=0, le=3600,
         description="How long a run waits for the DuckDB file while another process holds it (a notebook, the "
         "duckdb CLI) before it fails naming that process; the batch is then retried later. 0: fail at once.",
+    )
+    memory_limit_mb: int = Field(
+        default=2048, ge=MIN_LIMIT_MB,
+        description="Peak memory in MB that storing and validating one batch (raw_data, validated_data) may use: the "
+        "batch is streamed through DuckDB in chunks sized to stay under it (DuckDB's own memory_limit is set from it "
+        "and it spills to disk beyond), so a batch larger than memory is still taken in. More is faster (fewer chunks).",
     )
 
 

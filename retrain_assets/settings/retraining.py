@@ -74,6 +74,14 @@ class TrainingSettings(Section):
     min_holdout_rows: int = Field(
         default=gate_defaults.DEFAULT_MIN_HOLDOUT_ROWS, ge=1, description="Fewest holdout rows the gates judge on (gate data_sufficiency)."
     )
+    max_rows: int | None = Field(
+        default=500_000, ge=1,
+        description=(
+            "Most labelled rows a retrain reads for training, and most for the holdout: beyond it, a seeded sample "
+            "(model.seed) drawn in DuckDB with each batch in proportion to its labelled rows, so a window of huge "
+            "batches is never one frame. null: read every row."
+        ),
+    )
     adapt_on: list[str] = Field(
         default_factory=lambda: ["concept_drift", "performance_decline"],
         description=(

@@ -1,0 +1,81 @@
+"""A batch larger than its memory share, through the real ingest job (in-process).
+
+With `storage.memory_limit_mb` leaving room for a few hundred rows only, raw_data streams each
+landed file in many chunks, validated_data checks it chunk by chunk and drift_report compares it
+one column at a time: what is stored, quarantined and reported is exactly what one chunk gives.
+The per-stage memory itself is measured at 10M rows by bench/large_batch.py.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from retrain_assets.core import batch_reader, drift_warehouse, memory_budget, metrics_store, storage
+from retrain_assets.core.synthetic_batches import make_batch
+from retrain_assets_tests.conftest import Workspace, definitions_for, ingest, write_config
+
+BATCHES = {
+    "b0001": dict(scenario="clean"),
+    "b0002": dict(scenario="corrupt", corrupt_fraction=0.03),
+    "b0003": dict(scenario="covariate_drift"),
+}
+COMPARED = ["drift_detected", "data_drift", "drift_score", "drifted_features", "domain_auc", "reference_batches",
+            "features_json"]
+
+
+def _deploy(tmp_path, name: str, instance) -> dict:
+    root = tmp_path / name
+    root.mkdir()
+    ws = Workspace(root=root, config_path=write_config(root))
+    defs = definitions_for(ws.config_path)
+    for i, (batch_id, kwargs) in enumerate(BATCHES.items(), start=1):
+        ws.land(batch_id, make_batch(1_500, seed=40 + i, batch_index=i, **kwargs))
+        result = ingest(defs, instance, batch_id)
+        assert result.success, batch_id
+    with duckdb.connect(str(ws.settings.duckdb_path), read_only=True) as conn:
+        raw = {b: storage.read_raw_batch(conn, b) for b in BATCHES}
+        validated = storage.read_validated(conn, list(BATCHES))
+        quarantine = storage.read_quarantine(conn).drop(columns=["quarantined_at"])
+        drift = metrics_store.read_drift_reports(conn)[["batch_id", *COMPARED]]
+    notes = {
+        b: str(result.asset_materializations_for_node("drift_report")[0].metadata.get("notes", ""))
+        for b in [list(BATCHES)[-1]]
+    }
+    return dict(raw=raw, validated=validated, quarantine=quarantine, drift=drift, notes=notes)
+
+
+@pytest.mark.slow  # six ingests (~35 s)
+def test_a_batch_streamed_in_chunks_and_checked_column_by_column_gives_what_one_chunk_gives(tmp_path, monkeypatch):
+    import dagster as dg
+
+    with dg.instance_for_test() as instance:
+        whole = _deploy(tmp_path, "whole", instance)
+
+    chunks: list[int] = []
+    csv_chunks = batch_reader.LandedFile.csv_chunks
+
+    def counted(self, chunk_rows):
+        for chunk in csv_chunks(self, chunk_rows):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(batch_reader.LandedFile, "csv_chunks", counted)
+    monkeypatch.setattr(memory_budget, "MIN_CHUNK_ROWS", 100)
+    monkeypatch.setattr(memory_budget, "MAX_CHUNK_ROWS", 400)  # what a tight limit gives a wide batch
+    monkeypatch.setattr(drift_warehouse, "_row_bytes", lambda types: 10**6)  # rows "too large" to read whole
+    with dg.instance_for_test() as instance:
+        small = _deploy(tmp_path, "small", instance)
+
+    assert max(chunks) == 400 and len(chunks) == 3 * 4  # every file of 1,500 rows in four chunks
+    for batch_id in BATCHES:
+        pd.testing.assert_frame_equal(small["raw"][batch_id], whole["raw"][batch_id])
+    pd.testing.assert_frame_equal(small["validated"], whole["validated"])
+    assert len(whole["quarantine"]) > 0
+    pd.testing.assert_frame_equal(small["quarantine"], whole["quarantine"])
+    pd.testing.assert_frame_equal(small["drift"], whole["drift"])
+    assert bool(whole["drift"].set_index("batch_id").loc["b0003", "data_drift"])
+    assert "one column at a time" in small["notes"]["b0003"]
+    assert "one column at a time" not in whole["notes"]["b0003"]
+
