@@ -8,13 +8,15 @@ The per-stage memory itself is measured at 10M rows by bench/large_batch.py.
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 import pytest
 
 from retrain_assets.core import batch_reader, drift_warehouse, memory_budget, metrics_store, storage
 from retrain_assets.core.synthetic_batches import make_batch
-from retrain_assets_tests.conftest import Workspace, definitions_for, ingest, write_config
+from retrain_assets_tests.conftest import Retrainer, Workspace, definitions_for, failure_text, ingest, write_config
 
 BATCHES = {
     "b0001": dict(scenario="clean"),
@@ -79,3 +81,38 @@ def test_a_batch_streamed_in_chunks_and_checked_column_by_column_gives_what_one_
     assert "one column at a time" in small["notes"]["b0003"]
     assert "one column at a time" not in whole["notes"]["b0003"]
 
+
+
+@pytest.mark.slow  # a retrain and five ingests (~40 s)
+def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_judged_on(tmp_path, instance, monkeypatch):
+    """training.max_rows below the window's labelled rows: the candidate says it sampled, and drift_report
+    and production_metrics prime their detectors with the champion's sampled holdout, never every row."""
+    from retrain_assets.assets import drift as drift_assets, performance as performance_assets
+
+    r = Retrainer(tmp_path / "ws", instance, **{"training.max_rows": 300})
+    for index in range(1, 4):
+        r.land(index)
+    result = r.retrain()
+    assert result.success, failure_text(result)
+    candidate = result.asset_materializations_for_node("candidate_model")[0].metadata
+    assert "a seeded sample of 300 of" in str(candidate["sampling"])
+    champion_holdout = r.tags(r.alias("champion"))
+
+    seen: dict[str, pd.DataFrame] = {}
+    for module, name in ((drift_assets, "monitor_batch"), (performance_assets, "measure_batch")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            seen[_name] = kwargs["holdout"]
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    r.land(4)
+    holdout_batches = json.loads(champion_holdout["retrain.holdout_batches"])
+    with duckdb.connect(str(r.settings.duckdb_path), read_only=True) as conn:
+        labelled = sum(len(storage.read_validated(conn, [b])) for b in holdout_batches)
+        judged = storage.read_validated_sample(conn, holdout_batches, target=r.settings.dataset.target,
+                                               max_rows=300, seed=r.settings.model.seed).rows
+    assert labelled > 300
+    for name in ("monitor_batch", "measure_batch"):
+        pd.testing.assert_frame_equal(seen[name], judged)

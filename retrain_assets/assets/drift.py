@@ -80,10 +80,11 @@ def _drift_report(
         reference_ids = reference_batches_for(batch_id, passed, champion, cfg.drift.reference_batches)
         checked = batch_drift(conn, cfg, schema, batch_id=batch_id, reference_ids=reference_ids)
         current, reference = checked.current, checked.reference
-        holdout = (
-            storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
-            if champion is not None else None
-        )
+        # the champion's holdout as its retrain read it: at most training.max_rows, the same seeded sample
+        holdout = storage.read_validated_sample(
+            conn, [b for b in champion.holdout_batches if b in passed], target=cfg.dataset.target,
+            max_rows=cfg.training.max_rows, seed=cfg.model.seed,
+        ).rows if champion is not None else None
     result: BatchMonitoring = monitor_batch(
         cfg, schema, batch_id=batch_id, current=current, reference=reference, reference_ids=reference_ids,
         champion=champion, holdout=holdout, data=checked,

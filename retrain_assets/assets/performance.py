@@ -105,7 +105,10 @@ def _production_metrics(
         previous = None
         if champion is not None:
             passed = set(storage.passed_batches(conn))
-            holdout = storage.read_validated(conn, [b for b in champion.holdout_batches if b in passed])
+            holdout = storage.read_validated_sample(  # as its retrain read it (training.max_rows, seeded)
+                conn, [b for b in champion.holdout_batches if b in passed], target=cfg.dataset.target,
+                max_rows=cfg.training.max_rows, seed=cfg.model.seed,
+            ).rows
             previous = watched_previous(cfg, client, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
         challenger_version, shadow_reason = shadow_candidate(cfg, client, conn, champion)
         concept = drift_concept(metrics_store.read_drift_reports(conn, batch_id), batch_id, champion)
