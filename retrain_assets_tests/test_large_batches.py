@@ -16,7 +16,9 @@ import pytest
 
 from retrain_assets.core import batch_reader, drift_warehouse, memory_budget, metrics_store, storage
 from retrain_assets.core.synthetic_batches import make_batch
-from retrain_assets_tests.conftest import Retrainer, Workspace, definitions_for, failure_text, ingest, write_config
+from retrain_assets_tests.conftest import (
+    Retrainer, Workspace, clean_batch, definitions_for, failure_text, ingest, write_config,
+)
 
 BATCHES = {
     "b0001": dict(scenario="clean"),
@@ -86,7 +88,8 @@ def test_a_batch_streamed_in_chunks_and_checked_column_by_column_gives_what_one_
 @pytest.mark.slow  # a retrain and five ingests (~40 s)
 def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_judged_on(tmp_path, instance, monkeypatch):
     """training.max_rows below the window's labelled rows: the candidate says it sampled, and drift_report
-    and production_metrics prime their detectors with the champion's sampled holdout, never every row."""
+    and production_metrics prime their detectors with the champion's sampled holdout, never every row, and
+    production_metrics measures the champion on a seeded sample of the batch."""
     from retrain_assets.assets import drift as drift_assets, performance as performance_assets
 
     r = Retrainer(tmp_path / "ws", instance, **{"training.max_rows": 300})
@@ -95,7 +98,7 @@ def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_ju
     result = r.retrain()
     assert result.success, failure_text(result)
     candidate = result.asset_materializations_for_node("candidate_model")[0].metadata
-    assert "a seeded sample of 300 of" in str(candidate["sampling"])
+    assert "a seeded sample of 300 of" in candidate["sampling"].value
     champion_holdout = r.tags(r.alias("champion"))
 
     seen: dict[str, pd.DataFrame] = {}
@@ -104,10 +107,17 @@ def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_ju
 
         def spy(*args, _original=original, _name=name, **kwargs):
             seen[_name] = kwargs["holdout"]
+            if _name == "measure_batch":
+                seen["batch"] = args[2]
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(module, name, spy)
-    r.land(4)
+    r.ws.land("batch_0004", clean_batch(4, 800))
+    ingested = ingest(r.defs, r.instance, "batch_0004")
+    assert ingested.success, failure_text(ingested)
+    measured = ingested.asset_materializations_for_node("production_metrics")[0].metadata
+    assert measured["rows_measured"].value == "a seeded sample of 300 of the batch's 800 rows (training.max_rows)"
+    assert len(seen["batch"]) == 300
     holdout_batches = json.loads(champion_holdout["retrain.holdout_batches"])
     with duckdb.connect(str(r.settings.duckdb_path), read_only=True) as conn:
         labelled = sum(len(storage.read_validated(conn, [b])) for b in holdout_batches)
@@ -116,3 +126,20 @@ def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_ju
     assert labelled > 300
     for name in ("monitor_batch", "measure_batch"):
         pd.testing.assert_frame_equal(seen[name], judged)
+
+
+def test_a_batch_beyond_the_cap_is_read_as_a_seeded_sample_labelled_or_not(tmp_path):
+    from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
+
+    frame = pd.DataFrame({BATCH_COLUMN: "b", ROW_COLUMN: range(1, 1001), "x": range(1000), "y": [None] * 1000})
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("CREATE TABLE validated AS SELECT * FROM frame")
+        whole, total = storage.read_validated_capped(conn, "b", max_rows=1000, seed=0)
+        assert total == 1000 and len(whole) == 1000
+        first, total = storage.read_validated_capped(conn, "b", max_rows=250, seed=0)
+        again, _ = storage.read_validated_capped(conn, "b", max_rows=250, seed=0)
+        other, _ = storage.read_validated_capped(conn, "b", max_rows=250, seed=1)
+    assert total == 1000 and len(first) == 250 and first[ROW_COLUMN].is_monotonic_increasing
+    pd.testing.assert_frame_equal(first, again)
+    assert set(first[ROW_COLUMN]) != set(other[ROW_COLUMN])
+    assert first[ROW_COLUMN].min() < 200 and first[ROW_COLUMN].max() > 800  # spread over the batch, not a head

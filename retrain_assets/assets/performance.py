@@ -100,7 +100,9 @@ def _production_metrics(
         if batch_id not in storage.passed_batches(conn):
             context.log.warning(held_back_message(batch_id, "nothing to measure the champion on"))
             return
-        batch = storage.read_validated(conn, [batch_id])
+        # at most training.max_rows rows (a seeded sample beyond): the batch is never read whole into memory
+        batch, batch_rows = storage.read_validated_capped(conn, batch_id, max_rows=cfg.training.max_rows,
+                                                          seed=cfg.model.seed)
         holdout = None
         previous = None
         if champion is not None:
@@ -135,8 +137,13 @@ def _production_metrics(
         history = metrics_store.read_production_metrics(conn)
         shadow_history = metrics_store.read_shadow_scores(conn)
 
+    sampled = (f"a seeded sample of {len(batch):,} of the batch's {batch_rows:,} rows (training.max_rows)"
+               if len(batch) < batch_rows else None)
+    if sampled:
+        context.log.info(f"measured on {sampled}")
     metadata = {
         "summary": measured.summary,
+        "rows_measured": sampled or f"every row ({batch_rows:,})",
         "champion_version": measured.champion_version or "none yet",
         "labelled": measured.labelled,
         "declining": measured.declining,

@@ -480,6 +480,24 @@ def read_validated_sample(conn: duckdb.DuckDBPyConnection, batch_ids: list[str],
     return ValidatedSample(rows, labelled, True)
 
 
+def read_validated_capped(conn: duckdb.DuckDBPyConnection, batch_id: str, *, max_rows: int | None,
+                          seed: int) -> tuple[pd.DataFrame, int]:
+    """One batch's valid rows, labelled or not: all of them, or beyond ``max_rows`` the ``max_rows``
+    rows with the smallest ``hash(_row, seed)`` (uniform, the same rows for a seed; DuckDB picks them,
+    so the batch is never read whole). Returns the rows (in row order) and how many the batch holds."""
+    ensure_tables(conn)
+    if not table_exists(conn, "validated"):
+        return read_validated(conn, [batch_id]), 0
+    total = int(conn.execute(f"SELECT count(*) FROM validated WHERE {BATCH_COLUMN} = ?", [batch_id]).fetchone()[0])
+    if max_rows is None or total <= max_rows:
+        return read_validated(conn, [batch_id]), total
+    where = f"WHERE {BATCH_COLUMN} = ?"
+    rows = conn.execute(
+        f"SELECT * FROM validated {where} AND {ROW_COLUMN} IN ({_sampled_rows('validated', where)}) ORDER BY {ROW_COLUMN}",
+        [batch_id, batch_id, seed, max_rows]).df()
+    return rows, total
+
+
 def _has_column(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
     return column in {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
 

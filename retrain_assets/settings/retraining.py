@@ -79,7 +79,8 @@ class TrainingSettings(Section):
         description=(
             "Most labelled rows a retrain reads for training, and most for the holdout: beyond it, a seeded sample "
             "(model.seed) drawn in DuckDB with each batch in proportion to its labelled rows, so a window of huge "
-            "batches is never one frame. null: read every row."
+            "batches is never one frame; production_metrics measures the champion on at most as many rows of a batch, "
+            "and drift_report primes its detectors with the same holdout sample. null: read every row."
         ),
     )
     adapt_on: list[str] = Field(
