@@ -23,6 +23,14 @@ beside it) and its peak RSS, PASS when that stays within ``--memory-limit-mb``. 
     .venv/bin/python bench/large_batch.py                       # 10M rows, ~4.5 min on 2 cores
     .venv/bin/python bench/large_batch.py --rows 1000000        # 1M rows, ~1 min
     .venv/bin/python bench/large_batch.py --memory-limit-mb 1024 --max-rows 200000
+    .venv/bin/python bench/large_batch.py --keep /tmp/lb                         # keep the workspace, then
+    .venv/bin/python bench/large_batch.py --reuse /tmp/lb --memory-limit-mb 1024 --stages drift_report
+
+``--reuse`` runs the stages again on a workspace kept with ``--keep`` (its batches as generated;
+``--rows`` is not used), with ``storage.memory_limit_mb`` set to ``--memory-limit-mb``;
+``--stages`` picks stages by asset name (``raw_data``, ``validated_data``, ``drift_report``,
+``training``). Before drift_report the drift reference cache is removed, so that the stage
+prepares the reference as it does in a fresh run.
 """
 
 from __future__ import annotations
@@ -233,6 +241,9 @@ def main() -> int:
     parser.add_argument("--memory-limit-mb", type=int, default=2048, help="storage.memory_limit_mb (default 2048)")
     parser.add_argument("--max-rows", type=int, default=500_000, help="training.max_rows (default 500,000)")
     parser.add_argument("--keep", type=Path, help="use (and keep) this new folder as the workspace")
+    parser.add_argument("--reuse", type=Path, help="run again on a workspace kept with --keep (no setup)")
+    parser.add_argument("--stages", nargs="+", choices=("raw_data", "validated_data", "drift_report", "training"),
+                        help="only these stages (by asset name; default all)")
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stage", type=int, help=argparse.SUPPRESS)
@@ -252,6 +263,8 @@ def main() -> int:
     print(f"cores: {cores}, python {platform.python_version()}, {versions()}")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
           "slows the seconds, not the memory)")
+    if args.reuse:
+        return rerun(args)
     print(f"batch: {args.rows:,} rows × 20 columns (reference {reference_rows:,} rows); storage.memory_limit_mb = "
           f"{args.memory_limit_mb:,}; training.max_rows = {args.max_rows:,}")
     if args.keep:
@@ -268,29 +281,65 @@ def main() -> int:
         print(f"setup: wrote {', '.join(f'{b}.parquet {mb:,} MB' for b, mb in made['file_mb'].items())} in "
               f"{made['seconds']:.1f} s (row groups of {ROW_GROUP:,}; peak RSS {made['peak_rss_mb']:,.0f} MB, not a stage)")
         print()
-        header = f"{'stage':<28} {'rows':>12} {'step s':>8} {'process s':>9} {'base MB':>8} {'peak RSS MB':>11} {'limit':>6}  note"
-        print(header)
-        print("-" * len(header))
-        failed = 0
-        for index, (label, _, _) in enumerate(STAGES):
-            out = child(workdir, "--stage", str(index))
-            within = out["peak_rss_mb"] <= args.memory_limit_mb and out["ok"]
-            failed += not within
-            rows = f"{out['rows']:,}" if isinstance(out["rows"], int) else str(out["rows"])
-            print(f"{label:<28} {rows:>12} {out['seconds']:>8.1f} {out['process_s']:>9.1f} {out['base_rss_mb']:>8,.0f} "
-                  f"{out['peak_rss_mb']:>11,.0f} {'PASS' if within else 'FAIL':>6}  {out['note']}", flush=True)
-            if out.get("failure"):
-                print(f"    the run failed: {out['failure']}")
-        print()
-        print(f"limit: storage.memory_limit_mb = {args.memory_limit_mb:,} MB; base MB = the process's peak before the "
-              "step (Python, Dagster, the definitions); peak RSS = ru_maxrss of the stage's process")
-        disk = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file()) / 1e9
-        print(f"{'all stages within the limit' if not failed else f'{failed} stage(s) over the limit or failed'}; "
-              f"total {time.perf_counter() - started:.0f} s; the workspace holds {disk:.1f} GB (landed files, DuckDB)")
+        failed = run_stages(workdir, args.memory_limit_mb, None)
+        print_footer(workdir, args.memory_limit_mb, failed, started)
         return 1 if failed else 0
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def rerun(args) -> int:
+    """The stages again on a kept workspace, at ``--memory-limit-mb``."""
+    import yaml
+
+    workdir = args.reuse.resolve()
+    config_path = paths(workdir)["config"]
+    if not config_path.is_file():
+        raise SystemExit(f"--reuse {workdir}: no config.yaml there (keep a workspace with --keep first)")
+    config = yaml.safe_load(config_path.read_text())
+    config["storage"]["memory_limit_mb"] = args.memory_limit_mb
+    config["training"]["max_rows"] = args.max_rows
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    sizes = {p.stem: round(p.stat().st_size / 1e6) for p in sorted(paths(workdir)["landing"].glob("*.parquet"))}
+    print(f"reusing {workdir} ({', '.join(f'{b}.parquet {mb:,} MB' for b, mb in sizes.items())}); "
+          f"storage.memory_limit_mb = {args.memory_limit_mb:,}; training.max_rows = {args.max_rows:,}")
+    print()
+    started = time.perf_counter()
+    failed = run_stages(workdir, args.memory_limit_mb, args.stages)
+    print_footer(workdir, args.memory_limit_mb, failed, started)
+    return 1 if failed else 0
+
+
+def run_stages(workdir: Path, memory_limit_mb: int, only: list[str] | None) -> int:
+    """Run the stages (``only`` these asset names), print a row each; returns how many failed."""
+    header = f"{'stage':<28} {'rows':>12} {'step s':>8} {'process s':>9} {'base MB':>8} {'peak RSS MB':>11} {'limit':>6}  note"
+    print(header)
+    print("-" * len(header))
+    failed = 0
+    for index, (label, asset, _) in enumerate(STAGES):
+        if only is not None and (asset or "training") not in only:
+            continue
+        if asset == "drift_report":  # prepare the reference as a fresh run does
+            shutil.rmtree(paths(workdir)["state"] / "cache" / "drift_reference", ignore_errors=True)
+        out = child(workdir, "--stage", str(index))
+        within = out["peak_rss_mb"] <= memory_limit_mb and out["ok"]
+        failed += not within
+        rows = f"{out['rows']:,}" if isinstance(out["rows"], int) else str(out["rows"])
+        print(f"{label:<28} {rows:>12} {out['seconds']:>8.1f} {out['process_s']:>9.1f} {out['base_rss_mb']:>8,.0f} "
+              f"{out['peak_rss_mb']:>11,.0f} {'PASS' if within else 'FAIL':>6}  {out['note']}", flush=True)
+        if out.get("failure"):
+            print(f"    the run failed: {out['failure']}")
+    return failed
+
+
+def print_footer(workdir: Path, memory_limit_mb: int, failed: int, started: float) -> None:
+    print()
+    print(f"limit: storage.memory_limit_mb = {memory_limit_mb:,} MB; base MB = the process's peak before the "
+          "step (Python, Dagster, the definitions); peak RSS = ru_maxrss of the stage's process")
+    disk = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file()) / 1e9
+    print(f"{'all stages within the limit' if not failed else f'{failed} stage(s) over the limit or failed'}; "
+          f"total {time.perf_counter() - started:.0f} s; the workspace holds {disk:.1f} GB (landed files, DuckDB)")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_a_champion_trained_on_a_sample_is_watched_on_the_holdout_rows_it_was_ju
 def test_a_batch_beyond_the_cap_is_read_as_a_seeded_sample_labelled_or_not(tmp_path):
     from retrain_assets.core.columns import BATCH_COLUMN, ROW_COLUMN
 
-    frame = pd.DataFrame({BATCH_COLUMN: "b", ROW_COLUMN: range(1, 1001), "x": range(1000), "y": [None] * 1000})
+    frame = pd.DataFrame({BATCH_COLUMN: "b", ROW_COLUMN: range(1, 1001), "x": range(1000), "y": [None] * 1000})  # noqa: F841 - read by name (DuckDB)
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         conn.execute("CREATE TABLE validated AS SELECT * FROM frame")
         whole, total = storage.read_validated_capped(conn, "b", max_rows=1000, seed=0)

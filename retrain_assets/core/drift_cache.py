@@ -100,7 +100,7 @@ class _StoredColumns(Mapping):
 
     def __getitem__(self, name: str) -> SortedColumn:
         meta = self.columns[name]
-        values = _load(self.folder / meta["file"], meta["checksum"])
+        values = _load_mapped(self.folder / meta["file"], meta["checksum"])
         grid = None
         if meta["grid_file"] is not None:
             grid = ReferenceGrid.from_array(_load(self.folder / meta["grid_file"], meta["grid_checksum"]))
@@ -112,6 +112,43 @@ class _StoredColumns(Mapping):
 
     def __len__(self) -> int:
         return len(self.columns)
+
+
+_CHECK_BYTES = 8 << 20
+"""Bytes read at a time while a mapped column's checksum is computed."""
+
+
+def _load_mapped(path: Path, expected: str) -> np.ndarray:
+    """A 1-D float64 array file mapped read-only (its pages are read from the page cache when
+    touched, and are not the process's own memory), its checksum computed first from the file in
+    blocks of :data:`_CHECK_BYTES`: a drift check touches a few pages of a sorted reference column
+    (quantiles, grid intervals), so holding one costs next to nothing. Any other array is read
+    whole by :func:`_load`."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise CacheEntryInvalid(f"{path.name} cannot be read ({error})") from None
+    if not isinstance(mapped, np.memmap) or mapped.ndim != 1 or mapped.dtype != np.float64:
+        del mapped
+        return _load(path, expected)
+    total = 0
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(mapped.offset)
+            block = np.empty(_CHECK_BYTES // 8, dtype=np.uint64)
+            left = mapped.nbytes
+            while left:
+                got = handle.readinto(memoryview(block)[: min(left, _CHECK_BYTES) // 8].cast("B"))
+                if not got:
+                    raise CacheEntryInvalid(f"{path.name} is shorter than its header says")
+                total += int(np.add.reduce(block[: got // 8], dtype=np.uint64))
+                left -= got
+    except OSError as error:
+        raise CacheEntryInvalid(f"{path.name} cannot be read ({error})") from None
+    found = f"{mapped.dtype.str}:{mapped.shape[0]}:{total % (1 << 64):016x}"
+    if found != expected:
+        raise CacheEntryInvalid(f"{path.name} does not match its checksum (damaged or replaced)")
+    return mapped.view(np.ndarray)  # a plain array over the mapping (which it keeps open)
 
 
 def _load(path: Path, expected: str) -> np.ndarray:

@@ -9,14 +9,19 @@ Pure Python (duckdb, no Dagster).
   leaves for data (:class:`~retrain_assets.core.memory_budget.MemoryBudget`: the limit less a base
   and DuckDB's share) are read whole, as before (the rest of the monitoring, prediction and
   concept drift, reads them too);
-* larger ones are read one column at a time (a numeric column: its values and their sorted copy;
-  a categorical column: counted in chunks), compared exactly and released, and the domain
-  classifier, prediction drift, concept drift and plots get seeded samples of rows sized to the
-  limit. Both ways give the same data-drift result.
+* larger ones are read one column at a time (a numeric column: its finite values streamed into
+  one buffer and sorted in place; a categorical column: counted in chunks), compared exactly and
+  released, and the domain classifier, prediction drift, concept drift and plots get seeded
+  samples of rows sized to the limit. The cached reference's sorted columns are mapped from disk
+  (a check touches a few of their pages), DuckDB gets a small share (:data:`COLUMNWISE_DUCKDB_MB`)
+  and the rows sampled are picked as the row numbers stream by: what the check holds is
+  :func:`columnwise_bytes`, within :func:`data_budget_bytes`. Both ways give the same data-drift
+  result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -50,7 +55,12 @@ CACHE_FOLDER = Path("cache") / "drift_reference"
 """The drift reference cache, under storage.root."""
 MB = 1 << 20
 TEXT_BYTES = 64  # a text value in a pandas frame: its pointer and a short str object
-CHUNK_VECTORS = 256  # DuckDB vectors (2,048 rows each) per fetched chunk: ~0.5M rows
+COLUMNWISE_DUCKDB_MB = 64
+"""DuckDB's memory_limit while a batch is read column by column: it streams one column at a time and
+sorts the row numbers of a batch (spilling to disk beyond it); the blocks it keeps cached up to its
+limit count in the process's memory."""
+CHUNK_VECTORS = 256  # DuckDB vectors (2,048 rows each) per fetched chunk of numbers: ~0.5M rows, 4 MB
+CATEGORY_VECTORS = 32  # per fetched chunk of categories: ~65k Python objects, ~10 MB with value_counts' work
 _NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT",
                  "UINTEGER", "USMALLINT", "UTINYINT", "BOOLEAN", "DECIMAL", "TIMESTAMP", "DATE")
 
@@ -96,19 +106,37 @@ def reference_key(conn: duckdb.DuckDBPyConnection, reference_ids: Sequence[str],
 
 def read_numeric(conn: duckdb.DuckDBPyConnection, batch_ids: Sequence[str], column: str, rows: int,
                  name: str) -> SortedColumn:
-    """One numeric column of some batches, read in chunks into one buffer and sorted in place."""
+    """One numeric column of some batches, read in chunks into one buffer and sorted in place.
+
+    Only the finite values are kept in the buffer (NaN and ±inf are counted as they are read), so
+    the column costs one buffer of ``rows`` float64 at most: no filtered copy of it is made.
+    """
     result = conn.execute(f"SELECT {storage.quote_identifier(column)} FROM validated WHERE {_ids_clause()}",
                           [list(batch_ids)])
     out = np.empty(rows, dtype=np.float64)
-    filled = 0
+    seen = kept = missing = infinite = 0
     while len(chunk := result.fetch_df_chunk(CHUNK_VECTORS)):
         values = numeric_values(chunk.iloc[:, 0], name)
-        out[filled:filled + len(values)] = values
-        filled += len(values)
-    if filled != rows:
-        raise RuntimeError(f"column {column!r} has {filled} rows where {rows} were counted: the batches changed "
-                           f"while being read; run again")
-    return sorted_column(out, name, grid=name == "reference", in_place=True)
+        del chunk
+        seen += len(values)
+        if seen > rows:
+            break
+        finite = np.isfinite(values)
+        if finite.all():
+            out[kept:kept + len(values)] = values
+            kept += len(values)
+        else:
+            nan = int(np.isnan(values).sum())
+            good = int(finite.sum())
+            missing, infinite = missing + nan, infinite + len(values) - good - nan
+            out[kept:kept + good] = values[finite]
+            kept += good
+        del values, finite
+    if seen != rows:
+        raise RuntimeError(f"column {column!r} has {'more' if seen > rows else seen} rows where {rows} were counted: "
+                           f"the batches changed while being read; run again")
+    summary = sorted_column(out[:kept], name, grid=name == "reference", in_place=True)
+    return dataclasses.replace(summary, missing=missing, infinite=infinite)
 
 
 def read_counts(conn: duckdb.DuckDBPyConnection, batch_ids: Sequence[str], column: str, name: str) -> CategoryCounts:
@@ -116,9 +144,27 @@ def read_counts(conn: duckdb.DuckDBPyConnection, batch_ids: Sequence[str], colum
     result = conn.execute(f"SELECT {storage.quote_identifier(column)} FROM validated WHERE {_ids_clause()}",
                           [list(batch_ids)])
     parts = []
-    while len(chunk := result.fetch_df_chunk(CHUNK_VECTORS)):
+    while len(chunk := result.fetch_df_chunk(CATEGORY_VECTORS)):
         parts.append(category_counts(chunk.iloc[:, 0], name))
     return add_category_counts(parts)
+
+
+def _row_numbers(conn: duckdb.DuckDBPyConnection, batch: str, inside: np.ndarray) -> np.ndarray:
+    """The ``_row`` of the rows at positions ``inside`` (ascending) of one batch in row order, picked
+    as the row numbers stream by (never all of them in memory at once)."""
+    result = conn.execute(f"SELECT {ROW_COLUMN} FROM validated WHERE {BATCH_COLUMN} = ? ORDER BY {ROW_COLUMN}",
+                          [batch])
+    picked, offset, i = [], 0, 0
+    while i < len(inside) and len(chunk := result.fetch_df_chunk(CHUNK_VECTORS)):
+        rows = chunk.iloc[:, 0].to_numpy()
+        end = i + int(np.searchsorted(inside[i:], offset + len(rows), "left"))
+        picked.append(rows[inside[i:end] - offset].astype(np.int64))
+        offset, i = offset + len(rows), end
+        del chunk, rows
+    if i < len(inside):
+        raise RuntimeError(f"batch {batch!r} has {offset} rows, fewer than were counted: it changed while being read; "
+                           f"run again")
+    return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
 def read_rows(conn: duckdb.DuckDBPyConnection, batch_ids: Sequence[str], positions: np.ndarray,
@@ -128,9 +174,7 @@ def read_rows(conn: duckdb.DuckDBPyConnection, batch_ids: Sequence[str], positio
     for batch, n in batch_rows(conn, batch_ids):
         inside = positions[(positions >= offset) & (positions < offset + n)] - offset
         if len(inside):
-            rows = conn.execute(f"SELECT {ROW_COLUMN} FROM validated WHERE {BATCH_COLUMN} = ? ORDER BY {ROW_COLUMN}",
-                                [batch]).fetchnumpy()[ROW_COLUMN]
-            picked_rows.append(np.asarray(rows)[inside])
+            picked_rows.append(_row_numbers(conn, batch, inside))
             picked_batches += [batch] * len(inside)
         offset += n
     select = ", ".join(f"v.{storage.quote_identifier(c)}" for c in columns) if columns is not None else "v.*"
@@ -250,7 +294,7 @@ def drift_in_warehouse(conn: duckdb.DuckDBPyConnection, *, batch_id: str, refere
     n_cur = sum(n for _, n in batch_rows(conn, [batch_id]))
     n_ref = sum(n for _, n in batch_rows(conn, reference_ids))
     budget = MemoryBudget(memory_limit_mb)
-    row_bytes, data_bytes = _row_bytes(types), (budget.spare_mb - budget.duckdb_mb) * MB
+    row_bytes, data_bytes = _row_bytes(types), data_budget_bytes(memory_limit_mb)
     # Read whole, a frame costs ~3× its size at the peak: DuckDB's result, the frame, a column's sort.
     if read_whole if read_whole is not None else (n_cur + n_ref) * row_bytes * 3 <= data_bytes:
         with duckdb_memory_limit(conn, budget.duckdb_mb):
@@ -258,20 +302,42 @@ def drift_in_warehouse(conn: duckdb.DuckDBPyConnection, *, batch_id: str, refere
             reference = storage.read_validated(conn, list(reference_ids)) if reference_ids else current.iloc[0:0]
             out = BatchDrift(None, current, reference, n_cur, n_ref)
             return _compare(conn, out, batch_id, reference_ids, numeric, categorical, settings, cache_dir)
-    need = 8 * (n_ref + 2 * n_cur)  # the reference column, the batch's and its sorted copy
+    rows = sample_rows(memory_limit_mb, row_bytes, settings)  # per side, for the rest of the monitoring
+    need = columnwise_bytes(n_cur, n_ref if numeric else 0, rows if n_ref else 0, row_bytes)
     if n_ref and numeric and need > data_bytes:
         raise ValueError(
             f"comparing batch {batch_id!r} ({n_cur:,} rows) with its reference ({n_ref:,} rows) needs ~{need // MB:,} MB "
-            f"for one numeric column (its values, a sorted copy and the reference's), more than the "
-            f"{max(data_bytes, 0) // MB:,} MB that storage.memory_limit_mb = {memory_limit_mb:,} leaves for data: raise "
-            f"it to at least {memory_limit_mb + (need - data_bytes) // MB + 1:,}")
-    with duckdb_memory_limit(conn, budget.duckdb_mb):
-        rows = max(settings.domain_max_rows, data_bytes // 8 // row_bytes)  # per side, for the rest of the monitoring
+            f"for one numeric column (its values, sorted in place; the reference's is read from the cache on disk) "
+            f"and the sampled rows, more than the {max(data_bytes, 0) // MB:,} MB that storage.memory_limit_mb = "
+            f"{memory_limit_mb:,} leaves for data: raise it to at least {memory_limit_mb + (need - data_bytes) // MB + 1:,}")
+    with duckdb_memory_limit(conn, min(budget.duckdb_mb, COLUMNWISE_DUCKDB_MB)):
         current = read_rows(conn, [batch_id], _sample_positions(n_cur, rows, settings.seed, 2))
         reference = read_rows(conn, list(reference_ids), _sample_positions(n_ref, rows, settings.seed, 3)) \
             if n_ref else current.iloc[0:0]
         out = BatchDrift(None, current, reference, n_cur, n_ref, sampled=True)
         return _compare(conn, out, batch_id, reference_ids, numeric, categorical, settings, cache_dir)
+
+
+def data_budget_bytes(memory_limit_mb: int) -> int:
+    """What ``storage.memory_limit_mb`` leaves a drift check for data (:class:`MemoryBudget`: the
+    limit less the base, the fixed working memory and DuckDB's share)."""
+    budget = MemoryBudget(memory_limit_mb)
+    return (budget.spare_mb - budget.duckdb_mb) * MB
+
+
+def sample_rows(memory_limit_mb: int, row_bytes: int, settings: DriftSettings) -> int:
+    """Rows per side sampled for the rest of the monitoring when a batch is read column by column:
+    an eighth of the data budget each (at least ``domain_max_rows``)."""
+    return max(settings.domain_max_rows, data_budget_bytes(memory_limit_mb) // 8 // row_bytes)
+
+
+def columnwise_bytes(n_current: int, n_reference: int, rows: int, row_bytes: int) -> int:
+    """Peak data memory of a column-by-column check: the two sampled frames, and one numeric column
+    at a time in one float64 buffer (the batch's, or the reference's while its cache entry is
+    built; a cached reference column is mapped from disk, not read) plus the chunk being read
+    (``CHUNK_VECTORS`` vectors of 2,048 values, and what pandas and NumPy make of it)."""
+    longest = max(n_current, n_reference)
+    return 2 * rows * row_bytes + 8 * longest + 4 * 8 * min(CHUNK_VECTORS * 2048, longest)
 
 
 @contextmanager

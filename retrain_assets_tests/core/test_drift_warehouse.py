@@ -175,9 +175,9 @@ def test_a_damaged_entry_is_rebuilt_and_the_report_says_so(warehouse, builds, re
 def test_column_by_column_the_other_monitoring_reads_seeded_samples(warehouse):
     conn, cache = warehouse
     settings = DriftSettings(domain_max_rows=1000)
-    # 466 MB leaves ~2 MB for data: samples of a few thousand rows per side
-    first = check(conn, cache, read_whole=False, settings=settings, limit=466)
-    second = check(conn, cache, read_whole=False, settings=settings, limit=466)
+    # 766 MB leaves ~2 MB for data (base 400, working 300, DuckDB 64): samples of a few thousand rows per side
+    first = check(conn, cache, read_whole=False, settings=settings, limit=766)
+    second = check(conn, cache, read_whole=False, settings=settings, limit=766)
     assert first.sampled and 1000 <= len(first.current) < 5000 and 1000 <= len(first.reference) < 10_500
     pd.testing.assert_frame_equal(first.current, second.current)
     assert first.current["_row"].is_monotonic_increasing
@@ -225,10 +225,48 @@ def test_monitor_batch_takes_the_warehouse_verdict_and_says_when_it_sampled(ware
     cfg = parse_settings(yaml.safe_load(write_config(tmp_path).read_text()), tmp_path / "config.yaml")
     schema = DatasetSchema(columns=(ColumnSpec("x", "numeric"), ColumnSpec("plan", "categorical")), target="churned",
                            task="classification")
-    checked = check(conn, cache, read_whole=False, settings=DriftSettings(domain_max_rows=1000), limit=466)
+    checked = check(conn, cache, read_whole=False, settings=DriftSettings(domain_max_rows=1000), limit=766)
     report = monitor_batch(cfg, schema, batch_id="b3", current=checked.current, reference=checked.reference,
                            reference_ids=["b1", "b2"], champion=None, holdout=None, data=checked)
     assert report.data is checked.result
     assert any("the batch (5,000 rows) and its reference (10,500 rows) exceed" in n and
                f"seeded samples ({len(checked.current):,} and {len(checked.reference):,} rows)" in n
                for n in report.notes), report.notes
+
+
+def test_a_batch_over_the_limit_is_checked_column_by_column_within_the_data_budget(tmp_path):
+    """The memory share drift_report keeps to: at a limit whose data budget is smaller than the
+    frames, the check takes the column-by-column path, and what Python allocates at its peak (cold:
+    the reference prepared and cached in the same call; then warm, from the cache) stays within the
+    budget the limit leaves for data (DuckDB's own memory is not traced: it has its own limit)."""
+    import tracemalloc
+
+    from retrain_assets.core.memory_budget import BASE_MB, WORKING_MB
+
+    rng = np.random.default_rng(5)
+    n = 1_500_000
+    conn = duckdb.connect(str(tmp_path / "big.duckdb"))
+    store(conn, "r", batch(rng, n))
+    store(conn, "c", batch(rng, n, shift=0.3))
+    limit = BASE_MB + WORKING_MB + 64 + 40  # DuckDB's least share (64 MB) and 40 MB for data
+    budget = drift_warehouse.data_budget_bytes(limit)
+    settings = DriftSettings(domain_max_rows=2000)
+    row_bytes = drift_warehouse._row_bytes(drift_warehouse.table_columns(conn))
+    rows = drift_warehouse.sample_rows(limit, row_bytes, settings)
+    assert drift_warehouse.columnwise_bytes(n, n, rows, row_bytes) <= budget < 2 * n * row_bytes, \
+        "the frames exceed the budget, one column does not"
+    checked = []
+    for _ in ("cold", "warm"):
+        tracemalloc.start()
+        try:
+            got = drift_in_warehouse(conn, batch_id="c", reference_ids=["r"], numeric=NUMERIC, categorical=CATEGORICAL,
+                                     settings=settings, cache_dir=tmp_path / "cache", memory_limit_mb=limit)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert got.sampled and len(got.current) == rows, "the batch was read column by column"
+        assert peak <= budget, f"the drift check peaked at {peak / 2**20:.0f} MB, over its {budget / 2**20:.0f} MB"
+        checked.append(got.result)
+    assert_same(checked[1], checked[0])
+    assert "x" in checked[0].drifted_features
+    conn.close()
