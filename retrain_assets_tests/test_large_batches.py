@@ -68,7 +68,12 @@ def test_a_batch_streamed_in_chunks_and_checked_column_by_column_gives_what_one_
     monkeypatch.setattr(batch_reader.LandedFile, "csv_chunks", counted)
     monkeypatch.setattr(memory_budget, "MIN_CHUNK_ROWS", 100)
     monkeypatch.setattr(memory_budget, "MAX_CHUNK_ROWS", 400)  # what a tight limit gives a wide batch
-    monkeypatch.setattr(drift_warehouse, "_row_bytes", lambda types: 10**6)  # rows "too large" to read whole
+    in_warehouse = drift_warehouse.drift_in_warehouse  # as for a batch whose rows would not fit the limit
+
+    def column_by_column(*args, **kwargs):
+        return in_warehouse(*args, **{**kwargs, "read_whole": False})
+
+    monkeypatch.setattr(drift_warehouse, "drift_in_warehouse", column_by_column)
     with dg.instance_for_test() as instance:
         small = _deploy(tmp_path, "small", instance)
 
