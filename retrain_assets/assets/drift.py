@@ -12,6 +12,7 @@ from retrain_assets.core import label_store, metrics_store, storage
 from retrain_assets.core.labels import label_verdict
 from retrain_assets.core.monitoring import BatchMonitoring, concept_record, monitor_batch, reference_batches_for
 from retrain_assets.core.drift_warehouse import batch_drift
+from retrain_assets.core.retrain import champion_holdout
 from retrain_assets.core.report import plot_distributions, write_html_report
 from retrain_assets.core.schema import SchemaStore
 from retrain_assets.core.markdown import png_markdown
@@ -80,11 +81,7 @@ def _drift_report(
         reference_ids = reference_batches_for(batch_id, passed, champion, cfg.drift.reference_batches)
         checked = batch_drift(conn, cfg, schema, batch_id=batch_id, reference_ids=reference_ids)
         current, reference = checked.current, checked.reference
-        # the champion's holdout as its retrain read it: at most training.max_rows, the same seeded sample
-        holdout = storage.read_validated_sample(
-            conn, [b for b in champion.holdout_batches if b in passed], target=cfg.dataset.target,
-            max_rows=cfg.training.max_rows, seed=cfg.model.seed,
-        ).rows if champion is not None else None
+        holdout = champion_holdout(conn, cfg, champion, passed)
     result: BatchMonitoring = monitor_batch(
         cfg, schema, batch_id=batch_id, current=current, reference=reference, reference_ids=reference_ids,
         champion=champion, holdout=holdout, data=checked,

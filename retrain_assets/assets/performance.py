@@ -12,6 +12,7 @@ from retrain_assets.core import approval, label_store, metrics_store, registry a
 from retrain_assets.core.ledger import read_ledger
 from retrain_assets.core.model_registry import RegistryClient
 from retrain_assets.core.registry import Champion
+from retrain_assets.core.retrain import champion_holdout
 from retrain_assets.core.watch import measure_batch
 from retrain_assets.core.markdown import markdown_table, png_markdown
 from retrain_assets.checks import held_back_message
@@ -107,10 +108,7 @@ def _production_metrics(
         previous = None
         if champion is not None:
             passed = set(storage.passed_batches(conn))
-            holdout = storage.read_validated_sample(  # as its retrain read it (training.max_rows, seeded)
-                conn, [b for b in champion.holdout_batches if b in passed], target=cfg.dataset.target,
-                max_rows=cfg.training.max_rows, seed=cfg.model.seed,
-            ).rows
+            holdout = champion_holdout(conn, cfg, champion, passed)
             previous = watched_previous(cfg, client, conn, batch_id) if batch[cfg.dataset.target].notna().any() else None
         challenger_version, shadow_reason = shadow_candidate(cfg, client, conn, champion)
         concept = drift_concept(metrics_store.read_drift_reports(conn, batch_id), batch_id, champion)

@@ -53,6 +53,22 @@ class TrainingData:
     sampling: str | None = None
 
 
+def read_capped(conn: duckdb.DuckDBPyConnection, cfg, batch_ids: list[str]) -> storage.ValidatedSample:
+    """Valid rows of these batches as a retrain reads them: at most ``training.max_rows`` labelled rows,
+    a seeded sample (``model.seed``) beyond (:func:`storage.read_validated_sample`)."""
+    return storage.read_validated_sample(conn, batch_ids, target=cfg.dataset.target,
+                                         max_rows=cfg.training.max_rows, seed=cfg.model.seed)
+
+
+def champion_holdout(conn: duckdb.DuckDBPyConnection, cfg, champion: reg.Champion | None,
+                     passed: list[str] | set[str]) -> pd.DataFrame | None:
+    """The champion's holdout rows as its retrain read them (the same sample, from its holdout batches
+    still passed), or None without a champion: what drift_report and production_metrics prime with."""
+    if champion is None:
+        return None
+    return read_capped(conn, cfg, [b for b in champion.holdout_batches if b in passed]).rows
+
+
 def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_champion: bool) -> TrainingData:
     """The training window for a retrain launched by ``trigger``, read from the warehouse.
 
@@ -82,9 +98,8 @@ def training_data(conn: duckdb.DuckDBPyConnection, cfg, *, trigger: str, has_cha
     except ValueError as error:
         raise CannotTrain(f"cannot train: {error}") from None
     MemoryBudget(cfg.storage.memory_limit_mb).apply(conn)  # DuckDB draws the sample within its share
-    cap = dict(target=cfg.dataset.target, max_rows=cfg.training.max_rows, seed=cfg.model.seed)
-    train_rows = storage.read_validated_sample(conn, window.train_batches, **cap)
-    holdout_rows = storage.read_validated_sample(conn, window.holdout_batches, **cap)
+    train_rows = read_capped(conn, cfg, window.train_batches)
+    holdout_rows = read_capped(conn, cfg, window.holdout_batches)
     train, holdout = window.frames(train_rows.rows, holdout_rows.rows, time_column=cfg.dataset.time_column)
     sampling = "; ".join(f"{what}: {s.summary}" for what, s in (("training", train_rows), ("holdout", holdout_rows))
                          if s.summary) or None
